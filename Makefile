@@ -1,0 +1,47 @@
+# Two commands: `make run` (serve the demo) and `make test` (the whole suite, SQLite and PostgreSQL).
+SHELL := /bin/bash
+PYTHON ?= python3.11
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+VENV := .venv
+STAMP := $(VENV)/.synced
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+export UV_PYTHON_DOWNLOADS := never
+HOST ?= 127.0.0.1
+PORT ?= 8000
+WORKERS ?= 1
+
+.PHONY: run test venv bench lint postgres clean
+
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==0.13.9
+
+$(STAMP): pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --python $(PYTHON)
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+run: venv
+	$(VENV)/bin/sharedcare db upgrade
+	SHAREDCARE_DEMO=1 $(VENV)/bin/sharedcare demo load
+	SHAREDCARE_DEMO=1 $(VENV)/bin/sharedcare serve --host $(HOST) --port $(PORT) --workers $(WORKERS)
+
+postgres:
+	@bash scripts/ensure-postgres.sh
+
+test: venv
+	@if [ "$${SHAREDCARE_TEST_SKIP_POSTGRES:-0}" != "1" ]; then bash scripts/ensure-postgres.sh; fi
+	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+lint: venv
+	$(VENV)/bin/ruff check service consent fhir_profiles tests bench
+	$(VENV)/bin/lint-imports
+
+bench: venv
+	@if [ "$${SHAREDCARE_TEST_SKIP_POSTGRES:-0}" != "1" ]; then bash scripts/ensure-postgres.sh; fi
+	$(VENV)/bin/python -m bench.run $(BENCH_ARGS)
+
+clean:
+	rm -rf $(VENV) $(TOOLS) var/*.db var/*.db-*

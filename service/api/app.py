@@ -1,0 +1,78 @@
+"""The ASGI application: wires settings, database, store, search, identity and audit together."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from service.api import fhir_http, health
+from service.config import Settings, get_settings
+from service.db import Database
+from service.fhir.outcome import Issue, outcome
+from service.interactions.session import Services
+from service.logging import configure_logging
+from service.storage.store import Store
+
+log = logging.getLogger("sharedcare.app")
+
+ISSUE_CODE = {400: "invalid", 401: "login", 403: "forbidden", 404: "not-found", 405: "not-supported",
+              406: "not-supported", 413: "too-costly", 415: "not-supported", 422: "processing", 429: "throttled"}
+
+
+def build_services(settings: Settings, db: Database | None = None) -> Services:
+    db = db or Database(settings)
+    store = Store(postgres=db.is_postgres)
+    services = Services(settings=settings, db=db, store=store)
+    from service.search import install as install_search
+
+    install_search(services)
+    try:
+        from service.auth import install as install_auth
+    except ImportError:  # the identity layer is optional only while it is being built
+        install_auth = None
+    if install_auth is not None:
+        install_auth(services)
+    return services
+
+
+def _oo(status: int, text: str, headers: dict[str, str] | None = None) -> Response:
+    body = outcome([Issue("error", ISSUE_CODE.get(status, "exception" if status >= 500 else "invalid"), text)])
+    return JSONResponse(body, status_code=status, media_type="application/fhir+json", headers=headers)
+
+
+def create_app(settings: Settings | None = None, services: Services | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    configure_logging()
+    app = FastAPI(title="Shared care record", version="0.1.0", docs_url=None, redoc_url=None,
+                  openapi_url="/openapi.json")
+    app.state.services = services or build_services(settings)
+    app.include_router(health.router)
+    app.include_router(fhir_http.router)
+    for installer in app.state.services.extras.get("app_installers", []):
+        installer(app)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        text = {404: f"Nothing at {request.url.path}", 405: f"{request.method} is not allowed on {request.url.path}"}
+        return _oo(exc.status_code, text.get(exc.status_code, str(exc.detail)), getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
+        return _oo(400, "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return _oo(500, "Internal error; it has been logged")
+
+    return app
+
+
+def app_factory() -> Any:
+    """Entry point for uvicorn --factory (each worker builds its own, stateless)."""
+    return create_app()

@@ -1,0 +1,120 @@
+"""The HTTP adapter for the FHIR API: HTTP request -> FhirRequest -> pipeline -> HTTP response.
+
+Content rules (https://hl7.org/fhir/R4/http.html#mime-type): JSON only, as application/fhir+json or
+application/json, with `_format` and `_pretty`; XML gets 415 with a clear OperationOutcome.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl
+
+import orjson
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
+
+from service.api.pipeline import handle
+from service.fhir.outcome import OperationOutcomeError
+from service.interactions.request import FhirRequest, FhirResponse, error_response
+
+router = APIRouter()
+
+FHIR_JSON = "application/fhir+json"
+JSON_TYPES = {"application/fhir+json", "application/json", "application/json+fhir", "text/json"}
+BODY_TYPES = JSON_TYPES | {"application/json-patch+json", "application/x-www-form-urlencoded"}
+FORMAT_JSON = {"json", "application/json", "application/fhir+json", "application/json+fhir", "text/json"}
+METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"]
+
+
+def _media(raw: str | None) -> str | None:
+    if not raw:
+        return None
+    return raw.split(";", 1)[0].strip().lower() or None
+
+
+def _wants_xml(fmt: str | None, accept: str | None) -> bool:
+    if fmt is not None:
+        return fmt.lower() not in FORMAT_JSON
+    if not accept:
+        return False
+    types = [_media(a) for a in accept.split(",")]
+    if any(t in JSON_TYPES or t in ("*/*", "application/*") for t in types):
+        return False
+    return any(t and "xml" in t for t in types)
+
+
+def _response_media(accept: str | None) -> str:
+    if accept and "application/json" in accept and "fhir+json" not in accept:
+        return "application/json"
+    return FHIR_JSON
+
+
+def to_http(resp: FhirResponse, *, pretty: bool, media: str, head: bool = False) -> Response:
+    body = resp.body
+    if body is not None and pretty:
+        body = orjson.dumps(orjson.loads(body), option=orjson.OPT_INDENT_2)
+    headers = dict(resp.headers)
+    if body is None:
+        return Response(status_code=resp.status, headers=headers)
+    return Response(content=b"" if head else body, status_code=resp.status, headers=headers,
+                    media_type=f"{media}; charset=utf-8")
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    too_big = OperationOutcomeError(413, "too-costly", f"The request body is larger than the limit of {limit} "
+                                    "bytes (SHAREDCARE_MAX_BODY_BYTES)")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise too_big
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_big
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def fhir_endpoint(request: Request) -> Response:
+    services = request.app.state.services
+    path = request.path_params.get("path", "")
+    params = [(k, v) for k, v in parse_qsl(request.url.query, keep_blank_values=True)]
+    fmt = next((v for k, v in params if k == "_format"), None)
+    pretty = next((v for k, v in params if k == "_pretty"), "false") == "true"
+    accept = request.headers.get("accept")
+    media = _response_media(accept)
+    params = [(k, v) for k, v in params if k not in ("_format", "_pretty")]
+    try:
+        if _wants_xml(fmt, accept):
+            raise OperationOutcomeError(415, "not-supported", "This server speaks FHIR JSON only "
+                                        "(application/fhir+json); XML is not supported")
+        content_type = _media(request.headers.get("content-type"))
+        body = await _read_body(request, services.settings.max_body_bytes)
+        if body and content_type is not None and content_type not in BODY_TYPES:
+            raise OperationOutcomeError(415, "not-supported", f"Content-Type {content_type!r} is not supported; "
+                                        "send application/fhir+json (XML is not supported)")
+        if body:
+            try:
+                body.decode("utf-8")
+            except UnicodeDecodeError:
+                raise OperationOutcomeError(400, "structure", "The body is not valid UTF-8") from None
+        if content_type == "application/x-www-form-urlencoded" and request.method == "POST" and path.endswith(
+                "_search"):
+            params += [(k, v) for k, v in parse_qsl(body.decode(), keep_blank_values=True)
+                       if k not in ("_format", "_pretty")]
+            body = b""
+        method = "GET" if request.method == "HEAD" else request.method
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        if request.client:
+            headers.setdefault("x-sharedcare-remote", request.client.host)
+        freq = FhirRequest(method=method, path=path, params=params, headers=headers,
+                           body=body or None, content_type=content_type)
+        resp = await run_in_threadpool(handle, freq, services)
+    except OperationOutcomeError as err:
+        resp = error_response(err)
+    return to_http(resp, pretty=pretty, media=media, head=request.method == "HEAD")
+
+
+router.add_api_route("/fhir", fhir_endpoint, methods=METHODS, include_in_schema=False)
+router.add_api_route("/fhir/{path:path}", fhir_endpoint, methods=METHODS, include_in_schema=False)

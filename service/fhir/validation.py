@@ -1,0 +1,84 @@
+"""Validation on write: JSON shape, the base spec (fhir.resources R4B models) and our profile rules.
+
+R4 (4.0.1) is the wire format; fhir.resources ships R4B models, which differ from R4 for a handful of
+types. Types that exist in R4 but not in R4B (for example MedicinalProduct and its family) are checked
+structurally only (resourceType, id, meta); this is documented in ARCHITECTURE.md.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from pydantic import ValidationError
+
+from fhir_profiles.rules import profile_issues
+from service.fhir.outcome import Issue, OperationOutcomeError
+from service.fhir.types import RESOURCE_TYPES, is_valid_id
+
+
+@lru_cache(maxsize=None)
+def _model(resource_type: str) -> Any | None:
+    from fhir.resources.R4B import get_fhir_model_class
+
+    try:
+        return get_fhir_model_class(resource_type)
+    except (ValueError, KeyError, ImportError):
+        return None
+
+
+def _path(resource_type: str, loc: tuple[Any, ...]) -> str:
+    out = resource_type
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}"
+    return out
+
+
+def base_issues(resource: dict[str, Any]) -> list[Issue]:
+    """Every problem the base specification finds, each with its element path."""
+    rtype = resource.get("resourceType")
+    model = _model(rtype) if isinstance(rtype, str) else None
+    issues: list[Issue] = []
+    rid = resource.get("id")
+    if rid is not None and (not isinstance(rid, str) or not is_valid_id(rid)):
+        issues.append(Issue("error", "value", f"{rtype}.id: {rid!r} is not a valid FHIR id "
+                                              "(1-64 characters of A-Z, a-z, 0-9, '-' and '.')", (f"{rtype}.id",)))
+    if model is None:
+        return issues
+    try:
+        model.model_validate(resource)
+    except ValidationError as exc:
+        for err in exc.errors():
+            loc = tuple(p for p in err.get("loc", ()) if p != "__root__")
+            path = _path(rtype, loc)
+            msg = str(err.get("msg", "invalid"))
+            if err.get("type") == "extra_forbidden":
+                msg = "unknown element"
+            issues.append(Issue("error", "structure" if "missing" in str(err.get("type")) else "value",
+                                f"{path}: {msg}", (path,)))
+    except (ValueError, TypeError) as exc:  # some model validators raise plain errors
+        issues.append(Issue("error", "value", f"{rtype}: {exc}", (rtype,)))
+    return issues
+
+
+def validate_resource(resource: Any, *, expected_type: str | None = None) -> None:
+    """Raise a 400 (shape) or 422 (content) OperationOutcomeError for anything invalid."""
+    if not isinstance(resource, dict):
+        raise OperationOutcomeError(400, "structure", "The body must be a JSON object (a FHIR resource)")
+    rtype = resource.get("resourceType")
+    if not isinstance(rtype, str):
+        raise OperationOutcomeError(400, "structure", "The resource has no resourceType")
+    if expected_type is not None and rtype != expected_type:
+        raise OperationOutcomeError(
+            400, "invalid", f"The body's resourceType {rtype!r} does not match the URL's type {expected_type!r}")
+    if rtype not in RESOURCE_TYPES:
+        raise OperationOutcomeError(400, "not-supported", f"{rtype!r} is not a FHIR R4 resource type")
+    issues = base_issues(resource) + profile_issues(resource)
+    if issues:
+        summary = f"{rtype} is invalid: " + "; ".join(i.diagnostics for i in issues[:20])
+        if len(issues) > 20:
+            summary += f"; and {len(issues) - 20} more"
+        raise OperationOutcomeError(422, "processing", summary, issues=issues)

@@ -1,0 +1,92 @@
+"""The CapabilityStatement, generated from what is registered: types, interactions, search, operations.
+
+Extension points: `SECURITY_HOOKS` (the identity layer adds the SMART `oauth-uris` extension) and the
+search engine's `capability_params(type)`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from service import operations
+from service.fhir.types import NOT_STORABLE, RESOURCE_TYPES
+from service.interactions.request import FhirRequest, FhirResponse
+from service.interactions.session import Session, Services
+
+TYPE_INTERACTIONS = ["read", "vread", "update", "patch", "delete", "history-instance", "history-type", "create",
+                     "search-type"]
+SYSTEM_INTERACTIONS = ["transaction", "batch", "history-system", "search-system"]
+
+SECURITY_HOOKS: list[Callable[[Services], dict[str, Any] | None]] = []
+
+
+def build(services: Services) -> dict[str, Any]:
+    search = services.search
+    resources = []
+    for rtype in sorted(RESOURCE_TYPES - NOT_STORABLE):
+        entry: dict[str, Any] = {
+            "type": rtype,
+            "interaction": [{"code": c} for c in TYPE_INTERACTIONS],
+            "versioning": "versioned-update",
+            "readHistory": True,
+            "updateCreate": True,
+            "conditionalCreate": True,
+            "conditionalUpdate": True,
+            "conditionalDelete": "single",
+        }
+        if search is not None:
+            params = search.capability_params(rtype)
+            if params:
+                entry["searchParam"] = params
+            includes = search.capability_includes(rtype)
+            if includes:
+                entry["searchInclude"], entry["searchRevInclude"] = includes
+        ops = [{"name": op.name, "definition": op.definition or f"{services.base}/OperationDefinition/{op.name}"}
+               for (level, t, _), op in sorted(operations.REGISTRY.items()) if t == rtype]
+        if ops:
+            entry["operation"] = ops
+        resources.append(entry)
+    rest: dict[str, Any] = {
+        "mode": "server",
+        "resource": resources,
+        "interaction": [{"code": c} for c in SYSTEM_INTERACTIONS],
+    }
+    sys_ops = [{"name": op.name, "definition": op.definition or f"{services.base}/OperationDefinition/{op.name}"}
+               for (level, _t, _), op in sorted(operations.REGISTRY.items()) if level == "system"]
+    if sys_ops:
+        rest["operation"] = sys_ops
+    for hook in SECURITY_HOOKS:
+        sec = hook(services)
+        if sec:
+            rest["security"] = sec
+    return {
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": "2026-11-25",
+        "publisher": "Shared care record service",
+        "kind": "instance",
+        "software": {"name": "sharedcare", "version": "0.1.0"},
+        "implementation": {"description": "Shared-care record and single-assessment service",
+                           "url": services.base},
+        "fhirVersion": "4.0.1",
+        "format": ["application/fhir+json", "application/json"],
+        "patchFormat": ["application/json-patch+json"],
+        "rest": [rest],
+    }
+
+
+_cache: dict[int, bytes] = {}
+
+
+def capability_response(req: FhirRequest, session: Session) -> FhirResponse:
+    key = id(session.services)
+    body = _cache.get(key)
+    if body is None:
+        body = orjson.dumps(build(session.services))
+        _cache[key] = body
+    return FhirResponse(200, body)
+
+

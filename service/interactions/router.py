@@ -1,0 +1,143 @@
+"""The FHIR route table: one generic dispatcher over /{type}/{id}/... (https://hl7.org/fhir/R4/http.html).
+
+`route(req)` returns the handler call and whether it writes, so the HTTP adapter can open the right
+kind of unit of work before any storage access.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from service import operations
+from service.fhir.outcome import OperationOutcomeError, not_found
+from service.fhir.types import RESOURCE_TYPES
+from service.interactions import capability, crud, history
+from service.interactions.request import FhirRequest, FhirResponse
+from service.interactions.session import Session
+
+Call = Callable[[Session], FhirResponse]
+
+WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+@dataclass(frozen=True)
+class Route:
+    call: Call
+    writes: bool
+    interaction: str
+
+
+def _method_not_allowed(method: str, what: str, allowed: str) -> OperationOutcomeError:
+    return OperationOutcomeError(405, "not-supported", f"{method} is not allowed on {what}; allowed: {allowed}",
+                                 headers={"Allow": allowed})
+
+
+def _type(rtype: str) -> str:
+    if rtype not in RESOURCE_TYPES:
+        raise not_found(f"Unknown resource type {rtype!r}")
+    return rtype
+
+
+def _search(req: FhirRequest, rtype: str | None) -> Call:
+    return lambda s: s.services.search.search(req, s, rtype)
+
+
+def _operation(req: FhirRequest, level: str, rtype: str, rid: str | None, name: str) -> Route:
+    op = operations.find(level, rtype, name)
+    if op is None:
+        where = {"system": "the server", "type": rtype, "instance": f"{rtype} instances"}[level]
+        raise not_found(f"Operation ${name} is not supported on {where}")
+    if req.method not in op.methods:
+        raise _method_not_allowed(req.method, f"${name}", ", ".join(op.methods))
+    return Route(lambda s: op.handler(req, s, rtype or None, rid), op.writes and req.method != "GET",
+                 f"operation:{name}")
+
+
+def route(req: FhirRequest) -> Route:
+    parts = [p for p in req.path.split("/") if p]
+    m = req.method
+    n = len(parts)
+    if n == 0:
+        if m == "POST":
+            from service.interactions import bundle
+            return Route(lambda s: bundle.process(req, s), True, "transaction")
+        if m == "GET":
+            return Route(_search(req, None), False, "search-system")
+        raise _method_not_allowed(m, "the FHIR base", "GET, POST")
+    head = parts[0]
+    if n == 1 and head == "metadata":
+        if m != "GET":
+            raise _method_not_allowed(m, "metadata", "GET")
+        return Route(lambda s: capability.capability_response(req, s), False, "capabilities")
+    if n == 1 and head == "_history":
+        if m != "GET":
+            raise _method_not_allowed(m, "_history", "GET")
+        return Route(lambda s: history.history(req, s), False, "history-system")
+    if n == 1 and head == "_search":
+        if m != "POST":
+            raise _method_not_allowed(m, "_search", "POST")
+        return Route(_search(req, None), False, "search-system")
+    if head.startswith("$"):
+        return _operation(req, "system", "", None, head[1:]) if n == 1 else _raise(not_found(f"Unknown path {req.path!r}"))
+    rtype = _type(head)
+    if n == 1:
+        if m == "GET":
+            return Route(_search(req, rtype), False, "search-type")
+        if m == "POST":
+            return Route(lambda s: crud.create(req, s, rtype), True, "create")
+        if m == "PUT":
+            return Route(lambda s: crud.conditional_update(req, s, rtype), True, "update")
+        if m == "DELETE":
+            return Route(lambda s: crud.conditional_delete(req, s, rtype), True, "delete")
+        raise _method_not_allowed(m, rtype, "GET, POST, PUT, DELETE")
+    second = parts[1]
+    if n == 2 and second == "_search":
+        if m != "POST":
+            raise _method_not_allowed(m, f"{rtype}/_search", "POST")
+        return Route(_search(req, rtype), False, "search-type")
+    if n == 2 and second == "_history":
+        if m != "GET":
+            raise _method_not_allowed(m, f"{rtype}/_history", "GET")
+        return Route(lambda s: history.history(req, s, rtype), False, "history-type")
+    if second.startswith("$"):
+        if n != 2:
+            raise not_found(f"Unknown path {req.path!r}")
+        return _operation(req, "type", rtype, None, second[1:])
+    rid = second
+    if n == 2:
+        if m == "GET":
+            return Route(lambda s: crud.read(req, s, rtype, rid), False, "read")
+        if m == "PUT":
+            return Route(lambda s: crud.update(req, s, rtype, rid), True, "update")
+        if m == "PATCH":
+            return Route(lambda s: crud.patch(req, s, rtype, rid), True, "patch")
+        if m == "DELETE":
+            return Route(lambda s: crud.delete(req, s, rtype, rid), True, "delete")
+        raise _method_not_allowed(m, f"{rtype}/{rid}", "GET, PUT, PATCH, DELETE")
+    third = parts[2]
+    if n == 3 and third == "_history":
+        if m != "GET":
+            raise _method_not_allowed(m, f"{rtype}/{rid}/_history", "GET")
+        return Route(lambda s: history.history(req, s, rtype, rid), False, "history-instance")
+    if n == 4 and third == "_history":
+        vid = parts[3]
+        if m != "GET":
+            raise _method_not_allowed(m, f"{rtype}/{rid}/_history/{vid}", "GET")
+        return Route(lambda s: crud.vread(req, s, rtype, rid, vid), False, "vread")
+    if n == 3 and third.startswith("$"):
+        return _operation(req, "instance", rtype, rid, third[1:])
+    if n == 3:
+        ctype = _type(third) if third != "*" else "*"
+        if m != "GET":
+            raise _method_not_allowed(m, f"{rtype}/{rid}/{third}", "GET")
+        return Route(lambda s: s.services.search.compartment(req, s, rtype, rid, ctype), False, "search-compartment")
+    raise not_found(f"Unknown path {req.path!r}")
+
+
+def _raise(err: Exception) -> Route:
+    raise err
+
+
+def dispatch(req: FhirRequest, session: Session) -> FhirResponse:
+    return route(req).call(session)

@@ -1,0 +1,6 @@
+"""The one SQLAlchemy MetaData for every table (Alembic's target); each area defines its tables on it."""
+
+from service.storage.tables import metadata
+
+# Import the modules that define tables so they register on `metadata`.
+__all__ = ["metadata"]

@@ -1,0 +1,11 @@
+"""FHIR search. `install(services)` attaches the search engine and its index listener to the store."""
+
+from __future__ import annotations
+
+from service.search.engine import SearchEngine
+
+
+def install(services) -> None:  # type: ignore[no-untyped-def]
+    engine = SearchEngine(services)
+    services.search = engine
+    services.store.listeners.append(engine.index_listener)
