@@ -65,7 +65,7 @@ def create(req: FhirRequest, session: Session, rtype: str) -> FhirResponse:
             resp = write_response(req, stored, 200, session.base, f"{rtype}/{ids[0]} already exists (If-None-Exist)")
             return resp
     resource.pop("id", None)  # the server assigns ids on create
-    stored = session.store.create(session.conn, resource)
+    stored = session.store.create(session.conn, resource, rid=req.assigned_id)
     return write_response(req, stored, 201, session.base, f"Created {rtype}/{stored.res_id}")
 
 
@@ -116,7 +116,7 @@ def conditional_update(req: FhirRequest, session: Session, rtype: str) -> FhirRe
             raise bad_request(f"{rid!r} is not a valid FHIR id")
         return _do_update(req, session, rtype, rid, resource, req.if_match())
     session.guard.check_resource(session.ctx, "create", rtype, resource)
-    stored = session.store.create(session.conn, resource)
+    stored = session.store.create(session.conn, resource, rid=req.assigned_id)
     return write_response(req, stored, 201, session.base, f"Created {rtype}/{stored.res_id}")
 
 

@@ -18,6 +18,9 @@ class FhirRequest:
     headers: dict[str, str] = field(default_factory=dict)  # lower-case names
     body: bytes | None = None
     content_type: str | None = None  # media type without parameters, or None
+    # Set only by Bundle processing: the id a create must use, planned before any entry is written
+    # so that urn:uuid references can be rewritten up front (never taken from a client).
+    assigned_id: str | None = None
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name.lower())
