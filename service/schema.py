@@ -3,4 +3,5 @@
 from service.storage.tables import metadata
 
 # Import the modules that define tables so they register on `metadata`.
+import service.audit.tables  # noqa: E402,F401
 __all__ = ["metadata"]

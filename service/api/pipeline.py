@@ -3,8 +3,11 @@
 Authentication, the access guard and audit plug in here, before any storage access:
 - `Services.extras["authenticate"]`: (FhirRequest, Services) -> RequestContext (raises 401/403);
 - the guard (Services.guard) is called by every handler before storage;
-- `Services.extras["audit"]`: (Session | None, FhirRequest, FhirResponse, interaction) -> None, called
-  inside the write transaction for writes and before the response leaves for reads.
+- `Services.extras["audit"]`: (Session, FhirRequest, FhirResponse, interaction) -> None, called inside
+  the write transaction for writes, and for reads in a short write unit of its own before the response
+  leaves; `Services.extras["audit_failure"]`: (RequestContext | None, FhirRequest, FhirResponse,
+  interaction) -> None, for refusals and failures (it opens its own unit);
+  `Services.extras["audit_precheck"]`: (FhirRequest, interaction) -> None, may refuse before storage.
 """
 
 from __future__ import annotations
@@ -31,26 +34,44 @@ def authenticate(req: FhirRequest, services: Services) -> RequestContext:
 
 
 def handle(req: FhirRequest, services: Services, ctx: RequestContext | None = None) -> FhirResponse:
+    """Run one request. Audit: a write is audited inside its own transaction; a read is audited in a
+    short write unit of its own right after the read unit, before the response is returned; a refused
+    or failed request is audited in its own unit (a failed write's transaction has been rolled back).
+    If the audit cannot be written, the request fails (503/500): no access goes unrecorded."""
+    audit = services.extras.get("audit")
+    audit_failure = services.extras.get("audit_failure")
+    interaction = "unknown"
     try:
-        if ctx is None:
-            ctx = authenticate(req, services)
-        r = route(req)
+        try:
+            if ctx is None:
+                ctx = authenticate(req, services)
+            r = route(req)
+            interaction = r.interaction
+            precheck = services.extras.get("audit_precheck")
+            if precheck is not None:
+                precheck(req, interaction)
+        except OperationOutcomeError as err:
+            resp = error_response(err)
+            if audit_failure is not None:
+                audit_failure(ctx, req, resp, interaction)
+            return resp
+        failed: FhirResponse | None = None
         unit = services.db.write if r.writes else services.db.read
-        audit = services.extras.get("audit")
-        with unit() as conn:
-            session = Session(services, conn, ctx)
-            try:
+        try:
+            with unit() as conn:
+                session = Session(services, conn, ctx)
                 resp = r.call(session)
-            except OperationOutcomeError as err:
-                resp = error_response(err)
-                if audit is not None:
-                    # Record the refusal; the write transaction is rolled back, so audit separately.
-                    audit_failure = services.extras.get("audit_failure")
-                    if audit_failure is not None:
-                        audit_failure(ctx, req, resp, r.interaction)
-                raise
-            if audit is not None:
-                audit(session, req, resp, r.interaction)
+                if r.writes and audit is not None:
+                    audit(session, req, resp, interaction)  # same transaction as the write
+        except OperationOutcomeError as err:
+            failed = resp = error_response(err)  # the unit was rolled back
+        if audit is not None:
+            if failed is not None and r.writes:
+                if audit_failure is not None:
+                    audit_failure(ctx, req, failed, interaction)
+            elif not r.writes:
+                with services.db.write() as conn:  # a short unit of its own: no lock upgrade on SQLite
+                    audit(Session(services, conn, ctx), req, resp, interaction)
         return resp
     except OperationOutcomeError as err:
         return error_response(err)

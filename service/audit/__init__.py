@@ -1,0 +1,108 @@
+"""Audit: every interaction, decision, break-glass, login and token issued writes an AuditEvent (IHE BALP).
+
+Events are ordinary AuditEvent resources (one read/search path), chained per lane with SHA-256
+(`chain.py`) so `sharedcare audit verify` finds any altered, removed or reordered event. The API
+refuses to change or delete them (405). Partner systems may POST AuditEvents (IHE ATNA); those are
+kept as sent and chained like ours.
+
+API for other modules (identity, consent):
+
+    record(conn, event, *, patients=None) -> str
+        Store and chain a complete AuditEvent dict on `conn`, inside the caller's write transaction;
+        returns its id. Build `event` with `audit_event(ctx, base, type=..., ...)` or use:
+    record_login(conn, ctx, *, user, success, detail=None) -> str
+    record_token(conn, ctx, *, client_id, user=None, scope="", patient=None, success=True, detail=None) -> str
+    record_decision(conn, ctx, *, permit, interaction, target=None, patient=None, reason=None) -> str
+    record_break_glass(conn, ctx, *, patient, reason, target=None) -> str
+    note(ctx, text)  -- attach a policy note (e.g. the rule that matched) to the request's own event.
+
+`conn` must be in a write unit (`db.write()`); on SQLite a read unit cannot take the write lock safely.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.engine import Connection
+
+from service.access.context import RequestContext
+from service.audit import codes as c
+from service.audit.events import audit_event
+from service.audit.recorder import Recorder, recorder_for, refuse_changes, register
+
+__all__ = ["install", "record", "audit_event", "record_login", "record_token", "record_decision",
+           "record_break_glass", "note"]
+
+
+def install(services: Any) -> Recorder:
+    """Wire audit into the pipeline (`extras["audit"]`, `extras["audit_failure"]`), the store and operations."""
+    rec = register(services)
+    services.extras["audit"] = rec.on_interaction
+    services.extras["audit_failure"] = rec.on_failure
+    services.extras["audit_precheck"] = refuse_changes
+    services.extras["audit_recorder"] = rec
+    if rec.listener not in services.store.listeners:
+        services.store.listeners.append(rec.listener)
+    import service.operations.access_log  # noqa: F401  (registers $access-log)
+
+    return rec
+
+
+def record(conn: Connection, event: dict[str, Any], *, patients: list[str] | None = None,
+           ctx: RequestContext | None = None) -> str:
+    rec = recorder_for(conn)
+    return rec.store_event(conn, event, patients, key=ctx.request_id if ctx else None).res_id
+
+
+def _base(conn: Connection) -> str:
+    return recorder_for(conn).services.base
+
+
+def _outcome(success: bool) -> str:
+    return "0" if success else "4"
+
+
+def record_login(conn: Connection, ctx: RequestContext | None, *, user: str, success: bool,
+                 detail: str | None = None) -> str:
+    ent = {"what": {"identifier": {"system": c.USER_ID, "value": user}}, "type": c.ENTITY_PERSON,
+           "role": c.coding(c.OBJECT_ROLE, "11", "Security User Entity")}
+    ev = audit_event(ctx, _base(conn), type=c.TYPE_LOGIN, subtype=[c.SUBTYPE_LOGIN], action="E",
+                     outcome=_outcome(success), outcome_desc=detail, entities=[ent])
+    return record(conn, ev, ctx=ctx)
+
+
+def record_token(conn: Connection, ctx: RequestContext | None, *, client_id: str, user: str | None = None,
+                 scope: str = "", patient: str | None = None, success: bool = True, detail: str | None = None) -> str:
+    ents = [{"what": {"identifier": {"system": c.CLIENT_ID, "value": client_id}}, "type": c.ENTITY_OBJECT,
+             "role": c.coding(c.OBJECT_ROLE, "11", "Security User Entity"),
+             "detail": [{"type": "scope", "valueString": scope}] + (
+                 [{"type": "user", "valueString": user}] if user else [])}]
+    ev = audit_event(ctx, _base(conn), type=c.TYPE_LOGIN, subtype=[c.SUBTYPE_TOKEN], action="E",
+                     outcome=_outcome(success), outcome_desc=detail, patients=[patient] if patient else [],
+                     entities=ents)
+    return record(conn, ev, ctx=ctx)
+
+
+def record_decision(conn: Connection, ctx: RequestContext | None, *, permit: bool, interaction: str,
+                    target: str | None = None, patient: str | None = None, reason: str | None = None) -> str:
+    ents = [{"what": {"reference": target}, "type": c.ENTITY_OBJECT, "role": c.ROLE_RESOURCE}] if target else []
+    ev = audit_event(ctx, _base(conn), type=c.TYPE_POLICY,
+                     subtype=[c.coding(c.LOCAL_EVENT, "permit" if permit else "deny"),
+                              c.coding(c.RESTFUL, interaction)],
+                     action="E", outcome="0" if permit else "4", outcome_desc=reason,
+                     patients=[patient] if patient else [], entities=ents)
+    return record(conn, ev, ctx=ctx)
+
+
+def record_break_glass(conn: Connection, ctx: RequestContext | None, *, patient: str, reason: str,
+                       target: str | None = None) -> str:
+    ents = [{"what": {"reference": target}, "type": c.ENTITY_OBJECT, "role": c.ROLE_RESOURCE}] if target else []
+    ev = audit_event(ctx, _base(conn), type=c.TYPE_BREAK_GLASS, subtype=[c.coding(c.LOCAL_EVENT, "break-glass")],
+                     action="E", outcome="0", outcome_desc=reason, patients=[patient], entities=ents)
+    return record(conn, ev, ctx=ctx)
+
+
+def note(ctx: RequestContext, text: str) -> None:
+    """Attach a note (e.g. the consent rule that matched) to the AuditEvent of the current request."""
+    notes = ctx.__dict__.setdefault("audit_notes", [])
+    notes.append(text)

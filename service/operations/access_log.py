@@ -1,0 +1,148 @@
+"""`GET [base]/Patient/{id}/$access-log`: who has looked at this person's record.
+
+From the AuditEvents that concern the patient (the `audit_patient` index), newest first: when, who
+(staff name), role, organisation, what (interaction, resource type), purpose of use, whether it was an
+emergency (break-glass) access, and the outcome. Names come from the Practitioner / Organization (or
+Patient / RelatedPerson) resources in one query for the whole page, not one per event.
+Returns a Parameters resource with one `access` parameter per event. `_count` (default 100, max 1000).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from sqlalchemy import select
+
+from service.audit import codes as c
+from service.audit.tables import audit_patient as AP
+from service.fhir.outcome import bad_request
+from service.interactions.crud import _check_id, visible
+from service.interactions.request import FhirRequest, FhirResponse
+from service.interactions.session import Session
+from service.operations import Operation, register
+
+DEFAULT_COUNT, MAX_COUNT = 100, 1000
+
+
+def _display_name(res: dict[str, Any] | None) -> str | None:
+    if not res:
+        return None
+    name = res.get("name")
+    if isinstance(name, str):
+        return name
+    for n in name or []:
+        if n.get("text"):
+            return str(n["text"])
+        parts = [*n.get("prefix", []), *n.get("given", []), n.get("family", "")]
+        text = " ".join(p for p in parts if p)
+        if text:
+            return text
+    return None
+
+
+def _agent(event: dict[str, Any], type_code: str) -> dict[str, Any] | None:
+    for a in event.get("agent") or []:
+        if any(cd.get("code") == type_code for cd in (a.get("type") or {}).get("coding", [])):
+            return a
+    return None
+
+
+def _role(agent: dict[str, Any] | None) -> str | None:
+    if agent is None:
+        return None
+    codings = [cd for r in agent.get("role") or [] for cd in r.get("coding", [])]
+    for system in (c.SDS_JOB_ROLE, c.SERVICE_ROLE):
+        for cd in codings:
+            if cd.get("system") == system and not str(cd.get("code", "")).startswith("kind:"):
+                return cd.get("display") or cd.get("code")
+    return None
+
+
+def _what(event: dict[str, Any]) -> tuple[str | None, str | None]:
+    interaction = None
+    for cd in event.get("subtype") or []:
+        interaction = cd.get("code")
+        break
+    rtype = None
+    for ent in event.get("entity") or []:
+        role = (ent.get("role") or {}).get("code")
+        if role == "4":
+            ref = (ent.get("what") or {}).get("reference", "")
+            rtype = ref.split("/", 1)[0] or None
+            break
+        if role == "24":
+            desc = ent.get("description", "")
+            rtype = desc.split(" ", 1)[-1].split("?", 1)[0].split("/", 1)[0] or None
+            break
+    return interaction, rtype
+
+
+def _ref(agent: dict[str, Any] | None) -> str | None:
+    ref = ((agent or {}).get("who") or {}).get("reference")
+    return ref if isinstance(ref, str) and ref.count("/") == 1 else None
+
+
+def access_log(req: FhirRequest, session: Session, rtype: str | None, rid: str | None) -> FhirResponse:
+    session.guard.check_type(session.ctx, "read", "AuditEvent")
+    assert rid is not None
+    _check_id("Patient", rid)
+    visible(session, "read", session.store.read(session.conn, "Patient", rid))
+    raw = req.param("_count")
+    if raw is not None and not raw.isdigit():
+        raise bad_request(f"_count={raw!r} must be a whole number")
+    count = min(int(raw) if raw is not None else DEFAULT_COUNT, MAX_COUNT)
+    ids = [r.event_id for r in session.conn.execute(
+        select(AP.c.event_id).where(AP.c.patient_id == rid).order_by(AP.c.recorded.desc(), AP.c.event_id)
+        .limit(count))]
+    found = session.store.read_many(session.conn, [("AuditEvent", i) for i in ids])
+    events = [found[("AuditEvent", i)].json() for i in ids if ("AuditEvent", i) in found]
+    refs: set[tuple[str, str]] = set()
+    for ev in events:
+        for agent in (_agent(ev, "IRCP"), _agent(ev, "PROV")):
+            ref = _ref(agent)
+            if ref:
+                refs.add(tuple(ref.split("/", 1)))  # type: ignore[arg-type]
+    named = {f"{t}/{i}": s.json() for (t, i), s in session.store.read_many(session.conn, sorted(refs)).items()}
+    params = [{"name": "patient", "valueReference": {"reference": f"Patient/{rid}"}},
+              {"name": "count", "valueInteger": len(events)}]
+    for ev in events:
+        params.append({"name": "access", "part": _access_parts(ev, named)})
+    body = {"resourceType": "Parameters", "parameter": params}
+    return FhirResponse(200, orjson.dumps(body))
+
+
+def _access_parts(ev: dict[str, Any], named: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    user, org, client = _agent(ev, "IRCP"), _agent(ev, "PROV"), _agent(ev, "110153")
+    user_ref, org_ref = _ref(user), _ref(org)
+    who = _display_name(named.get(user_ref or "")) or (user or {}).get("altId") or \
+        (((client or {}).get("who") or {}).get("identifier") or {}).get("value") or \
+        ((user or {}).get("who") or {}).get("display") or "unknown"
+    org_name = _display_name(named.get(org_ref or "")) or \
+        (((org or {}).get("who") or {}).get("identifier") or {}).get("value")
+    interaction, rtype = _what(ev)
+    purposes = [cd.get("code") for pe in ev.get("purposeOfEvent") or [] for cd in pe.get("coding", [])]
+    parts: list[dict[str, Any]] = [{"name": "when", "valueInstant": ev["recorded"]},
+                                   {"name": "who", "valueString": who}]
+    if user_ref:
+        parts.append({"name": "whoReference", "valueReference": {"reference": user_ref, "display": who}})
+    role = _role(user)
+    if role:
+        parts.append({"name": "role", "valueString": role})
+    if org_name:
+        parts.append({"name": "organisation", "valueString": org_name})
+    if org_ref:
+        parts.append({"name": "organisationReference", "valueReference": {"reference": org_ref}})
+    if interaction:
+        parts.append({"name": "interaction", "valueCode": interaction})
+    if rtype:
+        parts.append({"name": "resourceType", "valueString": rtype})
+    for p in purposes:
+        parts.append({"name": "purpose", "valueCode": p})
+    parts.append({"name": "breakGlass", "valueBoolean": "BTG" in purposes})
+    parts.append({"name": "outcome", "valueCode": ev.get("outcome", "0")})
+    parts.append({"name": "event", "valueReference": {"reference": f"AuditEvent/{ev['id']}"}})
+    return parts
+
+
+register(Operation(name="access-log", level="instance", types=("Patient",), methods=("GET",), handler=access_log))
