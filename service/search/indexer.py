@@ -1,0 +1,47 @@
+"""Writing index rows: the write listener's work, also used by `search reindex` and the benchmark loader."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import delete, insert
+from sqlalchemy.engine import Connection
+
+from service.search.extract import extract
+from service.search.tables import INDEX_TABLES, sp_compartment
+
+
+def index_rows(rtype: str, rid: str, resource: dict[str, Any], base: str) -> dict[str, list[dict[str, Any]]]:
+    """All rows to insert for one resource, by table name (deduplicated), including 'compartment'."""
+    rows, patients = extract(resource, base)
+    out: dict[str, list[dict[str, Any]]] = {}
+    for name, rs in rows.items():
+        seen: set[tuple[Any, ...]] = set()
+        uniq = []
+        for r in rs:
+            k = tuple(r.values())
+            if k not in seen:
+                seen.add(k)
+                uniq.append({"res_type": rtype, "res_id": rid, **r})
+        out[name] = uniq
+    out["compartment"] = [{"res_type": rtype, "res_id": rid, "patient_id": p} for p in sorted(patients)]
+    return out
+
+
+def clear(conn: Connection, keys: Iterable[tuple[str, str]]) -> None:
+    for rtype, rid in keys:
+        for table in (*INDEX_TABLES.values(), sp_compartment):
+            conn.execute(delete(table).where(table.c.res_type == rtype, table.c.res_id == rid))
+
+
+def insert_rows(conn: Connection, batch: dict[str, list[dict[str, Any]]]) -> None:
+    for name, rs in batch.items():
+        if rs:
+            table = sp_compartment if name == "compartment" else INDEX_TABLES[name]
+            conn.execute(insert(table), rs)
+
+
+def merge(into: dict[str, list[dict[str, Any]]], more: dict[str, list[dict[str, Any]]]) -> None:
+    for name, rs in more.items():
+        into.setdefault(name, []).extend(rs)

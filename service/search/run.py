@@ -1,0 +1,396 @@
+"""Running a search: parameters -> plan -> count -> keyset page -> includes -> searchset Bundle."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlencode
+
+import orjson
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.sql.elements import ColumnElement
+
+from service.fhir.outcome import Issue, OperationOutcomeError, bad_request, not_found
+from service.fhir.types import RESOURCE_TYPES
+from service.interactions.request import FhirRequest, FhirResponse
+from service.search import paging
+from service.search.includes import IncludeSpec, fetch_includes, parse_include
+from service.search.params import lookup, params_for
+from service.search.query import MIN_US, UnknownParameter, criterion, compartment_cond, split_value
+from service.search.render import apply_summary, check_elements, check_summary
+from service.search.tables import INDEX_TABLES
+from service.search.values import date_range
+from service.storage.store import Stored, _row_to_stored
+from service.storage.tables import resource as R
+
+log = logging.getLogger("sharedcare.search")
+
+DEFAULT_COUNT = 20
+MAX_COUNT = 1000
+CONTROL = {"_count", "_sort", "_total", "_summary", "_elements", "_include", "_revinclude", "_cursor",
+           "_contained", "_containedType", "_type"}
+SYSTEM_PARAMS = {"_id", "_lastUpdated", "_tag", "_profile", "_security", "_source"}
+
+
+@dataclass
+class Plan:
+    rtype: str | None
+    path: str
+    conds: list[ColumnElement[bool]] = field(default_factory=list)
+    applied: list[tuple[str, str]] = field(default_factory=list)
+    sort: list[tuple[str, bool]] = field(default_factory=list)  # (param, descending)
+    count: int = DEFAULT_COUNT
+    total: str = "accurate"
+    summary: str | None = None
+    elements: list[str] | None = None
+    includes: list[IncludeSpec] = field(default_factory=list)
+    types: list[str] | None = None
+    cursor: str | None = None
+    notes: list[Issue] = field(default_factory=list)
+    include_guard: Any = None  # which included types to add in $everything (None: any)
+
+
+def _strict(req: FhirRequest) -> bool:
+    return req.prefer.get("handling", "lenient").lower() == "strict"
+
+
+def _unknown(req: FhirRequest, plan: Plan, key: str, why: str) -> None:
+    if _strict(req):
+        raise bad_request(f"Unknown or unsupported search parameter {key!r}: {why}", code="not-supported",
+                          expression=(key,))
+    plan.notes.append(Issue("warning", "not-supported", f"Ignored search parameter {key!r}: {why}"))
+
+
+def _control(req: FhirRequest, plan: Plan, key: str, value: str) -> None:
+    base, _, mod = key.partition(":")
+    if base == "_count":
+        if not value.isdigit():
+            raise bad_request(f"_count must be a whole number, not {value!r}")
+        n = int(value)
+        if n > MAX_COUNT:
+            plan.notes.append(Issue("warning", "too-costly", f"_count={n} was reduced to the maximum {MAX_COUNT}"))
+            n = MAX_COUNT
+            value = str(MAX_COUNT)
+        plan.count = n
+    elif base == "_total":
+        if value not in ("none", "estimate", "accurate"):
+            raise bad_request(f"_total must be none, estimate or accurate, not {value!r}")
+        plan.total = value
+    elif base == "_summary":
+        plan.summary = check_summary(value)
+    elif base == "_elements":
+        plan.elements = check_elements(value)
+    elif base == "_sort":
+        sort = []
+        for part in value.split(","):
+            desc = part.startswith("-")
+            name = part[1:] if desc else part
+            if not name:
+                raise bad_request(f"_sort has an empty key in {value!r}")
+            if name not in ("_id", "_lastUpdated"):
+                if plan.rtype is None or lookup(plan.rtype, name) is None:
+                    _unknown(req, plan, "_sort", f"cannot sort {plan.rtype or 'a system search'} by {name!r}")
+                    continue
+            sort.append((name, desc))
+        if not sort:
+            return
+        plan.sort = sort
+        value = ",".join(("-" if d else "") + n for n, d in sort)
+    elif base in ("_include", "_revinclude"):
+        if mod not in ("", "iterate", "recurse"):
+            raise bad_request(f"{base} does not support the modifier :{mod}")
+        try:
+            plan.includes.append(parse_include(base == "_revinclude", mod != "", value, plan.rtype))
+        except UnknownParameter as exc:
+            _unknown(req, plan, key, exc.why)
+            return
+    elif base == "_type":
+        types = [t for t in value.split(",") if t]
+        bad = [t for t in types if t not in RESOURCE_TYPES]
+        if bad:
+            raise bad_request(f"_type: {', '.join(bad)} is not a resource type")
+        plan.types = sorted(set(plan.types or types) & set(types)) if plan.types is not None else types
+    elif base in ("_contained", "_containedType"):
+        if value not in ("false", "entry"):
+            _unknown(req, plan, key, "searching contained resources is not supported")
+            return
+    plan.applied.append((key, value))
+
+
+def build_plan(engine: Any, req: FhirRequest, session: Any, rtype: str | None, path: str,
+               *, extra: dict[str, str] | None = None) -> Plan:
+    plan = Plan(rtype=rtype, path=path)
+    cx = engine.context(session)
+    for key, value in req.params:
+        if key == "_cursor":
+            plan.cursor = value
+            continue
+        if extra is not None and key in extra:
+            continue
+        base = key.split(":", 1)[0]
+        if base in CONTROL:
+            if base == "_type" and rtype is not None:
+                _unknown(req, plan, key, "_type applies to system-level searches")
+                continue
+            _control(req, plan, key, value)
+            continue
+        try:
+            plan.conds.append(criterion(rtype, key, value, cx))
+        except UnknownParameter as exc:
+            _unknown(req, plan, key, exc.why)
+            continue
+        plan.applied.append((key, value))
+    return plan
+
+
+# -- sort keys and keyset --------------------------------------------------------------------------
+
+def _sort_expr(rtype: str | None, name: str, desc: bool) -> Any:
+    if name == "_id":
+        return R.c.res_id
+    if name == "_lastUpdated":
+        return R.c.last_updated
+    assert rtype is not None
+    param = lookup(rtype, name)
+    assert param is not None
+    t = INDEX_TABLES[param.type]
+    agg = func.max if desc else func.min
+    if param.type == "date":
+        col, null = (t.c.high if desc else t.c.low), MIN_US
+    elif param.type in ("number", "quantity"):
+        col, null = t.c.value, -1e300
+    elif param.type == "token":
+        col, null = t.c.code, ""
+    elif param.type == "reference":
+        col, null = func.coalesce(t.c.target_id, t.c.url), ""
+    else:
+        col, null = t.c.value, ""
+    sub = select(agg(col)).where(t.c.res_type == rtype, t.c.res_id == R.c.res_id, t.c.param == name)
+    return func.coalesce(sub.scalar_subquery(), null)
+
+
+def _keys(plan: Plan) -> list[tuple[Any, bool]]:
+    keys = [(_sort_expr(plan.rtype, n, d), d) for n, d in plan.sort]
+    names = [n for n, _ in plan.sort]
+    if plan.rtype is None:
+        keys += [(R.c.res_type, False), (R.c.res_id, False)]
+    elif "_id" not in names:
+        keys.append((R.c.res_id, False))
+    return keys
+
+
+def _after(cols: list[Any], descs: list[bool], values: list[Any], backwards: bool) -> ColumnElement[bool]:
+    ors = []
+    for i in range(len(cols)):
+        desc = descs[i] != backwards
+        cmp = cols[i] < values[i] if desc else cols[i] > values[i]
+        ors.append(and_(*[cols[j] == values[j] for j in range(i)], cmp))
+    return or_(*ors)
+
+
+@dataclass
+class Page:
+    rows: list[Stored]
+    first_keys: list[Any] | None
+    last_keys: list[Any] | None
+    has_next: bool
+    has_prev: bool
+
+
+def fetch_page(conn: Any, plan: Plan, conds: list[ColumnElement[bool]], direction: str | None,
+               cursor_keys: list[Any] | None) -> Page:
+    keys = _keys(plan)
+    labelled = [expr.label(f"k{i}") for i, (expr, _) in enumerate(keys)]
+    inner = select(R.c.res_type, R.c.res_id, R.c.version, R.c.last_updated, R.c.deleted, R.c.content,
+                   *labelled).where(*conds).subquery()
+    cols = [inner.c[f"k{i}"] for i in range(len(keys))]
+    descs = [d for _, d in keys]
+    backwards = direction == "prev"
+    stmt = select(inner)
+    if cursor_keys is not None:
+        if len(cursor_keys) != len(cols):
+            raise bad_request("The paging link does not fit this search; start the search again")
+        stmt = stmt.where(_after(cols, descs, cursor_keys, backwards))
+    order = [(c.desc() if (d != backwards) else c.asc()) for c, d in zip(cols, descs)]
+    rows = list(conn.execute(stmt.order_by(*order).limit(plan.count + 1)))
+    more = len(rows) > plan.count
+    rows = rows[:plan.count]
+    if backwards:
+        rows.reverse()
+    stored = [_row_to_stored(r) for r in rows]
+    kv = [[r._mapping[f"k{i}"] for i in range(len(keys))] for r in rows]
+    if backwards:
+        has_prev, has_next = more, True
+    else:
+        has_next, has_prev = more, cursor_keys is not None
+    return Page(stored, kv[0] if kv else None, kv[-1] if kv else None, has_next, has_prev)
+
+
+# -- running ---------------------------------------------------------------------------------------
+
+def _who(session: Any) -> str:
+    p = session.ctx.principal
+    return f"{p.kind}:{p.subject}" if p is not None else ""
+
+
+def _link(session: Any, plan: Plan, cursor: str | None) -> str:
+    params = list(plan.applied) + ([("_cursor", cursor)] if cursor else [])
+    q = urlencode(params, safe=":|,/$*")
+    return f"{session.base}/{plan.path}" + (f"?{q}" if q else "")
+
+
+def execute(engine: Any, req: FhirRequest, session: Any, plan: Plan, conds: list[ColumnElement[bool]]
+            ) -> FhirResponse:
+    from service.secrets import server_secret
+
+    secret = server_secret(engine.services.settings)
+    direction, cursor_keys = None, None
+    if plan.cursor is not None:
+        direction, cursor_keys = paging.verify(secret, plan.cursor, plan.path, plan.applied, _who(session))
+    conn = session.conn
+    total = None
+    if plan.total != "none" or plan.summary == "count" or plan.count == 0:
+        total = conn.execute(select(func.count()).select_from(R).where(*conds)).scalar_one()
+    bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset"}
+    if total is not None:
+        bundle["total"] = total
+    links = [{"relation": "self", "url": _link(session, plan, plan.cursor)}]
+    entries: list[dict[str, Any]] = []
+    if plan.summary != "count" and plan.count > 0:
+        page = fetch_page(conn, plan, conds, direction, cursor_keys)
+        links.append({"relation": "first", "url": _link(session, plan, None)})
+        if page.has_prev and page.first_keys is not None:
+            links.append({"relation": "previous", "url": _link(session, plan, paging.sign(
+                secret, "prev", page.first_keys, plan.path, plan.applied, _who(session)))})
+        if page.has_next and page.last_keys is not None:
+            links.append({"relation": "next", "url": _link(session, plan, paging.sign(
+                secret, "next", page.last_keys, plan.path, plan.applied, _who(session)))})
+        matches = _visible(session, page.rows)
+        if len(matches) != len(page.rows):
+            log.warning("search filter let through %d resources that can_see hid", len(page.rows) - len(matches))
+            bundle.pop("total", None)
+        seen = {(s.res_type, s.res_id) for s in page.rows}
+        for s in matches:
+            entries.append(_entry(session, s, "match", plan))
+        if plan.includes:
+            for s in fetch_includes(engine, session, plan.includes, matches, seen, plan.include_guard):
+                entries.append(_entry(session, s, "include", plan))
+    bundle["link"] = links
+    if plan.notes:
+        entries.append({"resource": {"resourceType": "OperationOutcome",
+                                     "issue": [i.to_json() for i in plan.notes]},
+                        "search": {"mode": "outcome"}})
+    if entries:
+        bundle["entry"] = entries
+    return FhirResponse(200, orjson.dumps(bundle))
+
+
+def _visible(session: Any, rows: list[Stored]) -> list[Stored]:
+    out = []
+    for s in rows:
+        if s.content is None:
+            continue
+        if session.guard.can_see(session.ctx, s.res_type, s.json()):
+            out.append(s)
+    return out
+
+
+def _entry(session: Any, s: Stored, mode: str, plan: Plan) -> dict[str, Any]:
+    assert s.content is not None
+    content: Any = orjson.Fragment(s.content)
+    if plan.summary in ("true", "text", "data") or plan.elements is not None:
+        content = apply_summary(s.json(), plan.summary, plan.elements)
+    return {"fullUrl": f"{session.base}/{s.res_type}/{s.res_id}", "resource": content, "search": {"mode": mode}}
+
+
+def _base_conds(plan: Plan) -> list[ColumnElement[bool]]:
+    conds: list[ColumnElement[bool]] = [R.c.deleted.is_(False)]
+    if plan.rtype is not None:
+        conds.insert(0, R.c.res_type == plan.rtype)
+    elif plan.types is not None:
+        conds.insert(0, R.c.res_type.in_(plan.types))
+    return conds + plan.conds
+
+
+def run_search(engine: Any, req: FhirRequest, session: Any, rtype: str | None) -> FhirResponse:
+    session.guard.check_type(session.ctx, "search-type" if rtype else "search-system", rtype)
+    path = rtype or ""
+    plan = build_plan(engine, req, session, rtype, path)
+    conds = _base_conds(plan)
+    access = engine.access_cond(session, rtype, set(plan.types) if plan.types else None)
+    if access is not None:
+        conds.append(access)
+    return execute(engine, req, session, plan, conds)
+
+
+def run_compartment(engine: Any, req: FhirRequest, session: Any, ctype: str, cid: str, rtype: str
+                    ) -> FhirResponse:
+    from service.search.engine import compartment_types
+
+    if ctype != "Patient":
+        raise OperationOutcomeError(400, "not-supported", f"Only the Patient compartment is supported, not {ctype}")
+    types = compartment_types()
+    if rtype != "*" and rtype not in types:
+        raise bad_request(f"{rtype} is not in the Patient compartment")
+    target = None if rtype == "*" else rtype
+    session.guard.check_type(session.ctx, "search-type" if target else "search-system", target)
+    plan = build_plan(engine, req, session, target, f"{ctype}/{cid}/{rtype}")
+    if target is None:
+        plan.types = sorted(set(plan.types or types) & types)
+        for t in plan.types:
+            session.guard.check_type(session.ctx, "search-type", t)
+    conds = _base_conds(plan) + [compartment_cond(target, [cid])]
+    access = engine.access_cond(session, target, set(plan.types) if plan.types else None)
+    if access is not None:
+        conds.append(access)
+    return execute(engine, req, session, plan, conds)
+
+
+def run_everything(engine: Any, req: FhirRequest, session: Any, pid: str) -> FhirResponse:
+    from service.search.engine import compartment_types
+    from service.search.tables import sp_compartment
+
+    session.guard.check_type(session.ctx, "search-type", "Patient")
+    patient = session.store.current(session.conn, "Patient", pid)
+    if patient is None or patient.deleted or patient.content is None or not session.guard.can_see(
+            session.ctx, "Patient", patient.json()):
+        raise not_found(f"Patient/{pid} is not known")
+    plan = Plan(rtype=None, path=f"Patient/{pid}/$everything")
+    since = None
+    for key, value in req.params:
+        if key == "_cursor":
+            plan.cursor = value
+        elif key == "_count" or key == "_type":
+            _control(req, plan, key, value)
+        elif key == "_since":
+            rng = date_range(value)
+            if rng is None or "T" not in value:
+                raise bad_request(f"_since must be an instant (YYYY-MM-DDThh:mm:ss[.fff]Z), not {value!r}")
+            since = rng[0]
+            plan.applied.append((key, value))
+        else:
+            _unknown(req, plan, key, "$everything takes _since, _type and _count")
+    present = {r[0] for r in session.conn.execute(
+        select(sp_compartment.c.res_type).where(sp_compartment.c.patient_id == pid).distinct())}
+    types = sorted((set(plan.types) if plan.types else compartment_types()) & (present | {"Patient"}))
+    for t in types:
+        session.guard.check_type(session.ctx, "search-type", t)
+    plan.types = types or ["Patient"]
+    conds = _base_conds(plan) + [compartment_cond(None, [pid])]
+    if since is not None:
+        conds.append(R.c.last_updated >= since)
+    access = engine.access_cond(session, None, set(plan.types))
+    if access is not None:
+        conds.append(access)
+    ctypes = compartment_types()
+    plan.includes = [IncludeSpec(reverse=False, iterate=False, source="*", param="*", target=None)]
+    plan.include_guard = lambda t: t not in ctypes
+    return execute(engine, req, session, plan, conds)
+
+
+def split_types(value: str) -> list[str]:
+    return [t for t in split_value(value) if t]
+
+
+__all__ = ["run_search", "run_compartment", "run_everything", "params_for"]
