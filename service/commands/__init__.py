@@ -1,5 +1,5 @@
 """CLI subcommands. Each module defines `register(subparsers)`; add new ones to COMMANDS."""
 
-from service.commands import audit, db, demo, serve
+from service.commands import audit, db, demo, search, serve
 
-COMMANDS = [serve.register, db.register, demo.register, audit.register]
+COMMANDS = [serve.register, db.register, demo.register, audit.register, search.register]

@@ -6,6 +6,8 @@ from service.search.engine import SearchEngine
 
 
 def install(services) -> None:  # type: ignore[no-untyped-def]
+    import service.operations.everything  # noqa: F401  (registers $everything)
+
     engine = SearchEngine(services)
     services.search = engine
     services.store.listeners.append(engine.index_listener)

@@ -1,0 +1,68 @@
+"""`sharedcare search reindex [--type T]`: rebuild the search indexes from the stored resources.
+
+Needed after adding a custom search parameter or upgrading the compiled definitions. Works in batches
+(one write transaction each), so it can run beside a live server; each resource's rows are replaced
+atomically with its batch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+BATCH = 500
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("search", help="search index administration")
+    ssub = p.add_subparsers(dest="search_command", required=True)
+    re_ = ssub.add_parser("reindex", help="rebuild the search indexes for existing data")
+    re_.add_argument("--type", dest="rtype", default=None, help="only this resource type")
+    re_.set_defaults(func=reindex)
+
+
+def reindex_all(db, base: str, rtype: str | None = None, batch: int = BATCH) -> int:  # type: ignore[no-untyped-def]
+    import orjson
+    from sqlalchemy import and_, or_, select
+
+    from service.search import indexer
+    from service.storage.tables import resource as R
+
+    done = 0
+    last: tuple[str, str] | None = None
+    while True:
+        with db.write() as conn:
+            stmt = select(R.c.res_type, R.c.res_id, R.c.deleted, R.c.content)
+            if rtype is not None:
+                stmt = stmt.where(R.c.res_type == rtype)
+            if last is not None:
+                stmt = stmt.where(or_(R.c.res_type > last[0], and_(R.c.res_type == last[0], R.c.res_id > last[1])))
+            rows = list(conn.execute(stmt.order_by(R.c.res_type, R.c.res_id).limit(batch)))
+            if not rows:
+                return done
+            indexer.clear(conn, [(r.res_type, r.res_id) for r in rows])
+            pending: dict = {}
+            for r in rows:
+                if not r.deleted and r.content is not None:
+                    indexer.merge(pending, indexer.index_rows(r.res_type, r.res_id, orjson.loads(r.content), base))
+            indexer.insert_rows(conn, pending)
+            done += len(rows)
+            last = (rows[-1].res_type, rows[-1].res_id)
+
+
+def reindex(args: argparse.Namespace) -> int:
+    from service.config import get_settings
+    from service.db import Database
+    from service.fhir.types import RESOURCE_TYPES
+
+    if args.rtype is not None and args.rtype not in RESOURCE_TYPES:
+        print(f"unknown resource type {args.rtype!r}", file=sys.stderr)
+        return 2
+    settings = get_settings()
+    db = Database(settings)
+    t0 = time.perf_counter()
+    n = reindex_all(db, settings.fhir_base, args.rtype)
+    print(f"reindexed {n} resources in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
+    db.dispose()
+    return 0
