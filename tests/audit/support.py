@@ -1,0 +1,73 @@
+"""Helpers for the audit tests: reading the trail back over the API, acting as a given user, tampering."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import text
+
+from service.access.context import Principal, RequestContext
+from service.api.pipeline import handle
+from service.interactions.request import FhirRequest, FhirResponse
+
+FHIR = "application/fhir+json"
+
+
+def patient(**extra: Any) -> dict[str, Any]:
+    res = {"resourceType": "Patient", "name": [{"family": "Smith", "given": ["Jo"]}], "gender": "female"}
+    res.update(extra)
+    return res
+
+
+def events(client: Any) -> list[dict[str, Any]]:
+    """Every AuditEvent, oldest first (type history; reading them is itself audited, after the response)."""
+    out: list[dict[str, Any]] = []
+    url = "/fhir/AuditEvent/_history?_count=1000"
+    while url:
+        r = client.get(url)
+        assert r.status_code == 200, r.text
+        body = r.json()
+        out += [e["resource"] for e in body.get("entry", []) if "resource" in e]
+        nxt = [lk["url"] for lk in body.get("link", []) if lk["relation"] == "next"]
+        url = nxt[0].split("http://testserver", 1)[-1] if nxt else ""
+    return list(reversed(out))
+
+
+def subtype(ev: dict[str, Any]) -> str:
+    return ev["subtype"][0]["code"]
+
+
+def agent(ev: dict[str, Any], code: str) -> dict[str, Any] | None:
+    for a in ev["agent"]:
+        if any(c["code"] == code for c in a["type"]["coding"]):
+            return a
+    return None
+
+
+def entity_refs(ev: dict[str, Any], role: str) -> list[str]:
+    return [e["what"]["reference"] for e in ev.get("entity", []) if e.get("role", {}).get("code") == role
+            and "reference" in e.get("what", {})]
+
+
+def patients(ev: dict[str, Any]) -> list[str]:
+    return entity_refs(ev, "1")
+
+
+def staff_context(*, practitioner: str, organisation: str, ods: str = "RX1", role_code: str = "R8001",
+                  purpose: tuple[str, ...] = ("TREAT",), reason: str | None = None) -> RequestContext:
+    principal = Principal(subject="nurse.jo", kind="admin", client_id="web-portal", fhir_user=practitioner,
+                          organisation=organisation, ods_code=ods, role_code=role_code,
+                          roles=frozenset({"admin", "clinician"}))
+    return RequestContext(principal, purpose_of_use=purpose, break_glass_reason=reason, remote_addr="10.1.2.3")
+
+
+def as_user(services: Any, ctx: RequestContext, method: str, path: str,
+            params: list[tuple[str, str]] | None = None) -> FhirResponse:
+    """A request through the real pipeline with a given context (as the web pages will do)."""
+    return handle(FhirRequest(method=method, path=path, params=params or []), services, ctx)
+
+
+def sql(services: Any, statement: str, **params: Any) -> Any:
+    with services.db.write() as conn:
+        return conn.execute(text(statement), params).fetchall() if statement.lstrip().upper().startswith(
+            "SELECT") else conn.execute(text(statement), params).rowcount
