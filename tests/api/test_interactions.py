@@ -227,7 +227,8 @@ def test_type_and_system_history(client):
     typ = _walk(client, "/fhir/Patient/_history?_count=2")
     assert [(e["fullUrl"].rsplit("/", 1)[1], e["response"]["etag"]) for e in typ] == [
         (p2, 'W/"2"'), (p1, 'W/"2"'), (p2, 'W/"1"'), (p1, 'W/"1"')]
-    system = _walk(client, "/fhir/_history?_count=3")
+    # the audit layer writes an AuditEvent for every request; the system history holds those too
+    system = [e for e in _walk(client, "/fhir/_history?_count=3") if "/AuditEvent/" not in e["fullUrl"]]
     assert len(system) == 5
     assert [e["fullUrl"].split("/fhir/")[1].split("/")[0] for e in system] == [
         "Patient", "Patient", "Patient", "Organization", "Patient"]
