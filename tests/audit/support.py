@@ -55,9 +55,15 @@ def patients(ev: dict[str, Any]) -> list[str]:
 
 def staff_context(*, practitioner: str, organisation: str, ods: str = "RX1", role_code: str = "R8001",
                   purpose: tuple[str, ...] = ("TREAT",), reason: str | None = None) -> RequestContext:
+    try:  # with the identity layer installed, the context needs scopes like a real token's
+        from service.auth.scopes import ScopeSet
+
+        scopes: Any = ScopeSet.parse("user/*.cruds system/*.cruds")
+    except ImportError:
+        scopes = None
     principal = Principal(subject="nurse.jo", kind="admin", client_id="web-portal", fhir_user=practitioner,
                           organisation=organisation, ods_code=ods, role_code=role_code,
-                          roles=frozenset({"admin", "clinician"}))
+                          roles=frozenset({"admin", "clinician"}), scopes=scopes)
     return RequestContext(principal, purpose_of_use=purpose, break_glass_reason=reason, remote_addr="10.1.2.3")
 
 
