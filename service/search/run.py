@@ -198,8 +198,9 @@ class Page:
     has_prev: bool
 
 
-def fetch_page(conn: Any, plan: Plan, conds: list[ColumnElement[bool]], direction: str | None,
-               cursor_keys: list[Any] | None) -> Page:
+def page_statement(plan: Plan, conds: list[ColumnElement[bool]], direction: str | None,
+                   cursor_keys: list[Any] | None) -> tuple[Any, int]:
+    """The keyset page query (LIMIT count + 1) and the number of sort keys."""
     keys = _keys(plan)
     labelled = [expr.label(f"k{i}") for i, (expr, _) in enumerate(keys)]
     inner = select(R.c.res_type, R.c.res_id, R.c.version, R.c.last_updated, R.c.deleted, R.c.content,
@@ -213,18 +214,35 @@ def fetch_page(conn: Any, plan: Plan, conds: list[ColumnElement[bool]], directio
             raise bad_request("The paging link does not fit this search; start the search again")
         stmt = stmt.where(_after(cols, descs, cursor_keys, backwards))
     order = [(c.desc() if (d != backwards) else c.asc()) for c, d in zip(cols, descs)]
-    rows = list(conn.execute(stmt.order_by(*order).limit(plan.count + 1)))
+    return stmt.order_by(*order).limit(plan.count + 1), len(keys)
+
+
+def fetch_page(conn: Any, plan: Plan, conds: list[ColumnElement[bool]], direction: str | None,
+               cursor_keys: list[Any] | None) -> Page:
+    stmt, nkeys = page_statement(plan, conds, direction, cursor_keys)
+    backwards = direction == "prev"
+    rows = list(conn.execute(stmt))
     more = len(rows) > plan.count
     rows = rows[:plan.count]
     if backwards:
         rows.reverse()
     stored = [_row_to_stored(r) for r in rows]
-    kv = [[r._mapping[f"k{i}"] for i in range(len(keys))] for r in rows]
+    kv = [[r._mapping[f"k{i}"] for i in range(nkeys)] for r in rows]
     if backwards:
         has_prev, has_next = more, True
     else:
         has_next, has_prev = more, cursor_keys is not None
     return Page(stored, kv[0] if kv else None, kv[-1] if kv else None, has_next, has_prev)
+
+
+def plan_statements(engine: Any, req: FhirRequest, session: Any, rtype: str) -> tuple[Any, Any]:
+    """(count query, first-page query) for a type search: for EXPLAIN checks and benchmarks."""
+    plan = build_plan(engine, req, session, rtype, rtype)
+    conds = _base_conds(plan)
+    access = engine.access_cond(session, rtype)
+    if access is not None:
+        conds.append(access)
+    return select(func.count()).select_from(R).where(*conds), page_statement(plan, conds, None, None)[0]
 
 
 # -- running ---------------------------------------------------------------------------------------
@@ -352,8 +370,11 @@ def run_everything(engine: Any, req: FhirRequest, session: Any, pid: str) -> Fhi
     from service.search.tables import sp_compartment
 
     session.guard.check_type(session.ctx, "search-type", "Patient")
-    patient = session.store.current(session.conn, "Patient", pid)
-    if patient is None or patient.deleted or patient.content is None or not session.guard.can_see(
+    stmt = select(R).where(R.c.res_type == "Patient", R.c.res_id == pid, R.c.deleted.is_(False))
+    access = engine.access_cond(session, "Patient")
+    row = session.conn.execute(stmt if access is None else stmt.where(access)).first()
+    patient = _row_to_stored(row) if row is not None else None
+    if patient is None or patient.content is None or not session.guard.can_see(
             session.ctx, "Patient", patient.json()):
         raise not_found(f"Patient/{pid} is not known")
     plan = Plan(rtype=None, path=f"Patient/{pid}/$everything")
