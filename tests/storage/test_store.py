@@ -1,0 +1,82 @@
+"""The versioned store directly (no HTTP): versions, compare-and-set, logical delete, history order and paging."""
+
+from __future__ import annotations
+
+import pytest
+
+from service.fhir.outcome import OperationOutcomeError
+
+
+def pat(**extra):  # type: ignore[no-untyped-def]
+    return {"resourceType": "Patient", "gender": "female", **extra}
+
+
+def test_create_read_update_vread_delete(clean_services):
+    store, db = clean_services.store, clean_services.db
+    with db.write() as conn:
+        s1 = store.create(conn, pat())
+        assert s1.version == 1 and s1.json()["meta"]["versionId"] == "1" and s1.json()["id"] == s1.res_id
+        s2, created = store.update(conn, pat(gender="male"), s1.res_id, if_match=1)
+        assert not created and s2.version == 2 and s2.last_updated > s1.last_updated
+    with db.read() as conn:
+        assert store.read(conn, "Patient", s1.res_id).json()["gender"] == "male"
+        assert store.vread(conn, "Patient", s1.res_id, 1).json()["gender"] == "female"
+        assert store.read(conn, "Patient", s1.res_id).content == s2.content  # stored bytes are served
+    with db.write() as conn:
+        d = store.delete(conn, "Patient", s1.res_id)
+        assert d is not None and d.version == 3 and d.deleted and d.content is None
+        assert store.delete(conn, "Patient", s1.res_id) is None  # already deleted
+    with db.read() as conn:
+        with pytest.raises(OperationOutcomeError) as gone:
+            store.read(conn, "Patient", s1.res_id)
+        assert gone.value.status == 410
+        with pytest.raises(OperationOutcomeError) as gone_version:
+            store.vread(conn, "Patient", s1.res_id, 3)
+        assert gone_version.value.status == 410
+        with pytest.raises(OperationOutcomeError) as missing:
+            store.read(conn, "Patient", "nope")
+        assert missing.value.status == 404
+
+
+def test_compare_and_set_refuses_a_stale_version_and_rolls_back(clean_services):
+    store, db = clean_services.store, clean_services.db
+    with db.write() as conn:
+        rid = store.create(conn, pat()).res_id
+        store.update(conn, pat(gender="male"), rid)
+    with pytest.raises(OperationOutcomeError) as err:
+        with db.write() as conn:
+            store.update(conn, pat(gender="other"), rid, if_match=1)
+    assert err.value.status == 412 and "version 2" in err.value.diagnostics
+    with db.read() as conn:
+        assert [s.version for s in store.history(conn, rtype="Patient", rid=rid)] == [2, 1]
+
+
+def test_update_as_create_and_recreate_after_delete(clean_services):
+    store, db = clean_services.store, clean_services.db
+    with db.write() as conn:
+        s, created = store.update(conn, pat(), "client-id")
+        assert created and s.version == 1
+        store.delete(conn, "Patient", "client-id")
+        again, recreated = store.update(conn, pat(), "client-id")
+        assert recreated and again.version == 3
+        with pytest.raises(OperationOutcomeError) as err:
+            store.update(conn, pat(), "other-id", allow_create=False)
+        assert err.value.status == 404
+
+
+def test_history_is_newest_first_and_pages_by_keyset(clean_services):
+    store, db = clean_services.store, clean_services.db
+    with db.write() as conn:
+        ids = [store.create(conn, pat()).res_id for _ in range(5)]
+        store.update(conn, pat(gender="male"), ids[0])
+    with db.read() as conn:
+        everything = store.history(conn, count=100)
+        assert [(s.res_id, s.version) for s in everything][:2] == [(ids[0], 2), (ids[4], 1)]
+        keys = [(s.last_updated, s.seq) for s in everything]
+        assert keys == sorted(keys, reverse=True)
+        page1 = store.history(conn, count=3)
+        page2 = store.history(conn, count=3, before=(page1[-1].last_updated, page1[-1].seq))
+        assert [s.seq for s in page1 + page2] == [s.seq for s in everything]
+        assert store.history_count(conn, rtype="Patient") == 6
+        since = store.history(conn, since=everything[1].last_updated, count=100)
+        assert len(since) == 2
