@@ -40,6 +40,9 @@ def build_services(settings: Settings, db: Database | None = None) -> Services:
     from service.audit import install as install_audit
 
     install_audit(services)
+    from service.workflows import install as install_workflows
+
+    install_workflows(services)
     return services
 
 

@@ -44,6 +44,26 @@ def vread(req: FhirRequest, session: Session, rtype: str, rid: str, vid: str) ->
     return read_response(stored)
 
 
+def _write_hooks(session: Session, rtype: str) -> tuple[Any, ...]:
+    """Per-type write hooks (`Services.extras["write_hooks"]`: {type: [hook]}), e.g. the workflow rules.
+
+    A hook has `before(session, rtype, before, after)` (may refuse by raising OperationOutcomeError, or
+    complete `after` with server-owned elements) and `after(session, rtype, stored, before)` (runs after
+    the store wrote the version, in the same transaction). `before` is None on create.
+    """
+    return tuple(session.services.extras.get("write_hooks", {}).get(rtype, ()))
+
+
+def _create(session: Session, rtype: str, resource: dict[str, Any]) -> Stored:
+    hooks = _write_hooks(session, rtype)
+    for hook in hooks:
+        hook.before(session, rtype, None, resource)
+    stored = session.store.create(session.conn, resource)
+    for hook in hooks:
+        hook.after(session, rtype, stored, None)
+    return stored
+
+
 def _resource_body(req: FhirRequest, rtype: str) -> dict[str, Any]:
     body = req.json_body()
     validate_resource(body, expected_type=rtype)
@@ -84,12 +104,18 @@ def update(req: FhirRequest, session: Session, rtype: str, rid: str) -> FhirResp
 
 def _do_update(req: FhirRequest, session: Session, rtype: str, rid: str, resource: dict[str, Any],
                if_match: int | None, method: str = "PUT") -> FhirResponse:
-    current = session.store.current(session.conn, rtype, rid)
+    hooks = _write_hooks(session, rtype)
+    current = session.store.current(session.conn, rtype, rid, lock=bool(hooks))
     if current is not None and current.content is not None:
         visible(session, "update", current)
         session.guard.check_resource(session.ctx, "update", rtype, current.json())
     session.guard.check_resource(session.ctx, "update", rtype, resource)
+    before = current.json() if current is not None and current.content is not None else None
+    for hook in hooks:
+        hook.before(session, rtype, before, resource)
     stored, created = session.store.update(session.conn, resource, rid, if_match=if_match, method=method)
+    for hook in hooks:
+        hook.after(session, rtype, stored, before)
     status = 201 if created else 200
     return write_response(req, stored, status, session.base, f"{'Created' if created else 'Updated'} {rtype}/{rid}")
 

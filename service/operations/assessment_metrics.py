@@ -1,0 +1,140 @@
+"""$assessment-metrics: the figures the reports care about, over finished joint assessments.
+
+`GET /fhir/QuestionnaireResponse/$assessment-metrics[?from=YYYY-MM-DD][&to=YYYY-MM-DD]` (completion
+date window, inclusive) answers a Parameters resource:
+  assessmentsCompleted        valueInteger: completed or amended joint assessments
+  completedJointly            valueInteger: both health and social-care professionals answered items
+  completedByHealthOnly       valueInteger: only health professionals answered items
+  completedBySocialCareOnly   valueInteger: only social-care professionals answered items
+  completedByOther            valueInteger: no answer by a known profession (e.g. all by systems)
+  referralToCompletion        part: count (valueInteger, those with a known start), meanDays,
+                              medianDays, maxDays (valueDecimal). The start is the referral the
+                              assessment is basedOn (ServiceRequest.authoredOn), else the earliest
+                              ServiceRequest or Task for the person (authoredOn), else the start of
+                              its episode (EpisodeOfCare.period.start); the end is the first completion.
+  itemsPrefilled              valueInteger: question items pre-filled when the assessments started
+  itemsAnswered               valueInteger: question items answered in the finished assessments
+  prefilledShare              valueDecimal: itemsPrefilled / itemsAnswered
+Who answered comes from the answer-author extensions (entered answers; pre-filled ones do not count
+as a contribution). Only assessments the caller may see are counted.
+"""
+
+from __future__ import annotations
+
+import statistics
+from datetime import UTC, date, datetime
+from typing import Any
+
+import orjson
+
+from service.fhir.outcome import bad_request
+from service.interactions.request import FhirRequest, FhirResponse
+from service.interactions.session import Session
+from service.operations import Operation, register
+from service.workflows import answers, forms, lookup
+from service.workflows.codes import COMPLETED, EPISODE, PREFILLED_ITEMS, ext_value
+from service.workflows.params import Params
+
+
+def _when(text: Any) -> datetime | None:
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        if len(text) == 10:
+            return datetime.fromisoformat(text).replace(tzinfo=UTC)
+        return datetime.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+def _date_param(params: Params, name: str) -> date | None:
+    text = params.string(name)
+    if text is None:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise bad_request(f"Parameter '{name}' must be a date (YYYY-MM-DD), not {text!r}") from None
+
+
+def _read(session: Session, ref: str | None) -> dict[str, Any] | None:
+    if not ref or "/" not in ref:
+        return None
+    rtype, _, rid = ref.partition("/")
+    found = session.store.current(session.conn, rtype, rid.split("/_history")[0])
+    if found is None or found.content is None or not session.guard.can_see(session.ctx, rtype, found.json()):
+        return None
+    return found.json()
+
+
+def referral_start(session: Session, response: dict[str, Any], patient_ref: str,
+                   cache: dict[str, datetime | None]) -> datetime | None:
+    for based in response.get("basedOn") or ():
+        sr = _read(session, based.get("reference"))
+        if sr is not None and _when(sr.get("authoredOn")):
+            return _when(sr.get("authoredOn"))
+    if patient_ref not in cache:
+        starts = []
+        for rtype, param, element in (("ServiceRequest", "subject", "subject"), ("Task", "patient", "for")):
+            for s in lookup.find(session, rtype, [(param, patient_ref)],
+                                 lambda r, e=element: lookup.ref(r, e) == patient_ref):
+                when = _when(s.json().get("authoredOn"))
+                if when is not None:
+                    starts.append(when)
+        cache[patient_ref] = min(starts) if starts else None
+    if cache[patient_ref] is not None:
+        return cache[patient_ref]
+    episode = _read(session, (ext_value(response, EPISODE) or {}).get("reference"))
+    return _when(((episode or {}).get("period") or {}).get("start"))
+
+
+def metrics(req: FhirRequest, session: Session, rtype: str, rid: str | None) -> FhirResponse:
+    params = Params(req)
+    since, until = _date_param(params, "from"), _date_param(params, "to")
+    session.guard.check_type(session.ctx, "search-type", "QuestionnaireResponse")
+    finished = lookup.find(session, "QuestionnaireResponse", [("status", "completed,amended")],
+                           lambda r: forms.is_joint(r.get("questionnaire")) and r.get("status") in ("completed", "amended"))
+    counts = {"joint": 0, "health": 0, "social-care": 0, "other": 0}
+    durations: list[float] = []
+    prefilled = answered = total = 0
+    cache: dict[str, datetime | None] = {}
+    for stored in finished:
+        response = stored.json()
+        completed = _when(ext_value(response, COMPLETED)) or _when(response.get("authored"))
+        if completed is None or (since and completed.date() < since) or (until and completed.date() > until):
+            continue
+        total += 1
+        q = forms.resolve(session, response["questionnaire"])
+        units = answers.collect(q, response)
+        profs = {c["profession"] for c in answers.contributions(units) if c["source"] == "entered"} & {
+            "health", "social-care"}
+        counts["joint" if len(profs) == 2 else (profs.pop() if profs else "other")] += 1
+        prefilled += int(ext_value(response, PREFILLED_ITEMS) or 0)
+        answered += sum(answers.answered_questions(items) for items in units.values())
+        start = referral_start(session, response, response["subject"]["reference"], cache)
+        if start is not None and start <= completed:
+            durations.append((completed - start).total_seconds() / 86400)
+
+    def dec(x: float) -> float:
+        return round(x, 2)
+
+    timing: list[dict[str, Any]] = [{"name": "count", "valueInteger": len(durations)}]
+    if durations:
+        timing += [{"name": "meanDays", "valueDecimal": dec(statistics.fmean(durations))},
+                   {"name": "medianDays", "valueDecimal": dec(statistics.median(durations))},
+                   {"name": "maxDays", "valueDecimal": dec(max(durations))}]
+    out: dict[str, Any] = {"resourceType": "Parameters", "parameter": [
+        {"name": "assessmentsCompleted", "valueInteger": total},
+        {"name": "completedJointly", "valueInteger": counts["joint"]},
+        {"name": "completedByHealthOnly", "valueInteger": counts["health"]},
+        {"name": "completedBySocialCareOnly", "valueInteger": counts["social-care"]},
+        {"name": "completedByOther", "valueInteger": counts["other"]},
+        {"name": "referralToCompletion", "part": timing},
+        {"name": "itemsPrefilled", "valueInteger": prefilled},
+        {"name": "itemsAnswered", "valueInteger": answered},
+        {"name": "prefilledShare", "valueDecimal": dec(prefilled / answered) if answered else 0.0},
+    ]}
+    return FhirResponse(200, orjson.dumps(out))
+
+
+register(Operation("assessment-metrics", "type", ("QuestionnaireResponse",), ("GET",), metrics))

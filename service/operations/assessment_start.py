@@ -1,0 +1,76 @@
+"""$start-assessment: start a person's joint assessment, pre-filled from their record.
+
+`POST /fhir/Patient/{id}/$start-assessment` with an optional Parameters body:
+  episode   valueReference EpisodeOfCare/...   the episode it belongs to (extension assessment-episode)
+  referral  valueReference ServiceRequest/...  the referral it answers (QuestionnaireResponse.basedOn)
+Creates an in-progress QuestionnaireResponse to the current version of the joint assessment
+(`questionnaire` = `url|version`), subject and source the Patient, author the caller, pre-filled
+(service.workflows.prefill), and answers 201 with it. How many question items were pre-filled is in
+the extension assessment-prefilled-items (valueInteger); each pre-filled answer's answer-author
+extension says `source` prefilled and where it came from. If the person already has an in-progress
+joint assessment, that one is returned with 200 instead: there is one assessment to contribute to.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from service.interactions.crud import visible
+from service.interactions.request import FhirRequest, FhirResponse
+from service.interactions.responses import write_response
+from service.interactions.session import Session
+from service.operations import Operation, register
+from service.workflows import answers, forms, lookup, prefill, writes
+from service.workflows.codes import AUTHORED_BY, EPISODE
+from service.workflows.params import Params
+
+
+def open_assessments(session: Session, patient_ref: str) -> list[Any]:
+    return lookup.find(session, "QuestionnaireResponse", [("subject", patient_ref), ("status", "in-progress")],
+                       lambda r: lookup.ref(r, "subject") == patient_ref and forms.is_joint(r.get("questionnaire"))
+                       and r.get("status") == "in-progress")
+
+
+def start(req: FhirRequest, session: Session, rtype: str, rid: str) -> FhirResponse:
+    params = Params(req)
+    episode = params.reference("episode", "EpisodeOfCare")
+    referral = params.reference("referral", "ServiceRequest")
+    session.guard.check_type(session.ctx, "read", "Patient")
+    patient = visible(session, "read", session.store.read(session.conn, "Patient", rid)).json()
+    session.guard.check_resource(session.ctx, "read", "Patient", patient)
+    session.guard.check_type(session.ctx, "create", "QuestionnaireResponse")
+    patient_ref = f"Patient/{rid}"
+    existing = open_assessments(session, patient_ref)
+    if existing:
+        latest = max(existing, key=lambda s: s.last_updated)
+        return write_response(req, latest, 200, session.base,
+                              f"{patient_ref} already has an assessment in progress: QuestionnaireResponse/{latest.res_id}")
+    q = forms.current(session)
+    units, origin = prefill.prefill(session, q, patient)
+    qr: dict[str, Any] = {
+        "resourceType": "QuestionnaireResponse",
+        "questionnaire": f"{q['url']}|{q['version']}",
+        "status": "in-progress",
+        "subject": {"reference": patient_ref},
+        "source": {"reference": patient_ref},
+    }
+    if referral:
+        qr["basedOn"] = [{"reference": referral}]
+    items = answers.build(q, units)
+    if items:
+        qr["item"] = items
+    extensions = []
+    if episode:
+        extensions.append({"url": EPISODE, "valueReference": {"reference": episode}})
+    org = session.ctx.principal.organisation if session.ctx.principal else None
+    if org:
+        extensions.append({"url": AUTHORED_BY, "valueReference": {"reference": org}})
+    if extensions:
+        qr["extension"] = extensions
+    change = writes.Change(activity="start-assessment", prefilled=origin,
+                           sources=sorted({patient_ref, *origin.values()}))
+    stored = writes.create(session, qr, change)
+    return write_response(req, stored, 201, session.base, f"Started QuestionnaireResponse/{stored.res_id}")
+
+
+register(Operation("start-assessment", "instance", ("Patient",), ("POST",), start, writes=True))

@@ -1,0 +1,151 @@
+"""The service's Questionnaires in the record: published at start, resolved by canonical `url|version`.
+
+The packaged JSON files (fhir_profiles/questionnaires/) are the source of the forms. They are
+published as Questionnaire resources with fixed ids (the joint assessment is
+Questionnaire/joint-assessment): at process start (`ensure_questionnaires`, from `build_services`,
+best effort), by `sharedcare demo load`, and in the request transaction of `$start-assessment` when
+missing (so an emptied database still works). Publication is idempotent: a form is written when its id
+is absent or when the packaged version is not among the stored versions (a new release of the
+service); a version published with PUT by an operator is never overwritten by an older file.
+
+A new version of a form becomes a new version of the same Questionnaire resource; a response pins
+`questionnaire = url|version` and is always validated against the version it pinned: `resolve` finds
+it in the current version, the resource's history, or the packaged files
+(`<id>.json`, and `<id>-<version>.json` for older releases kept in the package). A published version
+never changes (publish a new version string instead).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from functools import cache
+from importlib.resources import files
+from typing import Any
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from fhir_profiles.questionnaires import JOINT_ASSESSMENT_URL
+from service.fhir.outcome import OperationOutcomeError
+from service.interactions.session import Services, Session
+
+log = logging.getLogger("sharedcare.workflows")
+
+PACKAGE = "fhir_profiles.questionnaires"
+
+
+@cache
+def packaged() -> dict[tuple[str, str], dict[str, Any]]:
+    """(url, version) -> Questionnaire, for every JSON file in the package."""
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    for entry in files(PACKAGE).iterdir():
+        if entry.name.endswith(".json"):
+            q = json.loads(entry.read_text(encoding="utf-8"))
+            if q.get("resourceType") == "Questionnaire":
+                out[(q["url"], q["version"])] = q
+    return out
+
+
+def current_packaged() -> list[dict[str, Any]]:
+    """The newest packaged version of each form (the one named `<id>.json`)."""
+    out = []
+    for entry in files(PACKAGE).iterdir():
+        if entry.name.endswith(".json"):
+            q = json.loads(entry.read_text(encoding="utf-8"))
+            if q.get("resourceType") == "Questionnaire" and entry.name == f"{q['id']}.json":
+                out.append(q)
+    return out
+
+
+def ids_by_url() -> dict[str, str]:
+    return {url: q["id"] for (url, _v), q in packaged().items()}
+
+
+def is_joint(canonical: Any) -> bool:
+    return isinstance(canonical, str) and canonical.split("|", 1)[0] == JOINT_ASSESSMENT_URL
+
+
+def publish(services: Services, conn: Any) -> int:
+    """Write the packaged forms the store lacks; returns how many were written."""
+    written = 0
+    for q in current_packaged():
+        cur = services.store.current(conn, "Questionnaire", q["id"], lock=True)
+        if cur is not None and not cur.deleted:
+            if cur.json().get("version") == q["version"]:
+                continue
+            if any(v.content and json.loads(v.content).get("version") == q["version"]
+                   for v in services.store.history(conn, rtype="Questionnaire", rid=q["id"], count=1000)):
+                continue
+        services.store.update(conn, q, q["id"])
+        written += 1
+    return written
+
+
+def ensure_questionnaires(services: Services) -> dict[str, int]:
+    """Publish the packaged forms in their own transaction (idempotent; safe on many processes)."""
+    try:
+        with services.db.write() as conn:
+            return {"questionnaires published": publish(services, conn)}
+    except OperationOutcomeError as err:  # another process published it at the same moment
+        log.info("questionnaires not published here: %s", err.diagnostics)
+    except SQLAlchemyError as exc:  # e.g. the database is not migrated yet
+        log.warning("questionnaires not published at start (%s); they will be on first use", type(exc).__name__)
+    return {"questionnaires published": 0}
+
+
+def ensure_in_session(session: Session) -> None:
+    """Publish missing forms inside the current request's transaction."""
+    for q in current_packaged():
+        cur = session.store.current(session.conn, "Questionnaire", q["id"])
+        if cur is None or cur.deleted:
+            publish(session.services, session.conn)
+            return
+
+
+def current(session: Session, url: str = JOINT_ASSESSMENT_URL) -> dict[str, Any]:
+    """The form's current version as stored (published on demand)."""
+    rid = ids_by_url().get(url)
+    if rid is None:
+        raise OperationOutcomeError(422, "not-found", f"Questionnaire {url!r} is not a form of this service")
+    ensure_in_session(session)
+    return session.store.read(session.conn, "Questionnaire", rid).json()
+
+
+def resolve(session: Session, canonical: str) -> dict[str, Any]:
+    """The Questionnaire a response pinned (`url|version`, or `url` for the current version)."""
+    url, _, version = canonical.partition("|")
+    rid = ids_by_url().get(url)
+    if rid is None:
+        raise OperationOutcomeError(422, "not-found", f"Questionnaire {url!r} is not a form of this service",
+                                    expression=("QuestionnaireResponse.questionnaire",))
+    cur = session.store.current(session.conn, "Questionnaire", rid)
+    if cur is not None and cur.content is not None:
+        q = _parsed(cur.content)
+        if not version or q.get("version") == version:
+            return q
+        for v in session.store.history(session.conn, rtype="Questionnaire", rid=rid, count=1000):
+            if v.content is not None:
+                old = _parsed(v.content)
+                if old.get("version") == version:
+                    return old
+    if version and (url, version) in packaged():
+        return packaged()[(url, version)]
+    if not version:
+        newest = next((q for q in current_packaged() if q["url"] == url), None)
+        if newest is not None:
+            return newest
+    raise OperationOutcomeError(422, "not-found", f"Questionnaire {canonical!r} is not known (no such version)",
+                                expression=("QuestionnaireResponse.questionnaire",))
+
+
+_parsed_cache: dict[bytes, dict[str, Any]] = {}
+
+
+def _parsed(content: bytes) -> dict[str, Any]:
+    """Parsed stored Questionnaire versions, keyed by their bytes (immutable); callers must not change them."""
+    found = _parsed_cache.get(content)
+    if found is None:
+        if len(_parsed_cache) > 32:
+            _parsed_cache.clear()
+        found = _parsed_cache[content] = json.loads(content)
+    return found

@@ -1,0 +1,169 @@
+"""Helpers for the joint assessment and care plan tests: answer builders and per-user API callers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+CS = "https://sharedcare.example.org/fhir/CodeSystem/"
+ACHIEVE = CS + "assessment-outcome-achievement"
+LEVEL = CS + "assessment-need-level"
+ANSWER = CS + "assessment-answer"
+SHARING = CS + "assessment-sharing-wish"
+RISK_LEVEL = CS + "assessment-risk-level"
+AUTHOR_URL = "https://sharedcare.example.org/fhir/StructureDefinition/answer-author"
+PREFILLED_URL = "https://sharedcare.example.org/fhir/StructureDefinition/assessment-prefilled-items"
+REVIEW_URL = "https://sharedcare.example.org/fhir/StructureDefinition/careplan-review-date"
+AGREEMENT_URL = "https://sharedcare.example.org/fhir/StructureDefinition/careplan-agreement"
+JOINT_URL = "https://sharedcare.example.org/fhir/Questionnaire/joint-assessment"
+
+CARE_ACT = ["care-act.nutrition", "care-act.personal-hygiene", "care-act.toilet-needs", "care-act.clothing",
+            "care-act.home-safety", "care-act.habitable-home", "care-act.relationships", "care-act.work-education",
+            "care-act.community", "care-act.caring-for-child"]
+HEALTH = ["health.falls", "health.skin", "health.continence", "health.nutrition-hydration", "health.medicines",
+          "health.breathing", "health.pain", "health.memory-cognition", "health.mental-health"]
+
+
+def coding(system: str, code: str) -> dict[str, str]:
+    return {"system": system, "code": code}
+
+
+def a(value: Any) -> dict[str, Any]:
+    if isinstance(value, bool):
+        return {"valueBoolean": value}
+    if isinstance(value, int):
+        return {"valueInteger": value}
+    if isinstance(value, float):
+        return {"valueDecimal": value}
+    if isinstance(value, dict) and "code" in value:
+        return {"valueCoding": value}
+    if isinstance(value, dict) and "reference" in value:
+        return {"valueReference": value}
+    if isinstance(value, str) and len(value) == 10 and value[4] == "-" and value[7] == "-":
+        return {"valueDate": value}
+    return {"valueString": value}
+
+
+def ans(link_id: str, *values: Any) -> dict[str, Any]:
+    return {"linkId": link_id, "answer": [a(v) for v in values]}
+
+
+def grp(link_id: str, *items: dict[str, Any]) -> dict[str, Any]:
+    return {"linkId": link_id, "item": list(items)}
+
+
+def fragment(*items: dict[str, Any]) -> dict[str, Any]:
+    return {"resourceType": "QuestionnaireResponse", "status": "in-progress", "item": list(items)}
+
+
+def params(*parts: dict[str, Any]) -> dict[str, Any]:
+    return {"resourceType": "Parameters", "parameter": list(parts)}
+
+
+def save_body(base: int, *items: dict[str, Any], sections: tuple[str, ...] = (), reason: str | None = None
+              ) -> dict[str, Any]:
+    parts: list[dict[str, Any]] = [{"name": "response", "resource": fragment(*items)},
+                                   {"name": "baseVersion", "valueInteger": base}]
+    parts += [{"name": "section", "valueString": s} for s in sections]
+    if reason:
+        parts.append({"name": "reason", "valueString": reason})
+    return params(*parts)
+
+
+def care_act_section(unmet: tuple[str, ...] = ("care-act.nutrition", "care-act.personal-hygiene")) -> dict[str, Any]:
+    groups = []
+    for lid in CARE_ACT:
+        if lid in unmet:
+            groups.append(grp(lid, ans(f"{lid}.need", coding(ACHIEVE, "needs-assistance")),
+                              ans(f"{lid}.significant-impact", True),
+                              ans(f"{lid}.impact", "Skips meals and has lost weight")))
+        else:
+            groups.append(grp(lid, ans(f"{lid}.need", coding(ACHIEVE, "achieves-unaided"))))
+    return grp("care-act", ans("care-act.needs-from-impairment", True), *groups)
+
+
+def health_section(falls_level: str = "moderate") -> dict[str, Any]:
+    return grp(
+        "health",
+        grp("health.falls", ans("health.falls.need", coding(LEVEL, falls_level)), ans("health.falls.history", True),
+            ans("health.falls.count", 3), ans("health.falls.referral", True)),
+        grp("health.skin", ans("health.skin.need", coding(LEVEL, "none"))),
+        grp("health.continence", ans("health.continence.need", coding(LEVEL, "low"))),
+        grp("health.nutrition-hydration", ans("health.nutrition-hydration.need", coding(LEVEL, "moderate"))),
+        grp("health.medicines", ans("health.medicines.need", coding(LEVEL, "low")),
+            ans("health.medicines.management", coding(ANSWER, "meds-prompting"))),
+        grp("health.breathing", ans("health.breathing.need", coding(LEVEL, "none"))),
+        grp("health.pain", ans("health.pain.need", coding(LEVEL, "low")), ans("health.pain.has-pain", False)),
+        grp("health.memory-cognition", ans("health.memory-cognition.need", coding(LEVEL, "none"))),
+        grp("health.mental-health", ans("health.mental-health.need", coding(LEVEL, "none"))),
+    )
+
+
+def about_me_extra() -> dict[str, Any]:
+    return grp("about-me", ans("about-me.interpreter-needed", False),
+               ans("about-me.what-matters", "Staying in my own home with my cat, and seeing my grandchildren"))
+
+
+def carers_section() -> dict[str, Any]:
+    return grp("carers", ans("carers.has-carer", True),
+               grp("carers.carer", ans("carers.carer.name", "Carl Example"), ans("carers.carer.willing-able", True),
+                   ans("carers.carer.assessment-offered", True), ans("carers.carer.assessment-wanted", True)))
+
+
+def other_sections() -> list[dict[str, Any]]:
+    return [
+        grp("risks", ans("risks.safeguarding-concern", False)),
+        grp("tec", ans("tec.would-benefit", True), ans("tec.suggested", coding(ANSWER, "tec-pendant-alarm"))),
+        grp("sharing", ans("sharing.discussed", True), ans("sharing.discussed-date", "2026-11-20"),
+            ans("sharing.wishes", coding(SHARING, "share-direct-care"))),
+    ]
+
+
+def find_item(resp: dict[str, Any], link_id: str) -> dict[str, Any]:
+    stack = list(resp.get("item", []))
+    while stack:
+        it = stack.pop(0)
+        if it["linkId"] == link_id:
+            return it
+        stack.extend(it.get("item", []))
+        for answer in it.get("answer", []):
+            stack.extend(answer.get("item", []))
+    raise KeyError(link_id)
+
+
+def author_of(resp: dict[str, Any], link_id: str) -> dict[str, Any]:
+    ext = next(e for e in find_item(resp, link_id).get("extension", []) if e["url"] == AUTHOR_URL)
+    out = {}
+    for sub in ext["extension"]:
+        out[sub["url"]] = next(v for k, v in sub.items() if k.startswith("value"))
+    return out
+
+
+def ext(resource: dict[str, Any], url: str) -> Any:
+    e = next((e for e in resource.get("extension", []) if e["url"] == url), None)
+    if e is None:
+        return None
+    return next((v for k, v in e.items() if k.startswith("value")), e)
+
+
+def version(resp: Any) -> int:
+    return int(resp.json()["meta"]["versionId"])
+
+
+class As:
+    """Requests as one user: `nina = As(client, auth_headers("nurse.nina"))`; `nina.post(url, json=...)`."""
+
+    def __init__(self, client: Any, headers: dict[str, str]) -> None:
+        self.client = client
+        self.headers = headers
+
+    def get(self, url: str, **kw: Any) -> Any:
+        return self.client.get(url, headers={**self.headers, **kw.pop("headers", {})}, **kw)
+
+    def post(self, url: str, **kw: Any) -> Any:
+        return self.client.post(url, headers={**self.headers, **kw.pop("headers", {})}, **kw)
+
+    def put(self, url: str, **kw: Any) -> Any:
+        return self.client.put(url, headers={**self.headers, **kw.pop("headers", {})}, **kw)
+
+    def patch(self, url: str, **kw: Any) -> Any:
+        return self.client.patch(url, headers={**self.headers, **kw.pop("headers", {})}, **kw)
