@@ -98,7 +98,7 @@ def _reference_rows(code: str, value: Any, base: str, type_filter: str | None, r
     ident = value.get("identifier") if isinstance(value.get("identifier"), dict) else None
     isys = cut(ident.get("system") or "") if ident else None
     ival = cut(str(ident["value"])) if ident and ident.get("value") is not None else None
-    if ttype or url or ival:
+    if ttype or url or ival or value:  # a contained or display-only reference still counts as present
         out.append({"param": code, "target_type": ttype, "target_id": tid, "url": url,
                     "ident_system": isys, "ident_value": ival})
 
