@@ -71,6 +71,15 @@ def _display(v: Any) -> str:
     return (v.get("display") or v.get("code") or "") if isinstance(v, dict) else str(v)
 
 
+def _label(index: dict[str, dict[str, Any]], link_id: str, v: Any) -> str:
+    """A coded answer's display as the form words it (else the answer's own display or code)."""
+    code = _code(v)
+    for option in (index.get(link_id) or {}).get("answerOption") or ():
+        if code is not None and (option.get("valueCoding") or {}).get("code") == code:
+            return str(option["valueCoding"].get("display") or code)
+    return _display(v)
+
+
 def needs(q: dict[str, Any], units: answers.Units) -> list[Need]:
     index = questionnaire_index(q)
     out: list[Need] = []
@@ -86,7 +95,7 @@ def needs(q: dict[str, Any], units: answers.Units) -> list[Need]:
         out.append(Need(g, group.get("text", g), "social-care",
                         f"Support with {group.get('text', g).lower()}" + (f": {impact}" if impact else ""),
                         7 if _code(achievement) == "endangers-health-safety" else 14,
-                        reason=_display(achievement),
+                        reason=_label(index, f"{g}.need", achievement),
                         note="Eligible need: significant impact on wellbeing (Care Act 2014)" if eligible else None))
     for group in (index.get("health") or {}).get("item") or ():
         if group.get("type") != "group":
@@ -117,9 +126,10 @@ def needs(q: dict[str, Any], units: answers.Units) -> list[Need]:
         if level in ("high", "medium"):
             kind = answers.value(one, "risks.risk.type")
             mitigation = answers.value(one, "risks.risk.mitigation")
-            out.append(Need("risks.risk", f"Risk: {_display(kind)}", "health" if _code(kind) in (
+            kind_text = _label(index, "risks.risk.type", kind)
+            out.append(Need("risks.risk", f"Risk: {kind_text}", "health" if _code(kind) in (
                 "risk-falls", "risk-pressure-damage", "risk-medicines") else "social-care",
-                f"Reduce the {level} risk: {_display(kind)}" + (f" ({mitigation})" if mitigation else ""),
+                f"Reduce the {level} risk: {kind_text}" + (f" ({mitigation})" if mitigation else ""),
                 7 if level == "high" else 28))
     for inst in units.get("carers.carer") or ():
         one = {"carers.carer": [inst]}
@@ -130,7 +140,8 @@ def needs(q: dict[str, Any], units: answers.Units) -> list[Need]:
     suggested = answers.values(units, "tec.suggested")
     if suggested:
         out.append(Need("tec.suggested", "Technology-enabled care", "social-care",
-                        "Arrange technology-enabled care: " + ", ".join(_display(s) for s in suggested), 28))
+                        "Arrange technology-enabled care: " + ", ".join(_label(index, "tec.suggested", s)
+                                                                         for s in suggested), 28))
     return out
 
 
