@@ -1,0 +1,248 @@
+"""Search: p50/p99 latency and throughput of the common searches over a generated, Synthea-shaped
+population (default 100,000 patients and ~1,000,000 other resources), on SQLite and PostgreSQL.
+
+    python -m bench.search_bench [--patients N] [--backend sqlite|postgresql|both] [--ops N]
+
+The population is written with bulk inserts straight into the tables, through the store's canonical
+JSON and the indexer's extraction (the same rows the write listener makes), in batches. Requests go
+through the real pipeline (router, handlers, search engine, audit hook) in process, as the trusted
+system context. Also reports the indexing cost per resource.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+NAME = "search"
+NHS = "https://fhir.nhs.uk/Id/nhs-number"
+FAMILIES = ["Smith", "Jones", "Patel", "Nowak", "Okafor", "Williams", "Brown", "Taylor", "Davies", "Evans",
+            "Thomas", "Roberts", "Khan", "Lewis", "Walker", "Wright", "Müller", "Ñúñez", "O'Brien", "Hughes"]
+
+
+def _patient(i: int) -> dict[str, Any]:
+    rnd = random.Random(i)
+    return {"resourceType": "Patient",
+            "identifier": [{"system": NHS, "value": f"9{i:09d}"}],
+            "name": [{"use": "official", "family": f"{rnd.choice(FAMILIES)}{i % 997}",
+                      "given": [rnd.choice(["Ann", "Bo", "Chidi", "Zoë", "Łucja", "Sam"])]}],
+            "gender": rnd.choice(["female", "male"]), "birthDate": f"{1930 + i % 90}-{1 + i % 12:02d}-{1 + i % 28:02d}",
+            "address": [{"line": [f"{i % 300} High Street"], "city": "Leeds", "postalCode": "LS1 4AB"}]}
+
+
+def _others(pid: str, i: int, n: int) -> list[dict[str, Any]]:
+    rnd = random.Random(-i - 1)
+    out: list[dict[str, Any]] = []
+    for k in range(n):
+        kind = k % 10
+        if kind in (0, 1):
+            out.append({"resourceType": "CarePlan", "status": rnd.choice(["active", "completed", "draft"]),
+                        "intent": "plan", "subject": {"reference": f"Patient/{pid}"},
+                        "period": {"start": f"20{10 + rnd.randrange(15)}-0{1 + rnd.randrange(9)}-15"},
+                        "category": [{"coding": [{"system": "http://snomed.info/sct", "code": "734163000"}]}]})
+        elif kind == 2:
+            out.append({"resourceType": "Encounter", "status": "finished",
+                        "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+                        "subject": {"reference": f"Patient/{pid}"},
+                        "period": {"start": f"20{10 + rnd.randrange(15)}-03-0{1 + rnd.randrange(9)}T09:00:00Z",
+                                   "end": f"20{10 + rnd.randrange(15)}-03-0{1 + rnd.randrange(9)}T10:00:00Z"}})
+        elif kind == 3:
+            out.append({"resourceType": "Condition", "subject": {"reference": f"Patient/{pid}"},
+                        "code": {"coding": [{"system": "http://snomed.info/sct", "code": rnd.choice(
+                            ["44054006", "38341003", "195967001"])}]},
+                        "onsetDateTime": f"20{rnd.randrange(25):02d}-06-01"})
+        else:
+            out.append({"resourceType": "Observation", "status": "final",
+                        "code": {"coding": [{"system": "http://loinc.org", "code": rnd.choice(
+                            ["29463-7", "8302-2", "8867-4", "4548-4"])}]},
+                        "subject": {"reference": f"Patient/{pid}"},
+                        "effectiveDateTime": f"20{10 + rnd.randrange(15)}-{1 + rnd.randrange(12):02d}-"
+                                             f"{1 + rnd.randrange(28):02d}T08:00:00Z",
+                        "valueQuantity": {"value": round(rnd.uniform(40, 120), 1), "unit": "kg",
+                                          "system": "http://unitsofmeasure.org", "code": "kg"}})
+    return out
+
+
+def generate(services: Any, patients: int, per_patient: int, big_patient_resources: int,
+             log: Any = print) -> dict[str, Any]:
+    """Bulk-load the population. Returns figures and the ids the benchmark queries."""
+    from sqlalchemy import insert
+
+    from service.search import indexer
+    from service.storage.store import canonical, new_id
+    from service.storage.tables import resource as R
+    from service.storage.tables import resource_version as V
+
+    base = services.settings.fhir_base
+    t_extract = 0.0
+    n_res = 0
+    started = time.perf_counter()
+    pids: list[str] = []
+    batch_size = 500
+    lu0 = int(time.time() * 1_000_000) - 10 ** 12
+    for start in range(0, patients, batch_size):
+        res_rows: list[dict[str, Any]] = []
+        idx: dict[str, list[dict[str, Any]]] = {}
+        for i in range(start, min(patients, start + batch_size)):
+            pid = new_id()
+            pids.append(pid)
+            count = big_patient_resources if i == 0 else per_patient
+            for res in [_patient(i)] + _others(pid, i, count):
+                rid = pid if res["resourceType"] == "Patient" else new_id()
+                lu = lu0 + n_res
+                content = canonical(res, rid, 1, lu)
+                t0 = time.perf_counter()
+                import orjson
+                rows = indexer.index_rows(res["resourceType"], rid, orjson.loads(content), base)
+                t_extract += time.perf_counter() - t0
+                indexer.merge(idx, rows)
+                text = content.decode()
+                res_rows.append({"res_type": res["resourceType"], "res_id": rid, "version": 1,
+                                 "last_updated": lu, "deleted": False, "content": text})
+                n_res += 1
+        with services.db.write() as conn:
+            conn.execute(insert(R), res_rows)
+            conn.execute(insert(V), [{**r, "method": "POST"} for r in res_rows])
+            indexer.insert_rows(conn, idx)
+        if (start // batch_size) % 20 == 0:
+            log(f"   loaded {len(pids)} patients, {n_res} resources ({time.perf_counter() - started:.0f}s)")
+    if services.db.is_postgres:
+        with services.db.engine.connect() as conn:
+            conn.exec_driver_sql("COMMIT")
+            conn.exec_driver_sql("ANALYZE")
+    else:
+        with services.db.write() as conn:
+            conn.exec_driver_sql("ANALYZE")
+    elapsed = time.perf_counter() - started
+    return {"pids": pids, "resources": n_res, "load_s": elapsed, "extract_us": t_extract / n_res * 1e6}
+
+
+def _measure(services: Any, make: Any, ops: int, concurrency: int) -> tuple[float, float, float, int]:
+    from service.access.context import RequestContext
+    from service.api.pipeline import handle
+
+    ctx = RequestContext.system()
+    lat: list[float] = []
+    sizes = []
+    for i in range(ops):
+        req = make(i)
+        t0 = time.perf_counter()
+        resp = handle(req, services, ctx)
+        lat.append(time.perf_counter() - t0)
+        assert resp.status == 200, resp.body
+        sizes.append(len(resp.body or b""))
+    lat.sort()
+
+    def one(i: int) -> None:
+        handle(make(i), services, ctx)
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(one, range(ops)))
+    rps = ops / (time.perf_counter() - t0)
+    return lat[len(lat) // 2] * 1000, lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000, rps, int(
+        statistics.mean(sizes))
+
+
+def bench_backend(backend: str, patients: int, ops: int, concurrency: int, log: Any = print) -> list[str]:
+    from service.api.app import build_services
+    from service.config import load_settings
+    from service.interactions.request import FhirRequest
+    from service.migrate import upgrade
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from bench.store_bench import fresh_database  # the store benchmark's fresh-database helper
+
+    lines = []
+    with tempfile.TemporaryDirectory() as tmp, fresh_database(backend, Path(tmp)) as url:
+        upgrade(url)
+        settings = replace(load_settings(), database_url=url, var_dir=Path(tmp), keys_dir=Path(tmp) / "keys")
+        services = build_services(settings)
+        services.extras.pop("authenticate", None)
+        from service.access.guard import AllowAll
+        services.guard = AllowAll()
+        try:
+            g = generate(services, patients, 10, 500, log)
+            pids = g["pids"]
+            lines.append(f"{backend}: {patients} patients, {g['resources']} resources loaded in {g['load_s']:.0f}s "
+                         f"({g['resources'] / g['load_s']:.0f}/s incl. indexing); index extraction "
+                         f"{g['extract_us']:.0f} us/resource")
+            rnd = random.Random(1)
+            pick = lambda: rnd.randrange(patients)  # noqa: E731
+            cases = [
+                ("read Patient/{id}", lambda i: FhirRequest("GET", f"Patient/{pids[pick()]}")),
+                ("Patient?identifier=nhs|…", lambda i: FhirRequest(
+                    "GET", "Patient", params=[("identifier", f"{NHS}|9{pick():09d}")])),
+                ("Patient?name=<prefix>", lambda i: FhirRequest(
+                    "GET", "Patient", params=[("name", f"{FAMILIES[i % 20].lower()}{i % 997}")])),
+                ("CarePlan?subject=…&status=active", lambda i: FhirRequest(
+                    "GET", "CarePlan", params=[("subject", f"Patient/{pids[pick()]}"), ("status", "active")])),
+                ("Observation?subject=…&date=ge2018", lambda i: FhirRequest(
+                    "GET", "Observation", params=[("subject", f"Patient/{pids[pick()]}"), ("date", "ge2018-01-01")])),
+                ("Patient?_id=…&_revinclude=CarePlan:subject", lambda i: FhirRequest(
+                    "GET", "Patient", params=[("_id", pids[pick()]), ("_revinclude", "CarePlan:subject")])),
+                ("Patient/{500 res}/$everything?_count=100 (first page)", lambda i: FhirRequest(
+                    "GET", f"Patient/{pids[0]}/$everything", params=[("_count", "100")])),
+            ]
+            lines.append(f"{'search':58s} {'p50 ms':>8s} {'p99 ms':>8s} {'req/s':>8s} {'bytes':>8s}")
+            for name, make in cases:
+                n = max(20, ops // 5) if "everything" in name else ops
+                p50, p99, rps, size = _measure(services, make, n, concurrency)
+                lines.append(f"{name:58s} {p50:8.2f} {p99:8.2f} {rps:8.0f} {size:8d}")
+            # the whole $everything for the 500-resource patient, following next links
+            from service.access.context import RequestContext
+            from service.api.pipeline import handle
+            import orjson
+            t0 = time.perf_counter()
+            req = FhirRequest("GET", f"Patient/{pids[0]}/$everything", params=[("_count", "100")])
+            got = 0
+            while True:
+                body = orjson.loads(handle(req, services, RequestContext.system()).body)
+                got += sum(1 for e in body.get("entry", []) if e["search"]["mode"] == "match")
+                nxt = [lk["url"] for lk in body["link"] if lk["relation"] == "next"]
+                if not nxt:
+                    break
+                from urllib.parse import parse_qsl
+                req = FhirRequest("GET", f"Patient/{pids[0]}/$everything",
+                                  params=parse_qsl(nxt[0].split("?", 1)[1]))
+            lines.append(f"$everything, all pages (_count=100): {got} resources in "
+                         f"{(time.perf_counter() - t0) * 1000:.0f} ms")
+        finally:
+            services.db.dispose()
+    return lines
+
+
+def run(args: argparse.Namespace) -> list[str]:
+    patients = getattr(args, "search_patients", None) or (2000 if args.quick else 100_000)
+    out: list[str] = []
+    for backend in args.backends:
+        out += bench_backend(backend, patients, min(args.ops, 500), args.concurrency,
+                             log=lambda s: print(s, file=sys.stderr, flush=True))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--patients", type=int, default=100_000, help="patients (each with 10 other resources)")
+    p.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
+    p.add_argument("--ops", type=int, default=300, help="requests per search")
+    p.add_argument("--concurrency", type=int, default=4)
+    a = p.parse_args(argv)
+    a.backends = ["sqlite", "postgresql"] if a.backend == "both" else [a.backend]
+    a.search_patients, a.quick = a.patients, False
+    for line in run(a):
+        print(line, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
