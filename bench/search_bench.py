@@ -12,18 +12,23 @@ system context. Also reports the indexing cost per resource.
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import statistics
 import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 NAME = "search"
+PG_ADMIN_URL = os.environ.get("SHAREDCARE_BENCH_PG_URL", os.environ.get(
+    "SHAREDCARE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"))
 NHS = "https://fhir.nhs.uk/Id/nhs-number"
 FAMILIES = ["Smith", "Jones", "Patel", "Nowak", "Okafor", "Williams", "Brown", "Taylor", "Davies", "Evans",
             "Thomas", "Roberts", "Khan", "Lewis", "Walker", "Wright", "Müller", "Ñúñez", "O'Brien", "Hughes"]
@@ -126,6 +131,29 @@ def generate(services: Any, patients: int, per_patient: int, big_patient_resourc
     return {"pids": pids, "resources": n_res, "load_s": elapsed, "extract_us": t_extract / n_res * 1e6}
 
 
+@contextmanager
+def fresh_database(backend: str, tmp: Path) -> Iterator[str]:
+    """An SQLite file in `tmp`, or a new PostgreSQL database (dropped afterwards)."""
+    if backend == "sqlite":
+        yield f"sqlite:///{tmp / 'bench.db'}"
+        return
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.pool import NullPool
+
+    admin = create_engine(PG_ADMIN_URL, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    name = f"sc_bench_{uuid.uuid4().hex[:12]}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"))
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+        admin.dispose()
+
+
 def _measure(services: Any, make: Any, ops: int, concurrency: int) -> tuple[float, float, float, int]:
     from service.access.context import RequestContext
     from service.api.pipeline import handle
@@ -158,9 +186,6 @@ def bench_backend(backend: str, patients: int, ops: int, concurrency: int, log: 
     from service.config import load_settings
     from service.interactions.request import FhirRequest
     from service.migrate import upgrade
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from bench.store_bench import fresh_database  # the store benchmark's fresh-database helper
 
     lines = []
     with tempfile.TemporaryDirectory() as tmp, fresh_database(backend, Path(tmp)) as url:
