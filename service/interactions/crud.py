@@ -54,11 +54,11 @@ def _write_hooks(session: Session, rtype: str) -> tuple[Any, ...]:
     return tuple(session.services.extras.get("write_hooks", {}).get(rtype, ()))
 
 
-def _create(session: Session, rtype: str, resource: dict[str, Any]) -> Stored:
+def _create(session: Session, rtype: str, resource: dict[str, Any], rid: str | None = None) -> Stored:
     hooks = _write_hooks(session, rtype)
     for hook in hooks:
         hook.before(session, rtype, None, resource)
-    stored = session.store.create(session.conn, resource)
+    stored = session.store.create(session.conn, resource, rid=rid)
     for hook in hooks:
         hook.after(session, rtype, stored, None)
     return stored
@@ -85,7 +85,7 @@ def create(req: FhirRequest, session: Session, rtype: str) -> FhirResponse:
             resp = write_response(req, stored, 200, session.base, f"{rtype}/{ids[0]} already exists (If-None-Exist)")
             return resp
     resource.pop("id", None)  # the server assigns ids on create
-    stored = session.store.create(session.conn, resource, rid=req.assigned_id)
+    stored = _create(session, rtype, resource, req.assigned_id)
     return write_response(req, stored, 201, session.base, f"Created {rtype}/{stored.res_id}")
 
 
@@ -142,7 +142,7 @@ def conditional_update(req: FhirRequest, session: Session, rtype: str) -> FhirRe
             raise bad_request(f"{rid!r} is not a valid FHIR id")
         return _do_update(req, session, rtype, rid, resource, req.if_match())
     session.guard.check_resource(session.ctx, "create", rtype, resource)
-    stored = session.store.create(session.conn, resource, rid=req.assigned_id)
+    stored = _create(session, rtype, resource, req.assigned_id)
     return write_response(req, stored, 201, session.base, f"Created {rtype}/{stored.res_id}")
 
 
