@@ -21,7 +21,7 @@ from service.audit.tables import audit_patient
 from service.fhir.outcome import OperationOutcomeError
 from service.interactions.request import FhirRequest, FhirResponse
 from service.interactions.session import Services, Session
-from service.storage.store import Stored
+from service.storage.store import Store, Stored
 
 _INTERNAL = "sharedcare.audit.internal"
 _RECORDERS: WeakKeyDictionary[Engine, Recorder] = WeakKeyDictionary()
@@ -40,17 +40,46 @@ def recorder_for(conn: Connection) -> Recorder:
     return rec
 
 
+class _AuditStore(Store):
+    """The record store for our own AuditEvents: the same tables and listeners, except that search
+    indexing uses the native AuditEvent extractor (service.audit.index) instead of FHIRPath."""
+
+    def __init__(self, services: Services) -> None:
+        super().__init__(postgres=services.db.is_postgres)
+        self._services = services
+
+    @property  # type: ignore[override]
+    def listeners(self) -> list[Any]:
+        search = self._services.search
+        generic = getattr(search, "index_listener", None)
+        main = self._services.store.listeners
+        if generic is None or generic not in main:
+            return main
+        return [self._index if lst == generic else lst for lst in main]
+
+    @listeners.setter
+    def listeners(self, value: list[Any]) -> None:
+        pass
+
+    def _index(self, conn: Connection, stored: Stored, resource: dict[str, Any] | None) -> None:
+        from service.audit import index
+
+        if resource is not None and not stored.deleted:
+            index.index(conn, stored, resource, self._services.base)
+
+
 class Recorder:
     def __init__(self, services: Services) -> None:
         self.services = services
         self.postgres = services.db.is_postgres
+        self.store = _AuditStore(services)
 
     # -- storing -----------------------------------------------------------------------------------
     def store_event(self, conn: Connection, event: dict[str, Any], patients: list[str] | None = None,
                     *, key: str | None = None) -> Stored:
         conn.info[_INTERNAL] = True
         try:
-            stored = self.services.store.create(conn, event)
+            stored = self.store.create(conn, event)
         finally:
             conn.info.pop(_INTERNAL, None)
         if patients is None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
+from service.api.pipeline import handle
 from service.audit.chain import verify
 from service.interactions.request import FhirRequest
-from service.api.pipeline import handle
 from tests.audit.support import FHIR, events, patient, staff_context, subtype
 
 

@@ -7,7 +7,7 @@ import base64
 from sqlalchemy import text
 
 from service.fhir.validation import validate_resource
-from tests.audit.support import FHIR, agent, entity_refs, events, patient, patients, subtype
+from tests.audit.support import agent, entity_refs, events, patient, patients, subtype
 
 
 def test_n_requests_give_n_events_with_the_right_subtype_outcome_and_patient(client):
