@@ -61,8 +61,7 @@ def expressions_for(expr: str, base: str) -> list[list[str | None]]:
     out: list[list[str | None]] = []
     for part in split_top(expr):
         bare = part.lstrip("(").strip()
-        if not (bare.startswith(base + ".") or bare == base or bare.startswith("Resource.")
-                or bare.startswith("DomainResource.")):
+        if not (bare == base or bare.startswith((base + ".", "Resource.", "DomainResource."))):
             continue
         m = RESOLVE.match(part)
         if m:

@@ -15,7 +15,7 @@ import logging
 from typing import Any
 from urllib.parse import parse_qsl
 
-from sqlalchemy import false, func, select
+from sqlalchemy import false, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -25,8 +25,7 @@ from service.interactions.request import FhirRequest, FhirResponse
 from service.search import indexer
 from service.search.filter import SearchFilter
 from service.search.params import compartment_params, params_for
-from service.search.query import (Context, UnknownParameter, compartment_cond, criterion, now_us,
-                                  security_cond)
+from service.search.query import Context, UnknownParameter, compartment_cond, criterion, now_us, security_cond
 from service.storage.store import Stored
 from service.storage.tables import resource as R
 

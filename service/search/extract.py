@@ -29,9 +29,9 @@ def parse_reference(ref: str, base: str) -> tuple[str | None, str | None, str | 
     if "://" in ref or ref.startswith("urn:"):
         return None, None, cut(ref)
     parts = ref.split("/")
-    if len(parts) >= 2 and parts[0] in RESOURCE_TYPES and parts[1]:
-        if len(parts) == 2 or (len(parts) == 4 and parts[2] == "_history"):
-            return parts[0], parts[1][:64], None
+    if len(parts) >= 2 and parts[0] in RESOURCE_TYPES and parts[1] and (
+            len(parts) == 2 or (len(parts) == 4 and parts[2] == "_history")):
+        return parts[0], parts[1][:64], None
     return None, None, cut(ref)
 
 
@@ -84,10 +84,9 @@ def _reference_rows(code: str, value: Any, base: str, type_filter: str | None, r
     out = rows.setdefault("reference", [])
     if isinstance(value, str):
         ttype, tid, url = parse_reference(value, base)
-        if type_filter is None or ttype == type_filter:
-            if ttype or url:
-                out.append({"param": code, "target_type": ttype, "target_id": tid, "url": url,
-                            "ident_system": None, "ident_value": None})
+        if (type_filter is None or ttype == type_filter) and (ttype or url):
+            out.append({"param": code, "target_type": ttype, "target_id": tid, "url": url,
+                        "ident_system": None, "ident_value": None})
         return
     if not isinstance(value, dict):
         return
@@ -152,7 +151,7 @@ def values_of(param: SearchParam, resource: dict[str, Any]) -> list[tuple[Any, s
     for fn, type_filter in param.compiled():
         try:
             out.extend((v, type_filter) for v in fn(resource))
-        except Exception as exc:  # a definition fhirpathpy cannot evaluate: index nothing for it
+        except Exception as exc:  # noqa: BLE001  (a definition fhirpathpy cannot evaluate: index nothing for it
             log.debug("search parameter %s not evaluable: %s", param.code, exc)
     return out
 
@@ -180,9 +179,8 @@ def extract(resource: dict[str, Any], base: str = "") -> tuple[Rows, set[str]]:
                     rows.setdefault("number", []).append({"param": code, "value": num})
             elif ptype == "quantity":
                 _quantity_rows(code, value, rows)
-            elif ptype == "uri":
-                if isinstance(value, str) and value:
-                    rows.setdefault("uri", []).append({"param": code, "value": cut(value)})
+            elif ptype == "uri" and isinstance(value, str) and value:
+                rows.setdefault("uri", []).append({"param": code, "value": cut(value)})
     return rows, compartment_of(rtype, resource.get("id"), rows)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -23,8 +23,16 @@ from service.fhir.outcome import bad_request
 from service.fhir.types import RESOURCE_TYPES
 from service.search.extract import parse_reference
 from service.search.params import COMMON_INDEXED, SearchParam, lookup, modifiers
-from service.search.tables import (sp_compartment, sp_date, sp_number, sp_quantity, sp_reference, sp_string,
-                                   sp_token, sp_uri)
+from service.search.tables import (
+    sp_compartment,
+    sp_date,
+    sp_number,
+    sp_quantity,
+    sp_reference,
+    sp_string,
+    sp_token,
+    sp_uri,
+)
 from service.search.values import MAX_US, MIN_US, cut, date_range, normalize, number_range, prefix_upper
 from service.storage.tables import resource as R
 
@@ -227,7 +235,7 @@ def _uri_value(t: Any, mod: str | None, raw: str) -> ColumnElement[bool]:
         s = v
         while "/" in s.rstrip("/"):
             s = s.rstrip("/").rsplit("/", 1)[0]
-            if s.endswith(":/") or s.endswith(":"):
+            if s.endswith((":/", ":")):
                 break
             candidates.add(s)
         return t.c.value.in_(sorted(cut(c) for c in candidates))
@@ -285,10 +293,9 @@ def _param_ids(rtype: str | None, param: SearchParam, mod: str | None, value: st
     t = TABLE_FOR[param.type]
     code = param.code
     allowed = modifiers()[param.type]
-    if mod is not None and mod not in allowed:
-        if not (param.type == "reference" and mod in RESOURCE_TYPES):
-            raise bad_request(f"Search parameter {code!r} ({param.type}) does not support the modifier :{mod}"
-                              f" (supported: {', '.join(':' + m for m in allowed)})")
+    if mod is not None and mod not in allowed and not (param.type == "reference" and mod in RESOURCE_TYPES):
+        raise bad_request(f"Search parameter {code!r} ({param.type}) does not support the modifier :{mod}"
+                          f" (supported: {', '.join(':' + m for m in allowed)})")
     where_param = t.c.param == (code + ":of-type" if mod == "of-type" else code)
     if rtype is None:
         base = select(t.c.res_type, t.c.res_id).where(where_param)
@@ -406,8 +413,18 @@ def security_cond(rtype: str | None, labels: frozenset[tuple[str, str]]) -> Colu
 
 
 def now_us() -> int:
-    return int(datetime.now(timezone.utc).timestamp() * 1_000_000)
+    return int(datetime.now(UTC).timestamp() * 1_000_000)
 
 
-__all__ = ["Context", "UnknownParameter", "criterion", "compartment_cond", "security_cond", "split_value",
-           "unescape", "MIN_US", "MAX_US", "true"]
+__all__ = [
+    "MAX_US",
+    "MIN_US",
+    "Context",
+    "UnknownParameter",
+    "compartment_cond",
+    "criterion",
+    "security_cond",
+    "split_value",
+    "true",
+    "unescape",
+]

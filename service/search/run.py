@@ -17,7 +17,7 @@ from service.interactions.request import FhirRequest, FhirResponse
 from service.search import paging
 from service.search.includes import IncludeSpec, fetch_includes, parse_include
 from service.search.params import lookup, params_for
-from service.search.query import MIN_US, UnknownParameter, criterion, compartment_cond, split_value
+from service.search.query import MIN_US, UnknownParameter, compartment_cond, criterion, split_value
 from service.search.render import apply_summary, check_elements, check_summary
 from service.search.tables import INDEX_TABLES
 from service.search.values import date_range
@@ -88,10 +88,9 @@ def _control(req: FhirRequest, plan: Plan, key: str, value: str) -> None:
             name = part[1:] if desc else part
             if not name:
                 raise bad_request(f"_sort has an empty key in {value!r}")
-            if name not in ("_id", "_lastUpdated"):
-                if plan.rtype is None or lookup(plan.rtype, name) is None:
-                    _unknown(req, plan, "_sort", f"cannot sort {plan.rtype or 'a system search'} by {name!r}")
-                    continue
+            if name not in ("_id", "_lastUpdated") and (plan.rtype is None or lookup(plan.rtype, name) is None):
+                _unknown(req, plan, "_sort", f"cannot sort {plan.rtype or 'a system search'} by {name!r}")
+                continue
             sort.append((name, desc))
         if not sort:
             return
@@ -111,10 +110,9 @@ def _control(req: FhirRequest, plan: Plan, key: str, value: str) -> None:
         if bad:
             raise bad_request(f"_type: {', '.join(bad)} is not a resource type")
         plan.types = sorted(set(plan.types or types) & set(types)) if plan.types is not None else types
-    elif base in ("_contained", "_containedType"):
-        if value not in ("false", "entry"):
-            _unknown(req, plan, key, "searching contained resources is not supported")
-            return
+    elif base in ("_contained", "_containedType") and value not in ("false", "entry"):
+        _unknown(req, plan, key, "searching contained resources is not supported")
+        return
     plan.applied.append((key, value))
 
 
@@ -414,4 +412,4 @@ def split_types(value: str) -> list[str]:
     return [t for t in split_value(value) if t]
 
 
-__all__ = ["run_search", "run_compartment", "run_everything", "params_for"]
+__all__ = ["params_for", "run_compartment", "run_everything", "run_search"]

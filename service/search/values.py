@@ -5,12 +5,12 @@ from __future__ import annotations
 import calendar
 import re
 import unicodedata
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 
 from service.search.tables import MAXLEN
 
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MIN_US = -(2 ** 62)
 MAX_US = 2 ** 62
 _US = timedelta(microseconds=1)
@@ -45,7 +45,7 @@ def date_range(text: str) -> tuple[int, int] | None:
         return None
     year, month, day, hh, mi, ss, frac, tz = m.groups()
     try:
-        tzinfo = timezone.utc
+        tzinfo = UTC
         if tz and tz != "Z":
             sign = 1 if tz[0] == "+" else -1
             tzinfo = timezone(sign * timedelta(hours=int(tz[1:3]), minutes=int(tz[4:6])))

@@ -31,9 +31,9 @@ def client(clean_services, settings):  # type: ignore[no-untyped-def]
     from service.access.guard import AllowAll
     from service.api.app import create_app
 
-    with _trusted(clean_services, AllowAll()):
-        with TestClient(create_app(settings, services=clean_services), base_url="http://testserver") as c:
-            yield c
+    with _trusted(clean_services, AllowAll()), TestClient(create_app(settings, services=clean_services),
+                                                          base_url="http://testserver") as c:
+        yield c
 
 
 @pytest.fixture

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from test_search_api import R_LABEL, get, ids, world  # noqa: F401  (fixture)
+
 from service.access.guard import AllowAll
 from service.fhir.outcome import forbidden
 from service.search.filter import SearchFilter
-
-from test_search_api import R_LABEL, get, ids, world  # noqa: F401  (fixture)
 
 
 class FilterGuard(AllowAll):
@@ -29,7 +29,7 @@ class FilterGuard(AllowAll):
         return True
 
 
-def test_patient_confinement_applies_before_paging(client, guarded, world):  # type: ignore[no-untyped-def]
+def test_patient_confinement_applies_before_paging(client, guarded, world):  # type: ignore[no-untyped-def]  # noqa: F811
     ann, bob = world["ann"]["id"], world["bob"]["id"]
     with guarded(FilterGuard({}, SearchFilter.only_patients(ann))):
         body = get(client, "Patient?_count=1")
@@ -48,7 +48,7 @@ def test_patient_confinement_applies_before_paging(client, guarded, world):  # t
         assert get(client, "Organization")["total"] == 0
 
 
-def test_security_labels_and_deny(client, guarded, world):  # type: ignore[no-untyped-def]
+def test_security_labels_and_deny(client, guarded, world):  # type: ignore[no-untyped-def]  # noqa: F811
     ann = world["ann"]["id"]
     with guarded(FilterGuard({"Patient": SearchFilter(exclude_security=frozenset({R_LABEL}))})):
         assert ids(get(client, "Patient")) == [ann]
@@ -63,7 +63,7 @@ def test_security_labels_and_deny(client, guarded, world):  # type: ignore[no-un
         assert [e["resource"]["resourceType"] for e in body["entry"]] == ["Patient"]
 
 
-def test_forbidden_included_type_fails_the_search(client, guarded, world):  # type: ignore[no-untyped-def]
+def test_forbidden_included_type_fails_the_search(client, guarded, world):  # type: ignore[no-untyped-def]  # noqa: F811
     with guarded(FilterGuard({}, forbid={"Organization"})):
         r = client.get("/fhir/Patient?_include=Patient:organization")
         assert r.status_code == 403 and "Organization" in r.text

@@ -1,10 +1,9 @@
-import orjson
 def test_find(client, services):
     r = client.post("/fhir/Patient", json={"resourceType":"Patient","identifier":[{"system":"https://fhir.nhs.uk/Id/nhs-number","value":"9434765919"}],"name":[{"family":"Ñúñez","given":["Jo"]}]})
     assert r.status_code == 201, r.text
     pid = r.json()["id"]
-    from service.interactions.session import Session
     from service.access.context import RequestContext
+    from service.interactions.session import Session
     with services.db.read() as conn:
         s = Session(services, conn, RequestContext.system())
         assert services.search.find_ids(s, "Patient", "identifier=https://fhir.nhs.uk/Id/nhs-number|9434765919") == [pid]
