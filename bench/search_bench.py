@@ -202,7 +202,7 @@ def bench_backend(backend: str, patients: int, ops: int, concurrency: int, log: 
                          f"({g['resources'] / g['load_s']:.0f}/s incl. indexing); index extraction "
                          f"{g['extract_us']:.0f} us/resource")
             rnd = random.Random(1)
-            pick = lambda: rnd.randrange(patients)  # noqa: E731
+            pick = lambda: rnd.randrange(patients)
             cases = [
                 ("read Patient/{id}", lambda i: FhirRequest("GET", f"Patient/{pids[pick()]}")),
                 ("Patient?identifier=nhs|…", lambda i: FhirRequest(
@@ -224,9 +224,10 @@ def bench_backend(backend: str, patients: int, ops: int, concurrency: int, log: 
                 p50, p99, rps, size = _measure(services, make, n, concurrency)
                 lines.append(f"{name:58s} {p50:8.2f} {p99:8.2f} {rps:8.0f} {size:8d}")
             # the whole $everything for the 500-resource patient, following next links
+            import orjson
+
             from service.access.context import RequestContext
             from service.api.pipeline import handle
-            import orjson
             t0 = time.perf_counter()
             req = FhirRequest("GET", f"Patient/{pids[0]}/$everything", params=[("_count", "100")])
             got = 0
