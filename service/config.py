@@ -43,6 +43,20 @@ class Settings:
     var_dir: Path
     keys_dir: Path
     extra: dict[str, str] = field(default_factory=dict)
+    # Identity and access (service/auth); see the README's "Identity and access".
+    access_token_ttl: int = 900
+    refresh_token_ttl: int = 30 * 24 * 3600
+    clock_skew: int = 30
+    login_rate_per_minute: int = 20
+    token_rate_per_minute: int = 120
+    login_max_failures: int = 5
+    login_lockout_seconds: int = 900
+    cors_origins: tuple[str, ...] = ()
+    external_issuer: str | None = None
+    external_jwks_url: str | None = None
+    external_audience: str | None = None  # default: the FHIR base
+    external_algorithms: tuple[str, ...] = ("RS256", "ES256", "RS384", "ES384", "PS256")
+    external_claims_map: dict[str, str] = field(default_factory=dict)
 
     @property
     def fhir_base(self) -> str:
@@ -67,14 +81,93 @@ def load_settings() -> Settings:
     if not base_url.startswith(("http://", "https://")):
         raise SystemExit(f"configuration error: SHAREDCARE_BASE_URL must be an http(s) URL, got {base_url!r}")
     keys_dir = Path(os.environ.get("SHAREDCARE_KEYS_DIR", str(var_dir / "keys")))
+    demo = _bool("SHAREDCARE_DEMO")
+    _check_transport(base_url, demo)
     return Settings(
         database_url=url,
         base_url=base_url,
-        demo=_bool("SHAREDCARE_DEMO"),
+        demo=demo,
         max_body_bytes=_int("SHAREDCARE_MAX_BODY_BYTES", 16 * 1024 * 1024),
         var_dir=var_dir,
         keys_dir=keys_dir,
+        **_auth_settings(),
     )
+
+
+AUTH_CLAIMS = {"fhir_user", "organisation", "ods_code", "role_code", "roles", "kind", "patient", "scope", "subject"}
+LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
+
+
+def _check_transport(base_url: str, demo: bool) -> None:
+    """Tokens and passwords cross the wire: outside demo mode the public URL must be https (TLS may end at a
+    proxy in front of the service) unless it is a loopback address."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(base_url)
+    if parts.scheme == "http" and (parts.hostname or "") not in LOOPBACK and not demo \
+            and not _bool("SHAREDCARE_ALLOW_INSECURE_HTTP"):
+        raise SystemExit("configuration error: SHAREDCARE_BASE_URL must be https:// outside demo mode "
+                         f"(got {base_url!r}); put the service behind TLS, or set SHAREDCARE_ALLOW_INSECURE_HTTP=1 "
+                         "for a closed test network")
+
+
+def _auth_settings() -> dict[str, object]:
+    import json
+    from urllib.parse import urlsplit
+
+    out: dict[str, object] = {
+        "access_token_ttl": _int("SHAREDCARE_ACCESS_TOKEN_TTL", 900),
+        "refresh_token_ttl": _int("SHAREDCARE_REFRESH_TOKEN_TTL", 30 * 24 * 3600),
+        "clock_skew": _int("SHAREDCARE_CLOCK_SKEW", 30),
+        "login_rate_per_minute": _int("SHAREDCARE_LOGIN_RATE_PER_MINUTE", 20),
+        "token_rate_per_minute": _int("SHAREDCARE_TOKEN_RATE_PER_MINUTE", 120),
+        "login_max_failures": _int("SHAREDCARE_LOGIN_MAX_FAILURES", 5),
+        "login_lockout_seconds": _int("SHAREDCARE_LOGIN_LOCKOUT_SECONDS", 900),
+    }
+    if out["clock_skew"] > 300:  # type: ignore[operator]
+        raise SystemExit("configuration error: SHAREDCARE_CLOCK_SKEW must be at most 300 seconds")
+    origins = [o.strip().rstrip("/") for o in os.environ.get("SHAREDCARE_CORS_ORIGINS", "").split(",") if o.strip()]
+    for o in origins:
+        if o == "*" or not o.startswith(("https://", "http://")):
+            raise SystemExit(f"configuration error: SHAREDCARE_CORS_ORIGINS must list explicit http(s) origins, "
+                             f"got {o!r}")
+    out["cors_origins"] = tuple(origins)
+    issuer = os.environ.get("SHAREDCARE_EXTERNAL_ISSUER", "").strip() or None
+    jwks_url = os.environ.get("SHAREDCARE_EXTERNAL_JWKS_URL", "").strip() or None
+    if bool(issuer) != bool(jwks_url):
+        raise SystemExit("configuration error: SHAREDCARE_EXTERNAL_ISSUER and SHAREDCARE_EXTERNAL_JWKS_URL "
+                         "must be set together")
+    if jwks_url:
+        parts = urlsplit(jwks_url)
+        if parts.scheme != "https" and (parts.hostname or "") not in LOOPBACK:
+            raise SystemExit(f"configuration error: SHAREDCARE_EXTERNAL_JWKS_URL must be https, got {jwks_url!r}")
+    out["external_issuer"] = issuer
+    out["external_jwks_url"] = jwks_url
+    out["external_audience"] = os.environ.get("SHAREDCARE_EXTERNAL_AUDIENCE", "").strip() or None
+    algs = os.environ.get("SHAREDCARE_EXTERNAL_ALGORITHMS", "").strip()
+    if algs:
+        chosen = tuple(a.strip() for a in algs.split(",") if a.strip())
+        allowed = {"RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256", "PS384", "PS512", "EdDSA"}
+        bad = [a for a in chosen if a not in allowed]
+        if bad or not chosen:
+            raise SystemExit(f"configuration error: SHAREDCARE_EXTERNAL_ALGORITHMS has unsupported values {bad}; "
+                             f"allowed: {sorted(allowed)} (symmetric and 'none' are never accepted)")
+        out["external_algorithms"] = chosen
+    raw_map = os.environ.get("SHAREDCARE_EXTERNAL_CLAIMS_MAP", "").strip()
+    if raw_map:
+        try:
+            cmap = json.loads(raw_map)
+        except ValueError as exc:
+            raise SystemExit(f"configuration error: SHAREDCARE_EXTERNAL_CLAIMS_MAP is not JSON: {exc}") from None
+        if not isinstance(cmap, dict) or not all(isinstance(v, str) for v in cmap.values()):
+            raise SystemExit("configuration error: SHAREDCARE_EXTERNAL_CLAIMS_MAP must be a JSON object of "
+                             "field -> claim path")
+        unknown = set(cmap) - AUTH_CLAIMS
+        if unknown:
+            raise SystemExit(f"configuration error: SHAREDCARE_EXTERNAL_CLAIMS_MAP has unknown fields "
+                             f"{sorted(unknown)}; known: {sorted(AUTH_CLAIMS)}")
+        out["external_claims_map"] = cmap
+    return out
 
 
 @lru_cache(maxsize=1)

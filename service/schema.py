@@ -5,4 +5,5 @@ from service.storage.tables import metadata
 # Import the modules that define tables so they register on `metadata`.
 import service.search.tables  # noqa: E402,F401
 import service.audit.tables  # noqa: E402,F401
+import service.auth.tables  # noqa: E402,F401
 __all__ = ["metadata"]

@@ -1,0 +1,93 @@
+"""Identity and access: the embedded SMART on FHIR authorisation server (Authlib), bearer-token
+authentication of every FHIR request, and the scope guard.
+
+`install(services)` wires it in:
+- `services.extras["authenticate"]`: FhirRequest -> RequestContext (401 without a valid token);
+- `services.guard`: `ScopeGuard` (the consent policy composes on top of it);
+- `services.extras["auth"]`: the `AuthLayer` (tokens, keys, authorisation server), for the CLI and tests;
+- a CapabilityStatement security hook (SMART `oauth-uris`) and the app installer for the HTTP routes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from service.auth.authenticate import Authenticator
+from service.auth.guard import ScopeGuard
+from service.auth.keys import KeyStore
+from service.auth.oauth import SharedCareAuthServer
+from service.auth.tokens import TokenService
+
+OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
+
+
+@dataclass
+class AuthLayer:
+    keys: KeyStore
+    tokens: TokenService
+    server: SharedCareAuthServer
+    guard: ScopeGuard
+
+
+def capability_security(services: Any) -> dict[str, Any]:
+    base = services.settings.base_url
+    return {
+        "cors": bool(services.settings.cors_origins),
+        "service": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+                                 "code": "SMART-on-FHIR"}],
+                     "text": "OAuth2 using SMART-on-FHIR profile (see http://docs.smarthealthit.org)"}],
+        "extension": [{"url": OAUTH_URIS, "extension": [
+            {"url": "authorize", "valueUri": f"{base}/auth/authorize"},
+            {"url": "token", "valueUri": f"{base}/auth/token"},
+            {"url": "revoke", "valueUri": f"{base}/auth/revoke"},
+            {"url": "introspect", "valueUri": f"{base}/auth/introspect"},
+        ]}],
+        "description": "Every request needs a bearer token (SMART App Launch 2.0 or Backend Services); "
+                       f"discovery at {services.settings.fhir_base}/.well-known/smart-configuration",
+    }
+
+
+def install(services: Any) -> AuthLayer:
+    from service.interactions import capability
+
+    settings = services.settings
+    retention = settings.access_token_ttl + settings.clock_skew + 60
+    keys = KeyStore(settings.keys_dir, retention)
+    keys.ensure()
+    tokens = TokenService(settings, keys)
+    server = SharedCareAuthServer(settings, tokens)
+    guard = ScopeGuard(realm=settings.fhir_base)
+    layer = AuthLayer(keys, tokens, server, guard)
+    services.extras["auth"] = layer
+    services.extras["authenticate"] = Authenticator(tokens, settings.fhir_base)
+    services.guard = guard
+    if capability_security not in capability.SECURITY_HOOKS:
+        capability.SECURITY_HOOKS.append(capability_security)
+
+    def install_routes(app: Any) -> None:
+        from service.auth.routes import build_router
+
+        router = build_router(services, server)
+        before = len(app.router.routes)
+        app.include_router(router)
+        # Our routes go first: /fhir/.well-known/... must win over the FHIR catch-all route.
+        added = app.router.routes[before:]
+        del app.router.routes[before:]
+        app.router.routes[0:0] = added
+        if settings.cors_origins:
+            from starlette.middleware.cors import CORSMiddleware
+
+            app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_credentials=False,
+                               allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+                               allow_headers=["Authorization", "Content-Type", "If-Match", "If-None-Exist",
+                                              "Prefer", "X-Purpose-Of-Use", "X-Break-Glass-Reason"],
+                               expose_headers=["ETag", "Location", "Last-Modified", "WWW-Authenticate"])
+
+    services.extras.setdefault("app_installers", []).append(install_routes)
+    from service.auth.demo import load_identities
+    from service.demo import loader
+
+    if load_identities not in loader.LOADERS:
+        loader.LOADERS.append(load_identities)
+    return layer
