@@ -113,8 +113,65 @@ def app(clean_services, settings):  # type: ignore[no-untyped-def]
     return create_app(settings, services=clean_services)
 
 
+ADMIN_TEST_SCOPE = "system/*.cruds user/*.cruds"
+
+
+def make_auth_headers(services, user: str | None = None, *, client: str | None = None,  # type: ignore[no-untyped-def]
+                      scope: str | None = None, patient: str | None = None, purpose: str | None = None,
+                      reason: str | None = None) -> dict[str, str]:
+    """Headers with a signed access token for a demo user (`nurse.nina`, ...) or demo client (`gp-system`),
+    or any user/client in the database; without either, admin.ada with full system scope.
+    `scope` defaults to everything the identity may have; `patient` puts a patient in context."""
+    from service.auth import demo as auth_demo
+    from service.auth.issue import token_for_client, token_for_identity, token_for_user
+
+    if client is not None:
+        demo_client = next((c for c in auth_demo.clients() if c.client_id == client), None)
+        if demo_client is not None:
+            from service.auth.scopes import ScopeSet
+
+            granted = demo_client.ceiling.grant(ScopeSet(ScopeSet.parse(scope or demo_client.scope).resource))
+            token, _ = services.extras["auth"].tokens.access_token(scope=granted, client_id=client,
+                                                                   client=demo_client, ttl=3600)
+        else:
+            token = token_for_client(services, client, scope=scope, ttl=3600)
+    else:
+        name = user or "admin.ada"
+        demo_user = next((u for u in auth_demo.users() if u.username == name), None)
+        if user is None:
+            scope = scope or ADMIN_TEST_SCOPE
+        if demo_user is not None:
+            token = token_for_identity(services, demo_user, scope=scope, patient=patient, ttl=3600)
+        else:
+            token = token_for_user(services, name, scope=scope, patient=patient, ttl=3600)
+    headers = {"Authorization": f"Bearer {token}"}
+    if purpose:
+        headers["X-Purpose-Of-Use"] = purpose
+    if reason:
+        headers["X-Break-Glass-Reason"] = reason
+    return headers
+
+
 @pytest.fixture
-def client(app):  # type: ignore[no-untyped-def]
+def auth_headers(services):  # type: ignore[no-untyped-def]
+    """auth_headers("nurse.nina"), auth_headers("patient.pat"), auth_headers(client="gp-system"),
+    auth_headers("nurse.nina", patient="pat-pat", scope="patient/*.rs"): see make_auth_headers."""
+    return lambda user=None, **kw: make_auth_headers(services, user, **kw)
+
+
+@pytest.fixture
+def client(app, clean_services):  # type: ignore[no-untyped-def]
+    """A TestClient that sends admin.ada's token (full system scope) unless a request sets its own."""
+    from fastapi.testclient import TestClient
+
+    headers = make_auth_headers(clean_services) if "auth" in clean_services.extras else {}
+    with TestClient(app, base_url="http://testserver", headers=headers) as c:
+        yield c
+
+
+@pytest.fixture
+def anon_client(app):  # type: ignore[no-untyped-def]
+    """A TestClient that sends no credentials."""
     from fastapi.testclient import TestClient
 
     with TestClient(app, base_url="http://testserver") as c:

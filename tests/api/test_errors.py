@@ -9,6 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.api.support import FHIR, all_versions, assert_outcome, patient
+from tests.conftest import make_auth_headers
 
 
 @pytest.fixture
@@ -123,7 +124,7 @@ def test_body_over_the_limit_is_413_and_writes_nothing(clean_services, settings)
 
     small = replace(settings, max_body_bytes=2000)
     app = create_app(small, services=replace(clean_services, settings=small))
-    with TestClient(app) as client:
+    with TestClient(app, headers=make_auth_headers(clean_services)) as client:
         big = patient(name=[{"family": "X" * 3000}])
         r = client.post("/fhir/Patient", json=big)
         assert_outcome(r, 413, "2000 bytes", "SHAREDCARE_MAX_BODY_BYTES")
@@ -154,9 +155,9 @@ def test_no_stack_trace_reaches_the_client(clean_services, settings):
     from service.api.app import create_app
 
     app = create_app(settings, services=replace(clean_services, guard=_BrokenGuard()))
-    with TestClient(app, raise_server_exceptions=False) as client:
+    with TestClient(app, raise_server_exceptions=False, headers=make_auth_headers(clean_services)) as client:
         for r in (client.get("/fhir/Patient/x"), client.post("/fhir/Patient", json=patient())):
             assert_outcome(r, 500, "Internal error")
             assert "secret" not in r.text and "guard.py" not in r.text and "RuntimeError" not in r.text
-    with TestClient(create_app(settings, services=clean_services)) as client:
+    with TestClient(create_app(settings, services=clean_services), headers=make_auth_headers(clean_services)) as client:
         assert all_versions(client) == []

@@ -11,15 +11,25 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import orjson
+import pytest
 
 from service.api.pipeline import handle
 from service.interactions.request import FhirRequest
 
 THREADS = 20
+_AUTH: dict[str, str] = {}  # admin.ada's bearer token for this test's services
+
+
+@pytest.fixture(autouse=True)
+def _admin_token(clean_services):  # type: ignore[no-untyped-def]
+    from tests.conftest import make_auth_headers
+
+    _AUTH.clear()
+    _AUTH.update({k.lower(): v for k, v in make_auth_headers(clean_services).items()})
 
 
 def _req(method: str, path: str, body: Any = None, **headers: str) -> FhirRequest:
-    return FhirRequest(method=method, path=path, headers={k.lower(): v for k, v in headers.items()},
+    return FhirRequest(method=method, path=path, headers={**_AUTH, **{k.lower(): v for k, v in headers.items()}},
                        body=orjson.dumps(body) if body is not None else None,
                        content_type="application/fhir+json" if body is not None else None)
 
@@ -40,7 +50,8 @@ def _parallel(services: Any, requests: list[FhirRequest]) -> list[Any]:
 
 
 def _versions(services: Any, rid: str) -> list[dict[str, Any]]:
-    r = handle(FhirRequest(method="GET", path=f"Patient/{rid}/_history", params=[("_count", "1000")]), services)
+    r = handle(FhirRequest(method="GET", path=f"Patient/{rid}/_history", params=[("_count", "1000")],
+                           headers=dict(_AUTH)), services)
     assert r.status == 200
     return orjson.loads(r.body).get("entry", [])
 
