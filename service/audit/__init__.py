@@ -30,8 +30,16 @@ from service.audit import codes as c
 from service.audit.events import audit_event
 from service.audit.recorder import Recorder, recorder_for, refuse_changes, register
 
-__all__ = ["install", "record", "audit_event", "record_login", "record_token", "record_decision",
-           "record_break_glass", "note"]
+__all__ = [
+    "audit_event",
+    "install",
+    "note",
+    "record",
+    "record_break_glass",
+    "record_decision",
+    "record_login",
+    "record_token",
+]
 
 
 def install(services: Any) -> Recorder:
