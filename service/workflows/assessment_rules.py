@@ -134,8 +134,8 @@ def prepare(session: Session, before: dict[str, Any] | None, after: dict[str, An
             after["author"] = before["author"]
         episode = ext_value(before, EPISODE)
         set_ext(after, EPISODE, {"valueReference": episode} if episode else None)
-    elif not after.get("author") and actors.user_reference(session):
-        after["author"] = {"reference": actors.user_reference(session)}
+    elif not after.get("author"):
+        after["author"] = actors.who(session)
     after["authored"] = actors.now()
 
 

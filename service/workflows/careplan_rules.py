@@ -7,7 +7,7 @@
 
 completed, revoked and entered-in-error are final. Any other change of status (through
 `CarePlan/{id}/$transition`, PUT or PATCH) is refused with 409 naming both states and what is allowed.
-When a plan goes from draft to active (or is created active) the server records the agreement
+When a plan goes from draft to active the server records the agreement
 (codes.AGREEMENT: agreedBy = the caller, agreedWith = the person unless given, date = now); once
 recorded it is kept on every later version and cannot be changed by clients.
 """
@@ -62,7 +62,7 @@ def prepare(session: Session, before: dict[str, Any] | None, after: dict[str, An
         check_transition(before.get("id"), old, new)
     agreement = _agreement(before)
     set_ext(after, AGREEMENT, None)
-    if agreement is None and new == "active" and old in (None, "draft"):
+    if agreement is None and new == "active" and old == "draft":
         agreed_with = change.agreed_with or after.get("subject") or {}
         agreement = {"url": AGREEMENT, "extension": [
             {"url": "agreedBy", "valueReference": actors.who(session)},

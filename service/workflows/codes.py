@@ -40,6 +40,8 @@ AUTHORED_BY = SD + "authoring-organisation"
 WORKFLOW_ACTIVITY = CS + "workflow-activity"  # Provenance.activity codes of this service
 CARE_PLAN_NEED = CS + "care-plan-need"  # the need an activity or goal addresses (section linkIds)
 CLIENT_ID = "https://sharedcare.example.org/fhir/Id/client-id"
+USER_ID = "https://sharedcare.example.org/fhir/Id/user-name"
+ODS = "https://fhir.nhs.uk/Id/ods-organization-code"
 
 DATA_OPERATION = "http://terminology.hl7.org/CodeSystem/v3-DataOperation"
 PARTICIPANT_TYPE = "http://terminology.hl7.org/CodeSystem/provenance-participant-type"

@@ -10,7 +10,8 @@ for a Provenance: these go straight to the store, so nothing recurses). Shape (R
   generate-careplan, careplan-<status>, add-member, remove-member) and a text;
 - reason: the purpose of use (v3-ActReason, TREAT unless the request says otherwise), with the reason
   the caller gave as its text;
-- entity: what the version was derived from (role source), e.g. the assessment a plan was made from.
+- entity: what the version was derived from (role source), e.g. the assessment a plan was made from;
+- meta.tag SERVER_RECORDED, which tells these apart from Provenance that clients write themselves.
 """
 
 from __future__ import annotations
@@ -29,6 +30,13 @@ from service.workflows.codes import (
 )
 
 TRACKED = ("QuestionnaireResponse", "CarePlan", "Goal", "CareTeam")
+SERVER_RECORDED = {"system": "https://sharedcare.example.org/fhir/CodeSystem/record-origin", "code": "server-recorded",
+                   "display": "Recorded by the server"}
+
+
+def server_recorded(resource: dict[str, Any] | None) -> bool:
+    return bool(resource) and SERVER_RECORDED["code"] in [
+        t.get("code") for t in (resource or {}).get("meta", {}).get("tag") or ()]
 
 
 def record(session: Session, stored: Stored, *, created: bool, activity: str | None = None,
@@ -50,6 +58,7 @@ def record(session: Session, stored: Stored, *, created: bool, activity: str | N
         reason_cc["text"] = reason
     prov: dict[str, Any] = {
         "resourceType": "Provenance",
+        "meta": {"tag": [SERVER_RECORDED]},
         "target": [{"reference": f"{stored.res_type}/{stored.res_id}/_history/{stored.version}"}],
         "recorded": actors.now(),
         "activity": {"coding": codings, "text": activity or operation.lower()},
