@@ -319,9 +319,12 @@ def _run(session: Session, e: Entry, base_headers: dict[str, str], mapping: dict
         if transaction and e.method == "POST" and e.target and resp.status in (200, 201):
             got = _location_target(resp)
             if got is not None and got != e.target:
+                # Only an ifNoneExist that matches a resource written earlier in this same transaction
+                # (under a different condition) gets here: references were already planned elsewhere.
                 raise precondition_failed(
-                    f"ifNoneExist matched {got}, written earlier in this transaction, but references to this "
-                    f"entry were already planned as {e.target}; use the same ifNoneExist in both entries")
+                    f"the entry resolved to {got}, not to {e.target} as planned before the transaction ran "
+                    "(an ifNoneExist matching a resource created earlier in this transaction must use the same "
+                    "condition as that entry)")
         return resp
     except OperationOutcomeError as err:
         if transaction:

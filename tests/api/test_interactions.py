@@ -213,7 +213,7 @@ def test_history_pages_are_stable_while_new_versions_arrive(client):
         client.put(f"/fhir/Patient/{rid}", json=patient(id=rid, gender=g))
     first = _history(client, f"/fhir/Patient/{rid}/_history?_count=2")
     client.put(f"/fhir/Patient/{rid}", json=patient(id=rid, gender="female"))  # version 5, after page 1
-    nxt = [lk["url"] for lk in first["link"] if lk["relation"] == "next"][0]
+    nxt = next(lk["url"] for lk in first["link"] if lk["relation"] == "next")
     second = _history(client, nxt)
     assert [e["response"]["etag"] for e in second["entry"]] == ['W/"2"', 'W/"1"']
 

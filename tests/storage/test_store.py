@@ -43,9 +43,8 @@ def test_compare_and_set_refuses_a_stale_version_and_rolls_back(clean_services):
     with db.write() as conn:
         rid = store.create(conn, pat()).res_id
         store.update(conn, pat(gender="male"), rid)
-    with pytest.raises(OperationOutcomeError) as err:
-        with db.write() as conn:
-            store.update(conn, pat(gender="other"), rid, if_match=1)
+    with pytest.raises(OperationOutcomeError) as err, db.write() as conn:
+        store.update(conn, pat(gender="other"), rid, if_match=1)
     assert err.value.status == 412 and "version 2" in err.value.diagnostics
     with db.read() as conn:
         assert [s.version for s in store.history(conn, rtype="Patient", rid=rid)] == [2, 1]
