@@ -1,5 +1,6 @@
 """CLI subcommands. Each module defines `register(subparsers)`; add new ones to COMMANDS."""
 
-from service.commands import audit, db, demo, search, serve
+from service.commands import audit, client, db, demo, keys, search, serve, token, user
 
-COMMANDS = [serve.register, db.register, demo.register, audit.register, search.register]
+COMMANDS = [serve.register, db.register, demo.register, audit.register, search.register,
+            user.register, client.register, token.register, keys.register]

@@ -1,0 +1,43 @@
+"""`sharedcare token --user NAME [--scope S] [--patient ID]` | `--client ID [--scope S]`: print a signed
+access token alone on stdout (for operators and scripted checks). Without --scope it carries everything the
+identity may have (with --patient: its patient/ scopes, confined to that patient).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from service.commands._auth_common import fail, services
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("token", help="print a signed access token")
+    who = p.add_mutually_exclusive_group(required=True)
+    who.add_argument("--user", help="a user name")
+    who.add_argument("--client", help="a client id (backend system)")
+    p.add_argument("--scope", help="SMART scopes, space-separated (default: everything the identity may have)")
+    p.add_argument("--patient", help="a Patient id to put in context (users only)")
+    p.add_argument("--ttl", type=int, help="lifetime in seconds (default SHAREDCARE_ACCESS_TOKEN_TTL)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from service.auth.issue import IssueError, token_for_client, token_for_user
+    from service.auth.scopes import ScopeError
+
+    if args.client and args.patient:
+        return fail("--patient is for --user tokens")
+    if args.ttl is not None and not 0 < args.ttl <= 24 * 3600:
+        return fail("--ttl must be between 1 and 86400 seconds")
+    svc = services()
+    try:
+        if args.user:
+            token = token_for_user(svc, args.user, scope=args.scope, patient=args.patient, ttl=args.ttl)
+        else:
+            token = token_for_client(svc, args.client, scope=args.scope, ttl=args.ttl)
+    except (IssueError, ScopeError) as exc:
+        return fail(str(exc))
+    finally:
+        svc.db.dispose()
+    print(token)
+    return 0
