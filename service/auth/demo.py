@@ -7,6 +7,7 @@ Every demo user's password is DEMO_PASSWORD and works only when SHAREDCARE_DEMO=
 from __future__ import annotations
 
 import json
+from functools import lru_cache
 from typing import Any
 
 from argon2 import PasswordHasher
@@ -87,6 +88,11 @@ def clients() -> list[Client]:
     ]
 
 
+@lru_cache(maxsize=1)
+def _demo_hash() -> str:
+    return hash_password(DEMO_PASSWORD)  # once per process: argon2 is deliberately slow
+
+
 def load_identities(services: Any) -> dict[str, int]:
     from service.demo.loader import _same
     from service.fhir.validation import validate_resource
@@ -107,7 +113,7 @@ def load_identities(services: Any) -> dict[str, int]:
                     keep = hasher.verify(row.password_hash, DEMO_PASSWORD)
                 except VerificationError:
                     keep = False
-            upsert_user(conn, user, None if keep else hash_password(DEMO_PASSWORD), keep_password=keep)
+            upsert_user(conn, user, None if keep else _demo_hash(), keep_password=keep)
             counts["identities"] += 1
         for client in clients():
             upsert_client(conn, client)
