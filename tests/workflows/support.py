@@ -167,3 +167,25 @@ class As:
 
     def patch(self, url: str, **kw: Any) -> Any:
         return self.client.patch(url, headers={**self.headers, **kw.pop("headers", {})}, **kw)
+
+
+def finished_assessment(users: dict[str, Any], patient: str = "pat-pat") -> str:
+    """A completed joint assessment answered by nina (health) and sam (social care); its URL."""
+    r = users["nina"].post(f"/fhir/Patient/{patient}/$start-assessment")
+    assert r.status_code == 201, r.text
+    url = f"/fhir/QuestionnaireResponse/{r.json()['id']}"
+    r = users["sam"].post(f"{url}/$save-answers", json=save_body(1, care_act_section(), carers_section()))
+    assert r.status_code == 200, r.text
+    r = users["nina"].post(f"{url}/$save-answers", json=save_body(2, health_section(), about_me_extra(),
+                                                                   *other_sections()))
+    assert r.status_code == 200, r.text
+    r = users["nina"].post(f"{url}/$complete")
+    assert r.status_code == 200, r.text
+    return url
+
+
+def transition(status: str, reason: str | None = None) -> dict[str, Any]:
+    parts: list[dict[str, Any]] = [{"name": "status", "valueCode": status}]
+    if reason:
+        parts.append({"name": "reason", "valueString": reason})
+    return params(*parts)
