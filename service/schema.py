@@ -6,4 +6,5 @@ from service.storage.tables import metadata
 import service.search.tables  # noqa: E402,F401
 import service.audit.tables  # noqa: E402,F401
 import service.auth.tables  # noqa: E402,F401
+import service.policy.tables  # noqa: E402,F401
 __all__ = ["metadata"]
