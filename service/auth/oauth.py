@@ -27,6 +27,7 @@ from authlib.oauth2 import AuthorizationServer
 from authlib.oauth2.rfc6749 import (
     AuthorizationCodeMixin,
     InvalidClientError,
+    InvalidGrantError,
     InvalidRequestError,
     InvalidScopeError,
     OAuth2Payload,
@@ -284,21 +285,60 @@ class AuthCodeGrant(grants.AuthorizationCodeGrant):
 
 
 class RefreshGrant(grants.RefreshTokenGrant):
+    """Refresh tokens rotate on every use. A token is checked (client, scope, user) before it is claimed, so a
+    refused request consumes nothing; presenting an already-rotated token revokes the whole grant (it leaked)."""
+
     TOKEN_ENDPOINT_AUTH_METHODS = ("none", "private_key_jwt")
     INCLUDE_NEW_REFRESH_TOKEN = True
 
-    def authenticate_refresh_token(self, refresh_token: str) -> Any:
-        c, h, now = conn(), digest(refresh_token), int(time.time())
-        T = auth_refresh_token
-        claimed = c.execute(update(T).where(T.c.token_hash == h, T.c.status == "active", T.c.expires_at > now)
-                            .values(status="rotated")).rowcount
-        row = c.execute(select(T).where(T.c.token_hash == h)).first()
-        if claimed != 1:
-            if row is not None and row.status == "rotated":
-                log.warning("refresh token reuse for grant %s: revoking the grant", row.grant_id)
-                revoke_grant(c, row.grant_id, self.server.settings)
-            return None
+    def _validate_request_token(self, client: Client) -> Any:
+        raw = self.request.form.get("refresh_token")
+        if not raw:
+            raise InvalidRequestError("Missing 'refresh_token' in request.")
+        c, h, now = conn(), digest(raw), int(time.time())
+        row = c.execute(select(auth_refresh_token).where(auth_refresh_token.c.token_hash == h)).first()
+        if row is None:
+            raise InvalidGrantError("The refresh token is not known")
+        if row.status == "rotated":
+            log.warning("refresh token reuse for grant %s: revoking the grant", row.grant_id)
+            revoke_grant(c, row.grant_id, self.server.settings)
+            raise InvalidGrantError("The refresh token was already used; the grant is revoked")
+        if row.status != "active" or row.expires_at <= now:
+            raise InvalidGrantError("The refresh token has expired or been revoked")
+        if not secrets.compare_digest(row.client_id, client.client_id):
+            raise InvalidGrantError("The refresh token was issued to another client")
         return RefreshRecord(row)
+
+    def _validate_token_scope(self, token: Any) -> None:
+        """A refresh may ask for less than was granted (parsed: `patient/Observation.r` is within
+        `patient/Observation.rs`), never for more."""
+        scope = self.request.payload.scope
+        if not scope:
+            return
+        try:
+            requested = ScopeSet.parse(scope)
+        except ScopeError as exc:
+            raise InvalidScopeError(description=str(exc).replace('"', "'")) from None
+        within = ScopeSet.parse(token.get_scope()).grant(requested)
+        if set(within.resource) != set(requested.resource) or within.other != requested.other:
+            raise InvalidScopeError(description="A refresh may not ask for more than the original grant")
+
+    def validate_token_request(self) -> None:
+        super().validate_token_request()  # client, token, scope (a refresh may narrow, never widen)
+        record: RefreshRecord = self.request.refresh_token
+        user = get_user(conn(), record.username)
+        if user is None or not user.active:
+            raise InvalidGrantError("The user of this grant is no longer active")
+        T = auth_refresh_token
+        claimed = conn().execute(update(T).where(T.c.token_hash == record.token_hash, T.c.status == "active")
+                                 .values(status="rotated")).rowcount
+        if claimed != 1:  # used by a concurrent request a moment ago: treat as reuse
+            log.warning("refresh token reuse for grant %s: revoking the grant", record.grant_id)
+            revoke_grant(conn(), record.grant_id, self.server.settings)
+            raise InvalidGrantError("The refresh token was already used; the grant is revoked")
+
+    def authenticate_refresh_token(self, refresh_token: str) -> Any:
+        raise NotImplementedError  # done by _validate_request_token
 
     def authenticate_user(self, refresh_token: Any) -> UserGrant | None:
         user = get_user(conn(), refresh_token.username)
@@ -307,7 +347,7 @@ class RefreshGrant(grants.RefreshTokenGrant):
         return UserGrant(user, refresh_token.patient, refresh_token.grant_id)
 
     def revoke_old_credential(self, refresh_token: Any) -> None:
-        return None  # rotated atomically in authenticate_refresh_token
+        return None  # rotated atomically in validate_token_request
 
 
 class BackendGrant(grants.ClientCredentialsGrant):
@@ -471,13 +511,16 @@ class SharedCareAuthServer(AuthorizationServer):
         if not refresh or not isinstance(request.user, UserGrant):
             return
         ug: UserGrant = request.user
-        scopes = ScopeSet.parse(token.get("scope"))
+        # A narrowed refresh narrows its access token only: the new refresh token keeps the grant's scope.
+        previous = getattr(request, "refresh_token", None)
+        scope_text = previous.get_scope() if isinstance(previous, RefreshRecord) else token.get("scope", "")
+        scopes = ScopeSet.parse(scope_text)
         ttl = self.settings.refresh_token_ttl if scopes.has("offline_access") else min(
             self.settings.refresh_token_ttl, 12 * 3600)
         now = int(time.time())
         conn().execute(auth_refresh_token.insert().values(
             token_hash=digest(refresh), grant_id=ug.grant_id, client_id=request.client.client_id,
-            username=ug.user.username, scope=token.get("scope", ""), patient=ug.patient, status="active",
+            username=ug.user.username, scope=scope_text, patient=ug.patient, status="active",
             issued_at=now, expires_at=now + ttl))
 
     def _generate(self, grant_type: str, client: Client, user: Any = None, scope: str | None = None,
@@ -503,6 +546,8 @@ class SharedCareAuthServer(AuthorizationServer):
         if granted.has("openid"):
             out["id_token"] = self.tokens.id_token(ug.user, client.client_id, nonce=ug.nonce,
                                                    auth_time=ug.auth_time, fhir_user=granted.has("fhirUser"))
-        if include_refresh_token and (granted.has("offline_access") or granted.has("online_access")):
+        # A refresh always hands over the replacement of the token it consumed (even when it narrowed the scope).
+        if include_refresh_token and (grant_type == "refresh_token" or granted.has("offline_access")
+                                      or granted.has("online_access")):
             out["refresh_token"] = secrets.token_urlsafe(32)
         return out
