@@ -24,9 +24,11 @@ $(STAMP): pyproject.toml uv.lock | $(UV)
 venv: $(STAMP)
 
 run: venv
+	@mkdir -p "$${SHAREDCARE_VAR_DIR:-var}"  # var/ is not in git: the SQLite file and keys live there
 	$(VENV)/bin/sharedcare db upgrade
 	SHAREDCARE_DEMO=1 $(VENV)/bin/sharedcare demo load
-	SHAREDCARE_DEMO=1 $(VENV)/bin/sharedcare serve --host $(HOST) --port $(PORT) --workers $(WORKERS)
+	SHAREDCARE_DEMO=1 SHAREDCARE_BASE_URL="$${SHAREDCARE_BASE_URL:-http://$(HOST):$(PORT)}" \
+	  $(VENV)/bin/sharedcare serve --host $(HOST) --port $(PORT) --workers $(WORKERS)
 
 postgres:
 	@bash scripts/ensure-postgres.sh
