@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+
+import orjson
+from sqlalchemy import select
 
 from service.api.pipeline import handle
-from service.audit.chain import verify
+from service.audit.chain import lane_for, verify
+from service.audit.tables import audit_chain
 from service.interactions.request import FhirRequest
+from service.storage.tables import resource as R
 from tests.audit.support import FHIR, events, patient, staff_context, subtype
 
 
@@ -78,9 +84,16 @@ def test_a_partner_may_post_an_audit_event_and_it_is_chained(client, services):
 def test_concurrent_requests_are_all_audited_and_the_chains_stay_intact(client, services):
     pid = client.post("/fhir/Patient", json=patient()).json()["id"]
 
-    ctx = staff_context(practitioner="Practitioner/p1", organisation="Organization/o1")
+    # Every real request gets its own RequestContext (and request id) from authentication; the lane is
+    # crc32(request id) % 16. The ids here are fixed, so which lanes are used is deterministic (sharing one
+    # context between all requests would put every event in one lane: 1 lane in 16 runs).
+    base_ctx = staff_context(practitioner="Practitioner/p1", organisation="Organization/o1")
+    request_ids = [f"concurrent-{i}" for i in range(80)]
+    expected_lanes = {lane_for(r) for r in request_ids}
+    assert len(expected_lanes) > 1
 
     def work(i: int) -> int:
+        ctx = replace(base_ctx, request_id=request_ids[i])
         if i % 5 == 0:  # 400: no body
             return handle(FhirRequest("PUT", f"Patient/{pid}", body=None), services, ctx).status
         return handle(FhirRequest("GET", f"Patient/{pid}"), services, ctx).status
@@ -90,6 +103,16 @@ def test_concurrent_requests_are_all_audited_and_the_chains_stay_intact(client, 
     assert statuses.count(200) == 64 and statuses.count(400) == 16
     with services.db.read() as conn:
         report = verify(conn)
+        chained = dict(conn.execute(select(audit_chain.c.event_id, audit_chain.c.lane)).all())
+        stored = {r.res_id: orjson.loads(r.content) for r in conn.execute(
+            select(R.c.res_id, R.c.content).where(R.c.res_type == "AuditEvent"))}
     assert report.ok, report.problems
     assert report.events == 81
-    assert report.lanes > 1
+    assert report.lanes >= len(expected_lanes)
+    # each request's event sits in the lane its own request id chooses
+    lanes_by_request = {}
+    for event_id, event in stored.items():
+        rid = next(e["what"]["identifier"]["value"] for e in event["entity"]
+                   if e["what"].get("identifier", {}).get("value") and e.get("type", {}).get("code") == "XrequestId")
+        lanes_by_request[rid] = chained[event_id]
+    assert {r: lanes_by_request[r] for r in request_ids} == {r: lane_for(r) for r in request_ids}
