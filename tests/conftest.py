@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
 from service.config import load_settings
@@ -40,7 +41,7 @@ def pg_database() -> Iterator[str]:
     try:
         with admin.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:  # pragma: no cover - the environment, not the code
+    except SQLAlchemyError as exc:  # pragma: no cover - the environment, not the code
         pytest.fail(f"PostgreSQL is not reachable at {PG_ADMIN_URL}: {exc}. "
                     "Start it or set SHAREDCARE_TEST_SKIP_POSTGRES=1 by hand.")
     url = make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)

@@ -14,7 +14,7 @@ import orjson
 from service import operations
 from service.fhir.types import NOT_STORABLE, RESOURCE_TYPES
 from service.interactions.request import FhirRequest, FhirResponse
-from service.interactions.session import Session, Services
+from service.interactions.session import Services, Session
 
 TYPE_INTERACTIONS = ["read", "vread", "update", "patch", "delete", "history-instance", "history-type", "create",
                      "search-type"]

@@ -58,8 +58,7 @@ def parse_etag(raw: str | None, header: str) -> int | None:
     if raw is None or raw.strip() == "":
         return None
     value = raw.strip()
-    if value.startswith("W/"):
-        value = value[2:]
+    value = value.removeprefix("W/")
     value = value.strip('"')
     if not value.isdigit():
         raise bad_request(f"{header} {raw!r} is not a version ETag such as W/\"3\"", code="value")

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from service.fhir.outcome import information, outcome_bytes, Issue
+import orjson
+
+from service.fhir.outcome import Issue, information, outcome_bytes
 from service.interactions.request import FhirRequest, FhirResponse
 from service.storage.clock import http_date
 from service.storage.store import Stored
-
-import orjson
 
 
 def version_headers(stored: Stored, base: str) -> dict[str, str]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
 
@@ -12,7 +12,7 @@ def now_us() -> int:
 
 
 def to_datetime(us: int) -> datetime:
-    return datetime.fromtimestamp(us / 1_000_000, tz=timezone.utc)
+    return datetime.fromtimestamp(us / 1_000_000, tz=UTC)
 
 
 def fhir_instant(us: int) -> str:
@@ -25,7 +25,11 @@ def http_date(us: int) -> str:
     return format_datetime(to_datetime(us).replace(microsecond=0), usegmt=True)
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def from_datetime(dt: datetime) -> int:
+    """Exact microseconds (no float rounding: `_since` equal to a stored lastUpdated must include it)."""
     if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
-    return int(dt.timestamp() * 1_000_000)
+        dt = dt.replace(tzinfo=UTC)
+    return (dt - _EPOCH) // timedelta(microseconds=1)
