@@ -38,18 +38,23 @@ def _walk(resource: dict[str, Any], path: tuple[str, ...]) -> list[Any]:
     return items
 
 
-_plans: dict[str, list[tuple[str, Any, list[tuple[tuple[str, ...], str | None]] | None]]] = {}
+Plan = list[tuple[str, Any, list[tuple[tuple[str, ...], str | None]] | None]]
+_plans: dict[str, tuple[dict[str, Any], Plan]] = {}
 
 
-def _plan(rtype: str) -> list[tuple[str, Any, list[tuple[tuple[str, ...], str | None]] | None]]:
-    plan = _plans.get(rtype)
-    if plan is None:
-        plan = []
-        for code, param in params_for(rtype).items():
-            paths = [(tuple(e.split(".")[1:]), tf) for e, tf in param.expressions]
-            plain = all(_PLAIN.match(e) for e, _ in param.expressions)
-            plan.append((code, param, paths if plain else None))
-        _plans[rtype] = plan
+def _plan(rtype: str) -> Plan:
+    """Per parameter: its plain paths, or None (generic evaluation). Rebuilt when the parameter set
+    changes (`register_custom` gives the type a new parameter dict)."""
+    params = params_for(rtype)
+    cached = _plans.get(rtype)
+    if cached is not None and cached[0] is params:
+        return cached[1]
+    plan: Plan = []
+    for code, param in params.items():
+        paths = [(tuple(e.split(".")[1:]), tf) for e, tf in param.expressions]
+        plain = all(_PLAIN.match(e) for e, _ in param.expressions)
+        plan.append((code, param, paths if plain else None))
+    _plans[rtype] = (params, plan)
     return plan
 
 

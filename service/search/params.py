@@ -83,9 +83,15 @@ def _rebase(expr: str, rtype: str) -> str:
 
 def register_custom(rtype: str, code: str, ptype: str, expression: str, *, targets: tuple[str, ...] = (),
                     definition: str = "", documentation: str = "") -> None:
-    """Add a custom parameter (e.g. a UK Core extension). Existing data needs `sharedcare search reindex`."""
-    param = SearchParam(code, ptype, [(expression, None)], targets, definition or f"urn:sharedcare:sp:{code}",
-                        documentation)
+    """Add a custom parameter (e.g. a UK Core extension). Existing data needs `sharedcare search reindex`.
+
+    The expression is compiled like the built-in definitions (`build_definitions.expressions_for`): a union
+    `A.x | A.y` becomes one expression per branch and `X.where(resolve() is T)` a reference-type filter.
+    """
+    from service.search.build_definitions import expressions_for
+
+    exprs = [(str(e), t) for e, t in expressions_for(expression, rtype)] or [(expression, None)]
+    param = SearchParam(code, ptype, exprs, targets, definition or f"urn:sharedcare:sp:{code}", documentation)
     with _lock:
         _custom.setdefault(rtype, {})[code] = param
         _by_type.pop(rtype, None)
@@ -113,3 +119,15 @@ def params_for(rtype: str) -> dict[str, SearchParam]:
 
 def lookup(rtype: str, code: str) -> SearchParam | None:
     return params_for(rtype).get(code)
+
+
+# -- parameters our users need that R4 lacks --------------------------------------------------------------
+# Registered when this module loads, so every process (server, `sharedcare search reindex`, benchmarks)
+# indexes, queries and advertises them alike.
+LOCAL_SP = "https://sharedcare.example.org/fhir/SearchParameter/"
+
+register_custom(
+    "AuditEvent", "purpose", "token", "AuditEvent.purposeOfEvent | AuditEvent.agent.purposeOfUse",
+    definition=LOCAL_SP + "AuditEvent-purpose",
+    documentation="The purpose of use of the event or of any agent (v3-ActReason, e.g. TREAT, BTG for "
+                  "break-glass); as R5's AuditEvent-purpose.")

@@ -50,3 +50,11 @@ def _events() -> list[dict]:
 def test_native_index_rows_equal_the_generic_ones(event):
     assert fast.index_rows("AuditEvent", event["id"], event, BASE) == \
         indexer.index_rows("AuditEvent", event["id"], event, BASE)
+
+
+def test_native_index_has_purpose_rows_from_the_event_and_its_agents():
+    btg = _events()[1]
+    rows = [(r["system"], r["code"], r["text"]) for r in fast.index_rows("AuditEvent", btg["id"], btg, BASE)["token"]
+            if r["param"] == "purpose"]
+    # purposeOfEvent and the agent's purposeOfUse give one distinct coding row; the reason is its text
+    assert rows == [(c.ACT_REASON, "BTG", None), ("", "", "emergency")]
