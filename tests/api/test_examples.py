@@ -12,6 +12,10 @@ from tests.conftest import DATA
 
 EXAMPLES = DATA / "fhir-r4-spec" / "examples"
 INVALID = "Questionnaire-qs1.json"
+# The R4 Consent examples cannot be enforced as written (most lack a root provision type, and they name
+# patients and organisations this server does not hold): the consent write rules (service/policy/
+# consent_rules.py, consent-semantics.md rule 5 and C1) refuse them, naming the element.
+CONSENTS = "Consent-"
 
 
 OWN_NAMESPACE = "https://sharedcare.example.org/fhir/StructureDefinition/"
@@ -30,8 +34,8 @@ def _strip(res: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_every_example_round_trips(client):
-    files = sorted(p for p in EXAMPLES.glob("*.json") if p.name != INVALID)
-    assert len(files) >= 140
+    files = sorted(p for p in EXAMPLES.glob("*.json") if p.name != INVALID and not p.name.startswith(CONSENTS))
+    assert len(files) >= 130
     failures = []
     created: set[str] = set()
     for path in files:
@@ -52,6 +56,16 @@ def test_every_example_round_trips(client):
     # and the Provenance that service.workflows records for each CarePlan write.
     extra = {k for k, _ in all_versions(client)} - created
     assert all(k.startswith("Provenance/") for k in extra), extra
+
+
+def test_the_consent_examples_are_refused_naming_what_cannot_be_enforced(client):
+    files = sorted(EXAMPLES.glob(CONSENTS + "*.json"))
+    assert len(files) >= 10
+    for path in files:
+        r = client.post("/fhir/Consent", content=path.read_bytes(), headers={"Content-Type": FHIR})
+        body = assert_outcome(r, 422, "Consent.")
+        assert all(i.get("expression") for i in body["issue"]), path.name
+    assert client.get("/fhir/Consent", params={"_summary": "count"}).json()["total"] == 0
 
 
 def test_questionnaire_qs1_is_rejected_naming_every_missing_link_id(client):
