@@ -636,8 +636,8 @@ def _answer_problems(q_item: dict[str, Any], ans: dict[str, Any]) -> list[tuple[
     else:
         accepted = set(_VALUE_KEYS.get(type_ or "", ()))
     if key not in accepted:
-        return [("value", f"item '{lid}' is of type {type_} and takes {' or '.join(sorted(accepted))}, "
-                          f"not {key}", at)]
+        return [("value", (f"item '{lid}' is of type {type_} and takes {' or '.join(sorted(accepted))}, "
+                           f"not {key}"), at)]
     problem = _shape_problem(key, value)
     if problem:
         return [("value", f"item '{lid}': {problem}", at)]

@@ -3,6 +3,13 @@
 `load_joint_assessment()` returns the one joint health and social care assessment form
 (joint-assessment.json, FHIR R4 Questionnaire) as a fresh dict each call, so callers may change it.
 
+Versions: `joint-assessment.json` is the current version (1.1.0); every earlier published version is
+kept beside it as `joint-assessment-<version>.json` (1.0.0), because a response is always validated
+against the version it pinned (`questionnaire` = `url|version`) and a published version never
+changes. A release that changes the form (wording, items, answer lists) gets a new version string.
+1.1.0: the Care Act outcomes in the exact words of the Care and Support (Eligibility Criteria)
+Regulations 2015, regulation 2(2) (with their letters as `prefix`), and a level of need for each.
+
 Shape of the joint assessment (linkIds are "<section>.<topic>.<question>", e.g.
 "care-act.nutrition.need", "health.falls.history"; every linkId starts with its section's linkId):
 
@@ -10,7 +17,8 @@ Shape of the joint assessment (linkIds are "<section>.<topic>.<question>", e.g.
   about-me     any           demographics (pre-fillable), communication, what matters to me
   care-act     social-care   the ten Care Act 2014 eligibility outcomes: care-act.<outcome>.need
                              (achievement per the Eligibility Criteria Regulations 2015),
-                             .significant-impact, .impact, .notes
+                             .level (level of need), .significant-impact and .impact (impact on
+                             wellbeing), .notes
   health       health        nine health needs: health.<need>.need (need level), need-specific
                              questions, .notes
   risks        any           safeguarding, repeating risk group (risks.risk.*)

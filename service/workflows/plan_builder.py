@@ -1,9 +1,13 @@
 """From a finished joint assessment to a draft care plan: needs -> goals and activities. Pure.
 
 Needs identified (each becomes an activity: what, which organisation, by when; and a Goal):
-- a Care Act outcome the person cannot achieve unaided (care-act.<outcome>.need other than
-  achieves-unaided / not-applicable): social care, within 7 days when it endangers health or safety,
-  else 14; marked "eligible" when it has a significant impact on wellbeing;
+- a Care Act outcome the person cannot achieve (care-act.<outcome>.need other than achieves-unaided /
+  not-applicable): social care, within 2 / 7 / 14 / 28 days for a severe / high / moderate / low level
+  of need (care-act.<outcome>.level; 14 when the form version has no level), and within 7 at most when
+  achieving it unaided endangers health or safety. Each such outcome with a significant impact on
+  wellbeing is marked an eligible need when the person's needs meet the eligibility criteria as a
+  whole (regulation 2(1): the needs arise from an impairment or illness, two or more outcomes cannot
+  be achieved, and there is a significant impact on wellbeing);
 - a health need at level low..severe (health.<need>.need): health, within 2 / 7 / 14 / 28 days for
   severe / high / moderate / low;
 - referrals the assessors asked for: falls service (health.falls.referral), dietitian
@@ -29,6 +33,12 @@ HEALTH_DAYS = {"severe": 2, "high": 7, "moderate": 14, "low": 28}
 UNMET = {"needs-assistance", "significant-pain-distress-anxiety", "endangers-health-safety",
          "takes-significantly-longer"}
 PERSONS_OWN = CARE_PLAN_NEED  # person's goals use code "what-matters" / "outcomes-wanted"
+ELIGIBLE_NOTE = ("Eligible need under the Care Act 2014: the Care and Support (Eligibility Criteria) "
+                 "Regulations 2015, regulation 2(1)")
+
+
+def _lower_first(text: str) -> str:
+    return text[:1].lower() + text[1:]
 
 
 @dataclass
@@ -83,20 +93,23 @@ def _label(index: dict[str, dict[str, Any]], link_id: str, v: Any) -> str:
 def needs(q: dict[str, Any], units: answers.Units) -> list[Need]:
     index = questionnaire_index(q)
     out: list[Need] = []
-    for group in (index.get("care-act") or {}).get("item") or ():
-        if group.get("type") != "group":
-            continue
+    outcomes = [g for g in (index.get("care-act") or {}).get("item") or () if g.get("type") == "group"]
+    unmet = [g for g in outcomes if _code(answers.value(units, f"{g['linkId']}.need")) in UNMET]
+    eligible = (answers.value(units, "care-act.needs-from-impairment") is True and len(unmet) >= 2
+                and any(answers.value(units, f"{g['linkId']}.significant-impact") is True for g in unmet))
+    for group in unmet:
         g = group["linkId"]
         achievement = answers.value(units, f"{g}.need")
-        if _code(achievement) not in UNMET:
-            continue
+        level = _code(answers.value(units, f"{g}.level"))
         impact = answers.value(units, f"{g}.impact")
-        eligible = answers.value(units, f"{g}.significant-impact") is True
+        significant = answers.value(units, f"{g}.significant-impact") is True
+        days = HEALTH_DAYS.get(level or "", 14)
+        if _code(achievement) == "endangers-health-safety":
+            days = min(days, 7)
+        reason = _label(index, f"{g}.need", achievement) + (f"; level of need: {level}" if level else "")
         out.append(Need(g, group.get("text", g), "social-care",
-                        f"Support with {group.get('text', g).lower()}" + (f": {impact}" if impact else ""),
-                        7 if _code(achievement) == "endangers-health-safety" else 14,
-                        reason=_label(index, f"{g}.need", achievement),
-                        note="Eligible need: significant impact on wellbeing (Care Act 2014)" if eligible else None))
+                        f"Support with {_lower_first(group.get('text', g))}" + (f": {impact}" if impact else ""),
+                        days, reason=reason, note=ELIGIBLE_NOTE if eligible and significant else None))
     for group in (index.get("health") or {}).get("item") or ():
         if group.get("type") != "group":
             continue

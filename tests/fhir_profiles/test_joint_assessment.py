@@ -39,12 +39,12 @@ CARE_ACT_OUTCOMES = {
     "care-act.personal-hygiene": "Maintaining personal hygiene",
     "care-act.toilet-needs": "Managing toilet needs",
     "care-act.clothing": "Being appropriately clothed",
-    "care-act.home-safety": "Being able to make use of the home safely",
+    "care-act.home-safety": "Being able to make use of the adult's home safely",
     "care-act.habitable-home": "Maintaining a habitable home environment",
     "care-act.relationships": "Developing and maintaining family or other personal relationships",
     "care-act.work-education": "Accessing and engaging in work, training, education or volunteering",
     "care-act.community": "Making use of necessary facilities or services in the local community including "
-    "public transport and recreational facilities or services",
+    "public transport, and recreational facilities or services",
     "care-act.caring-for-child": "Carrying out any caring responsibilities the adult has for a child",
 }
 HEALTH_NEEDS = {
@@ -122,6 +122,7 @@ def care_act_outcome(link_id: str, unmet: bool) -> dict[str, Any]:
     return grp(
         link_id,
         ans(f"{link_id}.need", coding(ACHIEVE, "needs-assistance")),
+        ans(f"{link_id}.level", coding(LEVEL, "moderate")),
         ans(f"{link_id}.significant-impact", True),
         ans(f"{link_id}.impact", "Skips meals and has lost weight"),
     )
@@ -263,7 +264,7 @@ def test_questionnaire_metadata(q: dict[str, Any]) -> None:
         == JOINT_ASSESSMENT_URL
         == "https://sharedcare.example.org/fhir/Questionnaire/joint-assessment"
     )
-    assert (q["version"], q["name"], q["status"]) == ("1.0.0", "JointAssessment", "active")
+    assert (q["version"], q["name"], q["status"]) == ("1.1.0", "JointAssessment", "active")
     assert q["subjectType"] == ["Patient"]
 
 
@@ -307,10 +308,20 @@ def _all_items(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def test_all_ten_care_act_outcomes(q: dict[str, Any]) -> None:
+    """The ten outcomes in the words of the Care and Support (Eligibility Criteria) Regulations 2015,
+    regulation 2(2)(a)-(j), each with whether it can be achieved, the level of need and the impact on
+    wellbeing."""
     index = questionnaire_index(q)
     care_act = [i for i in index["care-act"]["item"] if i["type"] == "group"]
     assert {i["linkId"]: i["text"] for i in care_act} == CARE_ACT_OUTCOMES
+    assert [i["prefix"] for i in care_act] == [f"({c})" for c in "abcdefghij"]
+    assert all(i["code"][0]["display"] == i["text"] for i in care_act)
     for link_id in CARE_ACT_OUTCOMES:
+        level = index[f"{link_id}.level"]
+        assert level["type"] == "choice" and level["required"] is True
+        assert [o["valueCoding"]["code"] for o in level["answerOption"]] == ["low", "moderate", "high", "severe"]
+        assert {o["valueCoding"]["system"] for o in level["answerOption"]} == {LEVEL}
+        assert level["enableWhen"] == index[f"{link_id}.significant-impact"]["enableWhen"]
         need = index[f"{link_id}.need"]
         assert need["type"] == "choice" and need["required"] is True
         codes = {o["valueCoding"]["code"] for o in need["answerOption"]}
@@ -578,6 +589,7 @@ def test_enable_behavior_all_on_care_act_impact(q: dict[str, Any]) -> None:
     outcome["item"][0]["answer"] = [{"valueCoding": coding(ACHIEVE, "achieves-unaided")}]
     issues = validate_response(q, resp, completing=True)
     assert {(i.code, i.link_id) for i in issues} == {
+        ("business-rule", "care-act.nutrition.level"),
         ("business-rule", "care-act.nutrition.significant-impact"),
         ("business-rule", "care-act.nutrition.impact"),
     }
@@ -707,8 +719,15 @@ def test_response_to_another_questionnaire(q: dict[str, Any]) -> None:
     assert [(i.code, i.expression) for i in issues] == [
         ("business-rule", "QuestionnaireResponse.questionnaire")
     ]
-    resp["questionnaire"] = JOINT_ASSESSMENT_URL + "|1.0.0"
+    resp["questionnaire"] = JOINT_ASSESSMENT_URL + "|" + q["version"]
     assert validate_response(q, resp, completing=False) == []
+    # a response pinned to another version of the form is not judged by this one
+    resp["questionnaire"] = JOINT_ASSESSMENT_URL + "|0.9.0"
+    issues = validate_response(q, resp, completing=False)
+    assert [(i.code, i.expression) for i in issues] == [
+        ("business-rule", "QuestionnaireResponse.questionnaire")
+    ]
+    assert "0.9.0" in issues[0].message and q["version"] in issues[0].message
 
 
 def test_not_a_questionnaire_response(q: dict[str, Any]) -> None:

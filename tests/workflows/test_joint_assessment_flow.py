@@ -4,17 +4,22 @@ Runs on SQLite and PostgreSQL, with the demo users' real access tokens."""
 
 from __future__ import annotations
 
+from datetime import date, timedelta
 from typing import Any
 
 from tests.workflows.support import (
     AGREEMENT_URL,
     JOINT_URL,
+    JOINT_VERSION,
+    LEVEL,
     PREFILLED_URL,
     REVIEW_URL,
     about_me_extra,
+    ans,
     author_of,
     care_act_section,
     carers_section,
+    coding,
     ext,
     find_item,
     health_section,
@@ -34,12 +39,12 @@ def test_start_creates_an_in_progress_assessment_pinned_to_the_form_version(user
     qr = start(users["nina"])
     assert qr["resourceType"] == "QuestionnaireResponse"
     assert qr["status"] == "in-progress"
-    assert qr["questionnaire"] == f"{JOINT_URL}|1.0.0"
+    assert qr["questionnaire"] == f"{JOINT_URL}|{JOINT_VERSION}"
     assert qr["subject"] == {"reference": "Patient/pat-pat"}
     assert qr["author"] == {"reference": "Practitioner/prac-nina"}
     form = users["nina"].get("/fhir/Questionnaire/joint-assessment").json()
     assert form["title"] == "Joint health and social care assessment"
-    assert (form["url"], form["version"]) == (JOINT_URL, "1.0.0")
+    assert (form["url"], form["version"]) == (JOINT_URL, JOINT_VERSION)
 
 
 def test_start_prefills_what_the_record_already_holds_and_counts_it(users):
@@ -125,7 +130,10 @@ def test_whole_joint_assessment_by_nurse_and_social_worker(users):
     assert ext(plan, REVIEW_URL) is not None
     by_need = {a["detail"]["code"]["coding"][0]["code"]: a["detail"] for a in plan["activity"]}
     assert by_need["care-act.nutrition"]["performer"] == [{"reference": "Organization/org-council-asc"}]
-    assert by_need["care-act.nutrition"]["reasonCode"] == [{"text": "Unable to achieve without assistance"}]
+    assert by_need["care-act.nutrition"]["reasonCode"] == [
+        {"text": "Unable to achieve without assistance; level of need: moderate"}]
+    nutrition = next(a for a in plan["activity"] if a["detail"]["code"]["coding"][0]["code"] == "care-act.nutrition")
+    assert "Eligible need under the Care Act 2014" in nutrition["progress"][0]["text"]  # two outcomes, impairment
     assert by_need["health.falls"]["performer"] == [{"reference": "Organization/org-community-trust"}]
     assert by_need["health.falls"]["scheduledPeriod"]["end"] > by_need["health.falls"]["scheduledPeriod"]["start"]
     assert "health.falls.referral" in by_need and "carers.carer.assessment-wanted" in by_need
@@ -167,3 +175,26 @@ def test_a_second_assessment_is_prefilled_from_the_previous_one(users):
     assert find_item(second, "about-me.what-matters")["answer"][0]["valueString"].startswith("Staying in my own")
     assert author_of(second, "about-me.name")["sourceReference"] == {"reference": "Patient/pat-pat"}  # record wins
     assert ext(second, PREFILLED_URL) > 40
+
+
+def test_plan_timescales_follow_the_level_of_need_and_eligibility_follows_the_regulations(users):
+    """One unmet Care Act outcome is not an eligible need (regulation 2(1)(b) asks for two or more); a severe
+    level of need is acted on within 2 days."""
+    nina, sam = users["nina"], users["sam"]
+    url = f"/fhir/QuestionnaireResponse/{start(nina)['id']}"
+    care_act = care_act_section(unmet=("care-act.home-safety",))
+    home = find_item(care_act, "care-act.home-safety")
+    home["item"][1] = ans("care-act.home-safety.level", coding(LEVEL, "severe"))
+    assert sam.post(f"{url}/$save-answers", json=save_body(1, care_act, carers_section())).status_code == 200
+    assert nina.post(f"{url}/$save-answers", json=save_body(
+        2, health_section(), about_me_extra(), *other_sections())).status_code == 200
+    assert nina.post(f"{url}/$complete").status_code == 200
+    r = nina.post(f"{url}/$generate-careplan")
+    assert r.status_code == 201, r.text
+    home_activity = next(a for a in r.json()["activity"]
+                         if a["detail"]["code"]["coding"][0]["code"] == "care-act.home-safety")
+    assert "progress" not in home_activity  # one outcome only: not an eligible need
+    period = home_activity["detail"]["scheduledPeriod"]
+    assert date.fromisoformat(period["end"]) - date.fromisoformat(period["start"]) == timedelta(days=2)
+    assert home_activity["detail"]["description"].startswith(
+        "Support with being able to make use of the adult's home safely")
