@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 
 from service import operations
+from service.fhir.outcome import OperationOutcomeError
 from service.fhir.types import NOT_STORABLE, RESOURCE_TYPES
 from service.interactions.request import FhirRequest, FhirResponse
 from service.interactions.session import Services, Session
@@ -22,20 +23,47 @@ SYSTEM_INTERACTIONS = ["transaction", "batch", "history-system", "search-system"
 
 SECURITY_HOOKS: list[Callable[[Services], dict[str, Any] | None]] = []
 
+# How the router answers each type interaction: (method, path template, the router's interaction name).
+PROBES = {
+    "read": ("GET", "{t}/x"), "vread": ("GET", "{t}/x/_history/1"), "update": ("PUT", "{t}/x"),
+    "patch": ("PATCH", "{t}/x"), "delete": ("DELETE", "{t}/x"), "history-instance": ("GET", "{t}/x/_history"),
+    "history-type": ("GET", "{t}/_history"), "create": ("POST", "{t}"), "search-type": ("GET", "{t}"),
+}
+CONDITIONAL_PROBES = {"conditional-update": ("PUT", "{t}", "update"), "conditional-delete": ("DELETE", "{t}", "delete")}
+
+
+def _refused(services: Services, method: str, path: str, interaction: str) -> bool:
+    """Whether the server refuses this interaction outright (405) before any storage access: the route
+    table, and `Services.extras["audit_precheck"]` (AuditEvents are append-only)."""
+    from service.interactions.router import route
+
+    req = FhirRequest(method=method, path=path)
+    try:
+        route(req)
+        precheck = services.extras.get("audit_precheck")
+        if precheck is not None:
+            precheck(req, interaction)
+    except OperationOutcomeError as err:
+        return err.status == 405
+    return False
+
 
 def build(services: Services) -> dict[str, Any]:
     search = services.search
     resources = []
     for rtype in sorted(RESOURCE_TYPES - NOT_STORABLE):
+        codes = [c for c in TYPE_INTERACTIONS
+                 if not _refused(services, PROBES[c][0], PROBES[c][1].format(t=rtype), c)]
+        cond = {k: not _refused(services, m, p.format(t=rtype), i) for k, (m, p, i) in CONDITIONAL_PROBES.items()}
         entry: dict[str, Any] = {
             "type": rtype,
-            "interaction": [{"code": c} for c in TYPE_INTERACTIONS],
-            "versioning": "versioned-update",
-            "readHistory": True,
-            "updateCreate": True,
-            "conditionalCreate": True,
-            "conditionalUpdate": True,
-            "conditionalDelete": "single",
+            "interaction": [{"code": c} for c in codes],
+            "versioning": "versioned-update" if "update" in codes else "versioned",
+            "readHistory": "vread" in codes,
+            "updateCreate": "update" in codes,
+            "conditionalCreate": "create" in codes,
+            "conditionalUpdate": cond["conditional-update"],
+            "conditionalDelete": "single" if cond["conditional-delete"] else "not-supported",
         }
         if search is not None:
             params = search.capability_params(rtype)
