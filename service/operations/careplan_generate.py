@@ -10,7 +10,7 @@ Creates, in one transaction, with a Provenance each (entity = the assessment ver
   expressedBy the Patient) and one per identified need (service.workflows.plan_builder);
 - a CarePlan, status draft, intent plan: activities (what, which organisation, by when), author =
   the accountable professional (the `coordinator` parameter, else the care team's lead, i.e. the
-  participant with role SNOMED 768730001 |Care coordinator|, else the caller), contributors = the
+  participant with role SNOMED CT 768820003 |Care coordinator (occupation)|, else the caller), contributors = the
   professionals who answered the assessment and the person, careTeam, supportingInfo = the assessment
   version, review date (extension careplan-review-date, default six weeks from today, and a note).
 Answers 201 with the CarePlan. Asking again for the same assessment version returns the draft already
@@ -29,7 +29,8 @@ from service.interactions.responses import write_response
 from service.interactions.session import Session
 from service.operations import Operation, register
 from service.workflows import actors, answers, forms, lookup, plan_builder, writes
-from service.workflows.codes import AUTHORED_BY, CARE_COORDINATOR
+from service.workflows.careteam_rules import lead_of
+from service.workflows.codes import AUTHORED_BY
 from service.workflows.params import Params
 
 REVIEW_AFTER_DAYS = 42
@@ -38,15 +39,6 @@ PROFESSION_NAMES = {"health": "Community health services", "social-care": "Adult
 
 def _today() -> date:
     return datetime.now(UTC).date()
-
-
-def lead_of(teams: list[dict[str, Any]]) -> dict[str, Any] | None:
-    for team in teams:
-        for p in team.get("participant") or ():
-            codes = [c.get("code") for r in p.get("role") or () for c in r.get("coding") or ()]
-            if CARE_COORDINATOR in codes and isinstance(p.get("member"), dict):
-                return {"reference": p["member"]["reference"]}
-    return None
 
 
 def require_care_team_member(session: Session, teams: list[dict[str, Any]], patient_ref: str, what: str) -> None:

@@ -2,8 +2,8 @@
 
 The CareTeam (subject = the Patient) is the source of truth for care relationships: the access policy
 derives "in the person's care team" from its current participants. The lead (the lead accountable
-professional, who owns the care plan) is the participant with role SNOMED CT 768730001
-|Care coordinator|; there is at most one.
+professional, who owns the care plan) is the participant with role SNOMED CT 768820003
+|Care coordinator (occupation)|; there is at most one (service.workflows.careteam_rules).
 
 `POST /fhir/CareTeam/{id}/$add-member` with Parameters:
   member      valueReference, required: Practitioner | PractitionerRole | RelatedPerson | Patient |
@@ -11,8 +11,12 @@ professional, who owns the care plan) is the participant with role SNOMED CT 768
   onBehalfOf  valueReference Organization/...: the organisation they act for (default: the
               organisation of the practitioner's one PractitionerRole, when there is exactly one)
   role        valueCoding or valueCodeableConcept: their role in the team
-  lead        valueBoolean: make them the lead (takes the care coordinator role from anyone else)
-Adding someone already in the team updates their entry. Answers 200 with the CareTeam.
+  lead        valueBoolean: true makes them the lead (a Practitioner or PractitionerRole; the care
+              coordinator role moves to them from anyone else; giving that role as `role` means the
+              same), false takes the lead role from them
+  reason      valueString: why (kept in the Provenance)
+Adding someone already in the team updates their entry. Answers 200 with the CareTeam. A team never
+has two leads (422 on any write that would give it two, PUT and PATCH included).
 
 `POST /fhir/CareTeam/{id}/$remove-member` with Parameters `member` (required) and `reason`:
 removes them (404 if they are not a member). Both keep the team's earlier versions in its history and
@@ -32,21 +36,16 @@ from service.interactions.responses import write_response
 from service.interactions.session import Session
 from service.operations import Operation, register
 from service.workflows import lookup, writes
-from service.workflows.codes import CARE_COORDINATOR, SNOMED
+from service.workflows.careteam_rules import LEAD_ROLE, is_lead_role
 from service.workflows.params import Params
 
 MEMBER_TYPES = ("Practitioner", "PractitionerRole", "RelatedPerson", "Patient", "Organization", "CareTeam")
-LEAD_ROLE = {"coding": [{"system": SNOMED, "code": CARE_COORDINATOR, "display": "Care coordinator"}]}
-
-
-def _is_lead_role(role: dict[str, Any]) -> bool:
-    return any(c.get("code") == CARE_COORDINATOR for c in role.get("coding") or ())
 
 
 def _role(value: Any) -> dict[str, Any] | None:
     if value is None:
         return None
-    if isinstance(value, dict) and "coding" in value:
+    if isinstance(value, dict) and ("coding" in value or "text" in value):
         return value
     if isinstance(value, dict) and "code" in value:
         return {"coding": [value]}
@@ -72,7 +71,15 @@ def add_member(req: FhirRequest, session: Session, rtype: str, rid: str) -> Fhir
         raise bad_request(f"A care team member must be one of {', '.join(MEMBER_TYPES)}, not {mtype}")
     on_behalf = params.reference("onBehalfOf", "Organization")
     role = _role(params.value("role"))
-    lead = params.value("lead") in (True, "true")
+    lead_value = params.value("lead")
+    if lead_value not in (None, True, False, "true", "false"):
+        raise bad_request(f"Parameter 'lead' must be true or false, not {lead_value!r}")
+    lead = lead_value in (True, "true") or (role is not None and is_lead_role(role))
+    if lead and mtype not in ("Practitioner", "PractitionerRole"):
+        raise bad_request(f"The lead (care coordinator) is a professional: a Practitioner or PractitionerRole, "
+                          f"not {mtype}")
+    if lead and role is not None and is_lead_role(role):
+        role = None  # the lead role is given below, in its one standard form
     cur = writes.load(session, "CareTeam", rid)
     existing = session.store.current(session.conn, mtype, mid)
     if existing is None or existing.deleted:
@@ -93,12 +100,16 @@ def add_member(req: FhirRequest, session: Session, rtype: str, rid: str) -> Fhir
         roles.append(role)
     if lead:
         for p in participants:
-            p["role"] = [r for r in p.get("role") or () if not _is_lead_role(r)] or None
+            p["role"] = [r for r in p.get("role") or () if not is_lead_role(r)] or None
             if p["role"] is None:
                 p.pop("role")
-        roles = [r for r in roles if not _is_lead_role(r)] + [LEAD_ROLE]
+        roles = [r for r in roles if not is_lead_role(r)] + [LEAD_ROLE]
+    elif lead_value in (False, "false"):
+        roles = [r for r in roles if not is_lead_role(r)]  # no longer the lead
     if roles:
         entry["role"] = roles
+    else:
+        entry.pop("role", None)
     stored = writes.update(session, cur, team, writes.Change(activity="add-member", reason=params.string("reason")))
     return write_response(req, stored, 200, session.base, f"{member} is in CareTeam/{rid}")
 

@@ -47,7 +47,7 @@ DATA_OPERATION = "http://terminology.hl7.org/CodeSystem/v3-DataOperation"
 PARTICIPANT_TYPE = "http://terminology.hl7.org/CodeSystem/provenance-participant-type"
 ACT_REASON = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
 SNOMED = "http://snomed.info/sct"
-CARE_COORDINATOR = "768730001"  # SNOMED CT |Care coordinator|: the CareTeam lead
+CARE_COORDINATOR = "768820003"  # SNOMED CT |Care coordinator (occupation)|: the CareTeam lead
 
 SERVER_OWNED_QR = (ANSWER_AUTHOR, PREFILLED_ITEMS, COMPLETED)
 

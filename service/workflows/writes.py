@@ -8,8 +8,8 @@ transaction.
 
 Rules per type (`RULES`): QuestionnaireResponse (service.workflows.assessment_rules: answers checked
 against the Questionnaire version the response pinned, status changes, item authorship), CarePlan
-(service.workflows.careplan_rules: the status state machine, the agreement record). Goal and
-CareTeam have no rule beyond Provenance.
+(service.workflows.careplan_rules: the status state machine, the agreement record), CareTeam
+(service.workflows.careteam_rules: at most one lead). Goal has no rule beyond Provenance.
 """
 
 from __future__ import annotations
@@ -40,9 +40,10 @@ Rule = Callable[[Session, "dict[str, Any] | None", "dict[str, Any]", Change], No
 
 
 def _rules() -> dict[str, Rule]:
-    from service.workflows import assessment_rules, careplan_rules
+    from service.workflows import assessment_rules, careplan_rules, careteam_rules
 
-    return {"QuestionnaireResponse": assessment_rules.prepare, "CarePlan": careplan_rules.prepare}
+    return {"QuestionnaireResponse": assessment_rules.prepare, "CarePlan": careplan_rules.prepare,
+            "CareTeam": careteam_rules.prepare}
 
 
 def apply_rules(session: Session, rtype: str, before: dict[str, Any] | None, after: dict[str, Any],

@@ -15,6 +15,7 @@ PREFILLED_URL = "https://sharedcare.example.org/fhir/StructureDefinition/assessm
 REVIEW_URL = "https://sharedcare.example.org/fhir/StructureDefinition/careplan-review-date"
 AGREEMENT_URL = "https://sharedcare.example.org/fhir/StructureDefinition/careplan-agreement"
 JOINT_URL = "https://sharedcare.example.org/fhir/Questionnaire/joint-assessment"
+JOINT_VERSION = "1.1.0"  # the current packaged version of the form
 
 CARE_ACT = ["care-act.nutrition", "care-act.personal-hygiene", "care-act.toilet-needs", "care-act.clothing",
             "care-act.home-safety", "care-act.habitable-home", "care-act.relationships", "care-act.work-education",
@@ -74,6 +75,7 @@ def care_act_section(unmet: tuple[str, ...] = ("care-act.nutrition", "care-act.p
     for lid in CARE_ACT:
         if lid in unmet:
             groups.append(grp(lid, ans(f"{lid}.need", coding(ACHIEVE, "needs-assistance")),
+                              ans(f"{lid}.level", coding(LEVEL, "moderate")),
                               ans(f"{lid}.significant-impact", True),
                               ans(f"{lid}.impact", "Skips meals and has lost weight")))
         else:
@@ -189,3 +191,68 @@ def transition(status: str, reason: str | None = None) -> dict[str, Any]:
     if reason:
         parts.append({"name": "reason", "valueString": reason})
     return params(*parts)
+
+
+ACTIVITY = "https://sharedcare.example.org/fhir/CodeSystem/workflow-activity"
+
+
+def provenance_for(caller: Any, ref: str) -> list[dict[str, Any]]:
+    """Provenance whose target is a version of `ref`, oldest first."""
+    out = []
+    url = "/fhir/Provenance?_count=1000"
+    while url:
+        body = caller.get(url).json()
+        out += [e["resource"] for e in body.get("entry", [])
+                if any(t["reference"].startswith(ref + "/_history/") for t in e["resource"]["target"])]
+        nxt = [lk["url"] for lk in body.get("link", []) if lk["relation"] == "next"]
+        url = nxt[0].split("http://testserver", 1)[-1] if nxt else ""
+    return sorted(out, key=lambda p: int(p["target"][0]["reference"].rsplit("/", 1)[1]))
+
+
+def summary(p: dict[str, Any]) -> tuple[str, str, str, str]:
+    codes = {c["system"]: c["code"] for c in p["activity"]["coding"]}
+    agent = p["agent"][0]
+    return (p["target"][0]["reference"].rsplit("/", 1)[1], codes.get(ACTIVITY, codes.get(
+        "http://terminology.hl7.org/CodeSystem/v3-DataOperation")), agent["who"].get("reference", ""),
+        agent.get("onBehalfOf", {}).get("reference", ""))
+
+
+def op_params(**values: Any) -> dict[str, Any]:
+    """A Parameters body from keyword arguments: references (dicts with 'reference'), codings, booleans,
+    integers and strings get the matching value[x]."""
+    parts = []
+    for name, v in values.items():
+        if isinstance(v, bool):
+            parts.append({"name": name, "valueBoolean": v})
+        elif isinstance(v, int):
+            parts.append({"name": name, "valueInteger": v})
+        elif isinstance(v, dict) and "reference" in v:
+            parts.append({"name": name, "valueReference": v})
+        elif isinstance(v, dict) and "code" in v:
+            parts.append({"name": name, "valueCoding": v})
+        elif isinstance(v, dict) and ("coding" in v or "text" in v):
+            parts.append({"name": name, "valueCodeableConcept": v})
+        else:
+            parts.append({"name": name, "valueString": v})
+    return params(*parts)
+
+
+def ref(text: str) -> dict[str, str]:
+    return {"reference": text}
+
+
+def care_team(users: dict[str, Any], patient: str, *members: str, lead: str | None = None) -> str:
+    """A care team for `patient` built through the API, as a service would: the registered GP's practice
+    (gp.gary, whose practice has a care relationship with both demo patients) creates it and adds the
+    professionals (Practitioner ids; `lead` makes one of them the care coordinator). Joining a team is what
+    gives a professional their care relationship with the person. Returns the CareTeam id."""
+    r = users["gary"].post("/fhir/CareTeam", json={
+        "resourceType": "CareTeam", "status": "active", "name": f"Care team of {patient}",
+        "subject": ref(f"Patient/{patient}"), "managingOrganization": [ref("Organization/org-gp-practice")]})
+    assert r.status_code == 201, r.text
+    team = r.json()["id"]
+    for member in members:
+        body = op_params(member=ref(f"Practitioner/{member}"), lead=member == lead)
+        r = users["gary"].post(f"/fhir/CareTeam/{team}/$add-member", json=body)
+        assert r.status_code == 200, r.text
+    return team

@@ -8,10 +8,12 @@ from typing import Any
 from tests.workflows.support import (
     AUTHOR_URL,
     JOINT_URL,
+    JOINT_VERSION,
     about_me_extra,
     ans,
     author_of,
     care_act_section,
+    care_team,
     carers_section,
     find_item,
     grp,
@@ -126,7 +128,8 @@ def test_amend_after_completion_needs_a_reason_and_keeps_it_complete(users):
     # an amendment may not leave required answers out
     r = users["sam"].post(f"{url}/$amend", json=save_body(5, sections=("sharing",), reason="tidy"))
     assert r.status_code == 422 and "sharing.discussed" in issues(r)
-    # $amend is only for finished assessments
+    # $amend is only for finished assessments (Paula's, once nina is in her care team)
+    care_team(users, "pat-paula", "prac-nina")
     other = users["nina"].post("/fhir/Patient/pat-paula/$start-assessment").json()["id"]
     r = users["nina"].post(f"/fhir/QuestionnaireResponse/{other}/$amend", json=save_body(1, change, reason="x"))
     assert r.status_code == 409
@@ -181,14 +184,14 @@ def test_plain_create_is_checked_too(users):
     base = {"resourceType": "QuestionnaireResponse", "status": "in-progress", "subject": {"reference": "Patient/pat-pat"}}
     r = users["nina"].post("/fhir/QuestionnaireResponse", json={**base, "questionnaire": f"{JOINT_URL}|9.9.9"})
     assert r.status_code == 422 and "9.9.9" in issues(r)
-    r = users["nina"].post("/fhir/QuestionnaireResponse", json={**base, "questionnaire": f"{JOINT_URL}|1.0.0",
+    r = users["nina"].post("/fhir/QuestionnaireResponse", json={**base, "questionnaire": f"{JOINT_URL}|{JOINT_VERSION}",
                                                                 "subject": {"reference": "Group/g"}})
     assert r.status_code == 422 and "subject" in issues(r)
     r = users["nina"].post("/fhir/QuestionnaireResponse", json={
-        **base, "questionnaire": f"{JOINT_URL}|1.0.0", "item": [grp("tec", ans("tec.would-benefit", "yes"))]})
+        **base, "questionnaire": f"{JOINT_URL}|{JOINT_VERSION}", "item": [grp("tec", ans("tec.would-benefit", "yes"))]})
     assert r.status_code == 422 and "tec.would-benefit" in issues(r)
     r = users["nina"].post("/fhir/QuestionnaireResponse", json={
-        **base, "questionnaire": f"{JOINT_URL}|1.0.0", "item": [grp("tec", ans("tec.would-benefit", True))]})
+        **base, "questionnaire": f"{JOINT_URL}|{JOINT_VERSION}", "item": [grp("tec", ans("tec.would-benefit", True))]})
     assert r.status_code == 201, r.text
     assert author_of(r.json(), "tec.would-benefit")["author"] == {"reference": "Practitioner/prac-nina"}
     # responses to other forms are not the joint assessment's business

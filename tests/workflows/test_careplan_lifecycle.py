@@ -132,7 +132,13 @@ def test_generate_needs_a_finished_assessment(users):
 
 def test_only_the_care_team_may_generate_the_plan(users):
     url = finished_assessment(users)
-    r = users["wes"].post(f"{url}/$generate-careplan")  # ward nurse at the acute trust, not in Pat's team
+    # Pat's GP has a care relationship (her registered practice) but is not in her care team
+    r = users["gary"].post(f"{url}/$generate-careplan")
     assert r.status_code == 403
     assert "care team" in diagnostics(r)
+    # a ward nurse at the acute trust has no relationship with Pat at all: refused (or, under the care
+    # relationship policy, the assessment is not even visible to him)
+    r = users["wes"].post(f"{url}/$generate-careplan")
+    assert r.status_code in (403, 404)
+    assert r.json()["resourceType"] == "OperationOutcome"
     assert users["nina"].get("/fhir/CarePlan?subject=Patient/pat-pat&status=draft").json().get("total", 0) == 0

@@ -3,40 +3,17 @@ transaction: who (and for which organisation), what activity, why; the plan show
 
 from __future__ import annotations
 
-from typing import Any
-
 from tests.workflows.support import (
     LEVEL,
     ans,
     coding,
     finished_assessment,
     grp,
+    provenance_for,
     save_body,
+    summary,
     transition,
 )
-
-ACTIVITY = "https://sharedcare.example.org/fhir/CodeSystem/workflow-activity"
-
-
-def provenance_for(caller: Any, ref: str) -> list[dict[str, Any]]:
-    """Provenance whose target is a version of `ref`, oldest first."""
-    out = []
-    url = "/fhir/Provenance?_count=1000"
-    while url:
-        body = caller.get(url).json()
-        out += [e["resource"] for e in body.get("entry", [])
-                if any(t["reference"].startswith(ref + "/_history/") for t in e["resource"]["target"])]
-        nxt = [lk["url"] for lk in body.get("link", []) if lk["relation"] == "next"]
-        url = nxt[0].split("http://testserver", 1)[-1] if nxt else ""
-    return sorted(out, key=lambda p: int(p["target"][0]["reference"].rsplit("/", 1)[1]))
-
-
-def summary(p: dict[str, Any]) -> tuple[str, str, str, str]:
-    codes = {c["system"]: c["code"] for c in p["activity"]["coding"]}
-    agent = p["agent"][0]
-    return (p["target"][0]["reference"].rsplit("/", 1)[1], codes.get(ACTIVITY, codes.get(
-        "http://terminology.hl7.org/CodeSystem/v3-DataOperation")), agent["who"].get("reference", ""),
-        agent.get("onBehalfOf", {}).get("reference", ""))
 
 
 def test_the_assessment_trail_names_who_did_what_for_which_organisation(users):
