@@ -35,6 +35,7 @@ from service.workflows.params import Params
 
 AWAITING_URL = SD + "awaiting-sections"
 QR = "QuestionnaireResponse"
+QR_STATUSES = ("in-progress", "completed", "amended", "stopped", "entered-in-error")
 
 
 def bundle(session: Session, entries: Iterable[tuple[Stored, dict[str, Any] | None]]) -> FhirResponse:
@@ -74,8 +75,11 @@ def my_assessments(req: FhirRequest, session: Session, rtype: str, rid: str | No
     session.guard.check_type(session.ctx, "search-type", QR)
     me = _practitioner(session, params)
     status = params.string("status") or "in-progress"
-    statuses = ["in-progress", "completed", "amended", "stopped", "entered-in-error"] if status == "all" \
-        else status.split(",")
+    statuses = list(QR_STATUSES) if status == "all" else [s.strip() for s in status.split(",")]
+    unknown = [s for s in statuses if s not in QR_STATUSES]
+    if unknown:
+        raise bad_request(f"Parameter 'status': {', '.join(map(repr, unknown))} is not a QuestionnaireResponse "
+                          f"status (one or more of {', '.join(QR_STATUSES)}, comma-separated, or 'all')")
     found = lookup.find(session, QR, [("status", ",".join(statuses))],
                         lambda r: forms.is_joint(r.get("questionnaire")) and r.get("status") in statuses
                         and me in _contributors(r))
