@@ -9,9 +9,11 @@ date window, inclusive) answers a Parameters resource:
   completedByOther            valueInteger: no answer by a known profession (e.g. all by systems)
   referralToCompletion        part: count (valueInteger, those with a known start), meanDays,
                               medianDays, maxDays (valueDecimal). The start is the referral the
-                              assessment is basedOn (ServiceRequest.authoredOn), else the earliest
-                              ServiceRequest or Task for the person (authoredOn), else the start of
-                              its episode (EpisodeOfCare.period.start); the end is the first completion.
+                              assessment is basedOn (ServiceRequest.authoredOn), else the latest
+                              ServiceRequest or Task for the person made before the assessment
+                              started (else the earliest made while it was in progress), else the
+                              start of its episode (EpisodeOfCare.period.start); the end is the first
+                              completion (an amendment does not move it).
   itemsPrefilled              valueInteger: question items pre-filled when the assessments started
   itemsAnswered               valueInteger: question items answered in the finished assessments
   prefilledShare              valueDecimal: itemsPrefilled / itemsAnswered
@@ -27,10 +29,11 @@ from typing import Any
 
 import orjson
 
-from service.fhir.outcome import bad_request
+from service.fhir.outcome import OperationOutcomeError, bad_request
 from service.interactions.request import FhirRequest, FhirResponse
 from service.interactions.session import Session
 from service.operations import Operation, register
+from service.storage.store import Stored
 from service.workflows import answers, forms, lookup
 from service.workflows.codes import COMPLETED, EPISODE, PREFILLED_ITEMS, ext_value
 from service.workflows.params import Params
@@ -67,23 +70,49 @@ def _read(session: Session, ref: str | None) -> dict[str, Any] | None:
     return found.json()
 
 
-def referral_start(session: Session, response: dict[str, Any], patient_ref: str,
-                   cache: dict[str, datetime | None]) -> datetime | None:
+def _started(session: Session, stored: Stored) -> datetime | None:
+    """When the assessment was started: the time of its first version."""
+    try:
+        first = session.store.vread(session.conn, "QuestionnaireResponse", stored.res_id, 1)
+    except OperationOutcomeError:
+        return None
+    return datetime.fromtimestamp(first.last_updated / 1_000_000, tz=UTC)
+
+
+def _referral_times(session: Session, patient_ref: str) -> list[datetime]:
+    """When each referral (ServiceRequest) or task (Task) for the person was made (authoredOn)."""
+    times = []
+    for rtype, param, element in (("ServiceRequest", "subject", "subject"), ("Task", "patient", "for")):
+        try:
+            session.guard.check_type(session.ctx, "search-type", rtype)
+        except OperationOutcomeError:
+            continue
+        for s in lookup.find(session, rtype, [(param, patient_ref)],
+                             lambda r, e=element: lookup.ref(r, e) == patient_ref):
+            when = _when(s.json().get("authoredOn"))
+            if when is not None:
+                times.append(when)
+    return sorted(times)
+
+
+def referral_start(session: Session, stored: Stored, response: dict[str, Any], patient_ref: str,
+                   completed: datetime, cache: dict[str, list[datetime]]) -> datetime | None:
+    """When the person was referred for this assessment: the referral it is basedOn, else the latest
+    referral or task for the person made before the assessment started (else the earliest made while it
+    was in progress), else the start of its episode."""
     for based in response.get("basedOn") or ():
         sr = _read(session, based.get("reference"))
         if sr is not None and _when(sr.get("authoredOn")):
             return _when(sr.get("authoredOn"))
     if patient_ref not in cache:
-        starts = []
-        for rtype, param, element in (("ServiceRequest", "subject", "subject"), ("Task", "patient", "for")):
-            for s in lookup.find(session, rtype, [(param, patient_ref)],
-                                 lambda r, e=element: lookup.ref(r, e) == patient_ref):
-                when = _when(s.json().get("authoredOn"))
-                if when is not None:
-                    starts.append(when)
-        cache[patient_ref] = min(starts) if starts else None
-    if cache[patient_ref] is not None:
-        return cache[patient_ref]
+        cache[patient_ref] = _referral_times(session, patient_ref)
+    started = _started(session, stored) or completed
+    before = [t for t in cache[patient_ref] if t <= started]
+    if before:
+        return before[-1]
+    during = [t for t in cache[patient_ref] if t <= completed]
+    if during:
+        return during[0]
     episode = _read(session, (ext_value(response, EPISODE) or {}).get("reference"))
     return _when(((episode or {}).get("period") or {}).get("start"))
 
@@ -91,13 +120,15 @@ def referral_start(session: Session, response: dict[str, Any], patient_ref: str,
 def metrics(req: FhirRequest, session: Session, rtype: str, rid: str | None) -> FhirResponse:
     params = Params(req)
     since, until = _date_param(params, "from"), _date_param(params, "to")
+    if since and until and until < since:
+        raise bad_request(f"Parameter 'to' ({until.isoformat()}) is before 'from' ({since.isoformat()})")
     session.guard.check_type(session.ctx, "search-type", "QuestionnaireResponse")
     finished = lookup.find(session, "QuestionnaireResponse", [("status", "completed,amended")],
                            lambda r: forms.is_joint(r.get("questionnaire")) and r.get("status") in ("completed", "amended"))
     counts = {"joint": 0, "health": 0, "social-care": 0, "other": 0}
     durations: list[float] = []
     prefilled = answered = total = 0
-    cache: dict[str, datetime | None] = {}
+    cache: dict[str, list[datetime]] = {}
     for stored in finished:
         response = stored.json()
         completed = _when(ext_value(response, COMPLETED)) or _when(response.get("authored"))
@@ -111,7 +142,7 @@ def metrics(req: FhirRequest, session: Session, rtype: str, rid: str | None) -> 
         counts["joint" if len(profs) == 2 else (profs.pop() if profs else "other")] += 1
         prefilled += int(ext_value(response, PREFILLED_ITEMS) or 0)
         answered += sum(answers.answered_questions(items) for items in units.values())
-        start = referral_start(session, response, response["subject"]["reference"], cache)
+        start = referral_start(session, stored, response, response["subject"]["reference"], completed, cache)
         if start is not None and start <= completed:
             durations.append((completed - start).total_seconds() / 86400)
 
