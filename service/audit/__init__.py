@@ -51,7 +51,10 @@ def install(services: Any) -> Recorder:
     services.extras["audit_recorder"] = rec
     if rec.listener not in services.store.listeners:
         services.store.listeners.append(rec.listener)
-    import service.operations.access_log  # noqa: F401  (registers $access-log)
+    # registers $access-log, the IG lead's $break-glass-queue and $break-glass-review, and the IG reports
+    import service.operations.access_log
+    import service.operations.break_glass_queue
+    import service.operations.ig_reports  # noqa: F401
 
     return rec
 
