@@ -357,3 +357,80 @@ def test_batch_conditional_patch_entry(client):
                        kind="batch"))
     assert [e["response"]["status"][:3] for e in r.json()["entry"]] == ["200", "404"]
     assert client.get(f"/fhir/Patient/{rid}").json()["gender"] == "male"
+
+
+def test_transaction_order_is_delete_post_put_patch_get_whatever_the_bundle_order(client):
+    """Entries written in the reverse of the processing order: what each entry sees, and the order the
+    versions were written in (the system history), show DELETE, then POST, then PUT/PATCH, then GET."""
+    client.put("/fhir/Patient/ord-a", json=patient(id="ord-a"))
+    client.put("/fhir/Patient/ord-c", json=patient(id="ord-c", identifier=ident("ord-c")))
+    r = run(client, tx(
+        req("GET", f"Patient?identifier={MRN}|ord-c"),
+        req("GET", "Patient/ord-a"),
+        patch_entry("Patient/ord-a", [{"op": "replace", "path": "/gender", "value": "male"}]),
+        put("Patient/ord-b", patient(id="ord-b", link=[{"other": {"reference": "urn:uuid:new"}, "type": "seealso"}])),
+        # matches ord-c only if it ran before the DELETE below
+        post("urn:uuid:new", patient(identifier=ident("ord-c")), ifNoneExist=f"identifier={MRN}|ord-c"),
+        req("DELETE", "Patient/ord-c"),
+    ))
+    assert r.status_code == 200, r.text
+    search, read, patched, put_b, created, deleted = r.json()["entry"]
+    assert patched["response"]["status"] == "200 OK" and patched["response"]["etag"] == 'W/"2"'
+    assert created["response"]["status"] == "201 Created"  # the DELETE ran first: ord-c no longer matched
+    new_id = target(created)
+    assert new_id != "Patient/ord-c"
+    assert deleted["response"]["status"] == "204 No Content"
+    assert put_b["resource"]["link"][0]["other"]["reference"] == new_id
+    assert read["resource"]["gender"] == "male" and read["resource"]["meta"]["versionId"] == "2"  # after PATCH
+    assert [e["resource"]["id"] for e in search["resource"].get("entry", [])] == [new_id.split("/")[1]]
+    written = [k for k, _ in reversed(all_versions(client))][2:]  # oldest first, after the two set-up PUTs
+    assert written == ["Patient/ord-c", new_id, "Patient/ord-a", "Patient/ord-b"], written
+
+
+def test_conditional_reference_in_a_batch_entry_and_in_a_patch(client):
+    org = client.post("/fhir/Organization", json={"resourceType": "Organization", "name": "GP",
+                                                  "identifier": ident("ods9", "https://example.org/ods")}).json()
+    rid = client.post("/fhir/Patient", json=patient()).json()["id"]
+    ref = "Organization?identifier=https://example.org/ods|ods9"
+    r = run(client, tx(post(None, {**patient(), "managingOrganization": {"reference": ref}}),
+                       post(None, {**patient(), "managingOrganization": {"reference": "Organization?name=nobody"}}),
+                       kind="batch"))
+    assert [e["response"]["status"][:3] for e in r.json()["entry"]] == ["201", "412"]
+    assert r.json()["entry"][0]["resource"]["managingOrganization"]["reference"] == f"Organization/{org['id']}"
+    r = run(client, tx(patch_entry(f"Patient/{rid}", [{"op": "add", "path": "/managingOrganization",
+                                                        "value": {"reference": ref}}])))
+    assert r.status_code == 200, r.text
+    assert client.get(f"/fhir/Patient/{rid}").json()["managingOrganization"]["reference"] == f"Organization/{org['id']}"
+
+
+def test_a_transaction_failing_after_writes_leaves_no_version_and_no_index_row(client, services):
+    """Nothing half-written: versions, current rows and search index rows all roll back together."""
+    from sqlalchemy import func, select
+
+    from service.search.tables import INDEX_TABLES, sp_compartment
+    from service.storage.tables import resource as R
+
+    def counts() -> dict[str, int]:  # every request writes its AuditEvent: those are left out
+        with services.db.read() as conn:
+            out = {}
+            for t in {R, *INDEX_TABLES.values(), sp_compartment}:
+                out[t.name] = conn.execute(select(func.count()).select_from(t).where(
+                    t.c.res_type != "AuditEvent")).scalar_one()
+            return out
+
+    client.put("/fhir/Patient/stays", json=patient(id="stays", identifier=ident("stays")))
+    client.put("/fhir/Patient/kept", json=patient(id="kept"))
+    versions, before = all_versions(client), counts()
+    r = run(client, tx(
+        req("DELETE", "Patient/stays"),
+        post("urn:uuid:p", patient(identifier=ident("rolled-back"))),
+        post(None, obs("urn:uuid:p", effectiveDateTime="2024-01-01", valueQuantity={"value": 1})),
+        put("Patient/kept", patient(id="kept", gender="male", identifier=ident("changed"))),
+        put("Patient/other", patient(id="other", birthDate="not-a-date"))))
+    assert_outcome(r, 422, "Bundle.entry[4]", "Patient.birthDate")
+    assert all_versions(client) == versions
+    assert counts() == before
+    assert client.get(f"/fhir/Patient?identifier={MRN}|rolled-back").json()["total"] == 0
+    assert client.get(f"/fhir/Patient?identifier={MRN}|stays").json()["total"] == 1
+    assert client.get(f"/fhir/Patient?identifier={MRN}|changed").json()["total"] == 0
+    assert client.get("/fhir/Patient/kept").json()["gender"] == "female"
