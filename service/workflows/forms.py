@@ -12,7 +12,9 @@ A new version of a form becomes a new version of the same Questionnaire resource
 `questionnaire = url|version` and is always validated against the version it pinned: `resolve` finds
 it in the current version, the resource's history, or the packaged files
 (`<id>.json`, and `<id>-<version>.json` for older releases kept in the package). A published version
-never changes (publish a new version string instead).
+never changes (publish a new version string instead): `FormHooks` refuses a write that would change
+the items of a published version (409), move a form to another id or url, leave out its version, or
+publish a form with design faults (fhir_profiles.questionnaire_validation.check_questionnaire).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from fhir_profiles.questionnaire_validation import check_questionnaire
 from fhir_profiles.questionnaires import JOINT_ASSESSMENT_URL
 from service.fhir.outcome import OperationOutcomeError
 from service.interactions.session import Services, Session
@@ -65,13 +68,23 @@ def is_joint(canonical: Any) -> bool:
     return isinstance(canonical, str) and canonical.split("|", 1)[0] == JOINT_ASSESSMENT_URL
 
 
+def version_key(version: Any) -> tuple[tuple[int, int | str], ...]:
+    """An order for version strings: dotted numbers compare as numbers ("1.10.0" > "1.9.2")."""
+    parts = str(version or "").replace("-", ".").split(".")
+    return tuple((0, int(p)) if p.isdigit() else (1, p) for p in parts)
+
+
 def publish(services: Services, conn: Any) -> int:
-    """Write the packaged forms the store lacks; returns how many were written."""
+    """Write the packaged forms the store lacks; returns how many were written. A packaged version is
+    written when the form is absent (or deleted), or when it is newer than the stored current version
+    and was never stored: an operator's newer version (published with PUT) is never replaced by an
+    older file, and a version once stored is not written again."""
     written = 0
     for q in current_packaged():
         cur = services.store.current(conn, "Questionnaire", q["id"], lock=True)
-        if cur is not None and not cur.deleted:
-            if cur.json().get("version") == q["version"]:
+        if cur is not None and not cur.deleted and cur.content is not None:
+            stored_version = cur.json().get("version")
+            if version_key(stored_version) >= version_key(q["version"]):
                 continue
             if any(v.content and json.loads(v.content).get("version") == q["version"]
                    for v in services.store.history(conn, rtype="Questionnaire", rid=q["id"], count=1000)):
@@ -123,6 +136,7 @@ def resolve(session: Session, canonical: str) -> dict[str, Any]:
         q = _parsed(cur.content)
         if not version or q.get("version") == version:
             return q
+    if cur is not None and version:  # an earlier version, also when the form was deleted since
         for v in session.store.history(session.conn, rtype="Questionnaire", rid=rid, count=1000):
             if v.content is not None:
                 old = _parsed(v.content)
@@ -149,3 +163,47 @@ def _parsed(content: bytes) -> dict[str, Any]:
             _parsed_cache.clear()
         found = _parsed_cache[content] = json.loads(content)
     return found
+
+
+def published(session: Session, url: str, version: str) -> dict[str, Any] | None:
+    """The published `url|version` of one of the service's forms, or None."""
+    try:
+        return resolve(session, f"{url}|{version}")
+    except OperationOutcomeError:
+        return None
+
+
+class FormHooks:
+    """The rule for writes of the service's forms (Questionnaire), from plain REST: a form keeps its id
+    and url, every version has a version string, and a published version never changes its items (publish
+    a new version instead), so every response stays valid against the version it pinned. Its status (for
+    example retired) and descriptive elements may change."""
+
+    def before(self, session: Session, rtype: str, before: dict[str, Any] | None, after: dict[str, Any]) -> None:
+        urls = ids_by_url()
+        url, rid = after.get("url"), after.get("id") or (before or {}).get("id")
+        own_url = next((u for u, i in urls.items() if i == rid), None)
+        if own_url is None and url not in urls:
+            return  # not a form of this service
+        if own_url is not None and url != own_url:
+            raise OperationOutcomeError(422, "business-rule", f"Questionnaire/{rid} is the form {own_url}; its url "
+                                        "cannot change", expression=("Questionnaire.url",))
+        if own_url is None:
+            raise OperationOutcomeError(422, "business-rule", f"The form {url} is kept as Questionnaire/{urls[url]}; "
+                                        "publish its versions there", expression=("Questionnaire.url",))
+        version = after.get("version")
+        if not isinstance(version, str) or not version.strip():
+            raise OperationOutcomeError(422, "required", f"Every version of the form {url} needs a version string",
+                                        expression=("Questionnaire.version",))
+        problems = check_questionnaire(after)
+        if problems:
+            raise OperationOutcomeError(422, "business-rule", f"The form {url}|{version} has design problems: "
+                                        + "; ".join(problems[:10]), expression=("Questionnaire.item",))
+        existing = published(session, url, version)
+        if existing is not None and existing.get("item") != after.get("item"):
+            raise OperationOutcomeError(
+                409, "business-rule", f"Version {version} of the form {url} is published and answered against: "
+                "its items cannot change. Publish the change as a new version", expression=("Questionnaire.item",))
+
+    def after(self, session: Session, rtype: str, stored: Any, before: dict[str, Any] | None) -> None:
+        return None

@@ -70,12 +70,14 @@ def save_body(base: int, *items: dict[str, Any], sections: tuple[str, ...] = (),
     return params(*parts)
 
 
-def care_act_section(unmet: tuple[str, ...] = ("care-act.nutrition", "care-act.personal-hygiene")) -> dict[str, Any]:
+def care_act_section(unmet: tuple[str, ...] = ("care-act.nutrition", "care-act.personal-hygiene"),
+                     levels: bool = True) -> dict[str, Any]:
+    """The Care Act section; `levels=False` leaves out the level of need (form version 1.0.0 has none)."""
     groups = []
     for lid in CARE_ACT:
         if lid in unmet:
-            groups.append(grp(lid, ans(f"{lid}.need", coding(ACHIEVE, "needs-assistance")),
-                              ans(f"{lid}.level", coding(LEVEL, "moderate")),
+            level = [ans(f"{lid}.level", coding(LEVEL, "moderate"))] if levels else []
+            groups.append(grp(lid, ans(f"{lid}.need", coding(ACHIEVE, "needs-assistance")), *level,
                               ans(f"{lid}.significant-impact", True),
                               ans(f"{lid}.impact", "Skips meals and has lost weight")))
         else:
@@ -169,6 +171,9 @@ class As:
 
     def patch(self, url: str, **kw: Any) -> Any:
         return self.client.patch(url, headers={**self.headers, **kw.pop("headers", {})}, **kw)
+
+    def delete(self, url: str, **kw: Any) -> Any:
+        return self.client.delete(url, headers={**self.headers, **kw.pop("headers", {})}, **kw)
 
 
 def finished_assessment(users: dict[str, Any], patient: str = "pat-pat") -> str:
