@@ -69,9 +69,11 @@ def digest(secret: str) -> str:
 
 
 def insert_ignore(c: Connection, table: Any, values: dict[str, Any]) -> bool:
-    """Insert unless the primary key exists; True when inserted (atomic on SQLite and PostgreSQL)."""
+    """Insert unless the primary key exists; True when inserted (atomic on SQLite and PostgreSQL).
+
+    Told by RETURNING, not rowcount: SQLAlchemy 2.1 with psycopg reports -1 as the rowcount of an INSERT."""
     ins = (pg_insert if c.dialect.name == "postgresql" else sqlite_insert)(table).values(**values)
-    return c.execute(ins.on_conflict_do_nothing()).rowcount == 1
+    return c.execute(ins.on_conflict_do_nothing().returning(*table.primary_key.columns)).first() is not None
 
 
 # -- the request adapter ------------------------------------------------------------------------------------

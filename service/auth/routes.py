@@ -22,6 +22,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
 
 from service.auth import ratelimit
+from service.auth.housekeeping import Purger
 from service.auth.identities import check_password
 from service.auth.oauth import CURRENT_CONN, Login, PlainRequest, SCOAuth2Request, SharedCareAuthServer
 from service.auth.scopes import ScopeError, ScopeSet
@@ -121,6 +122,7 @@ class AuthRoutes:
         self.services = services
         self.settings = services.settings
         self.server = server
+        self.purger = Purger()
 
     def in_tx(self, fn: Callable[[], Any]) -> Any:
         with self.services.db.write() as conn:
@@ -239,6 +241,7 @@ class AuthRoutes:
             if ratelimit.hit(conn, f"token:ip:{plain.remote}", 60) > self.settings.token_rate_per_minute:
                 return _json(429, {"error": "invalid_request", "error_description": "Too many token requests"},
                              {"Retry-After": str(ratelimit.retry_after(60))})
+            self.purger.maybe(conn, self.settings)
             return _oauth_response(self.server.create_token_response(plain))
         return self.in_tx(work)
 

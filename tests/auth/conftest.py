@@ -7,6 +7,7 @@ import hashlib
 import secrets
 import time
 import uuid
+from dataclasses import replace
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -32,6 +33,31 @@ def demo(clean_services):  # type: ignore[no-untyped-def]
     load_records(clean_services)
     load_identities(clean_services)
     return clean_services
+
+
+@pytest.fixture
+def worker(demo, settings):  # type: ignore[no-untyped-def]
+    """Build an application as a worker process does: its own services, engine and keys loaded from disk."""
+    from fastapi.testclient import TestClient
+
+    from service.api.app import build_services, create_app
+
+    built: list[Any] = []
+
+    def make(**over: Any) -> TestClient:
+        svc = build_services(replace(settings, **over))
+        built.append(svc)
+        c = TestClient(create_app(svc.settings, services=svc), base_url="http://testserver")
+        c.__enter__()
+        built.append(c)
+        return c
+
+    yield make
+    for item in reversed(built):
+        if isinstance(item, TestClient):
+            item.__exit__(None, None, None)
+        else:
+            item.db.dispose()
 
 
 def gp_key() -> ECKey:

@@ -5,11 +5,7 @@ would have) sees the same lockout. (test_auth_running_server.py checks it across
 from __future__ import annotations
 
 import time
-from dataclasses import replace
-from typing import Any
 
-import pytest
-from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from service.auth.tables import auth_rate_limit
@@ -23,29 +19,6 @@ def _avoid_window_edge(window: int) -> None:
     left = window - time.time() % window
     if left < 3:
         time.sleep(left + 0.1)
-
-
-@pytest.fixture
-def worker(demo, settings):  # type: ignore[no-untyped-def]
-    """Build an application as a worker process does: its own services, engine and keys loaded from disk."""
-    from service.api.app import build_services, create_app
-
-    built: list[Any] = []
-
-    def make(**over: Any) -> TestClient:
-        svc = build_services(replace(settings, **over))
-        built.append(svc)
-        c = TestClient(create_app(svc.settings, services=svc), base_url="http://testserver")
-        c.__enter__()
-        built.append(c)
-        return c
-
-    yield make
-    for item in reversed(built):
-        if isinstance(item, TestClient):
-            item.__exit__(None, None, None)
-        else:
-            item.db.dispose()
 
 
 def _params() -> dict[str, str]:
