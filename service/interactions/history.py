@@ -67,7 +67,7 @@ def history(req: FhirRequest, session: Session, rtype: str | None = None, rid: s
             raise not_found(f"{rtype}/{rid} is not known")
     since = parse_instant(req.param("_since"), "_since") if req.param("_since") else None
     at = parse_instant(req.param("_at"), "_at") if req.param("_at") else None
-    count, note = parse_count(req.param("_count"))
+    count, _ = parse_count(req.param("_count"))
     cursor_raw = req.param("_cursor")
     before = None
     if cursor_raw:
@@ -96,11 +96,10 @@ def history(req: FhirRequest, session: Session, rtype: str | None = None, rid: s
         if last is not None:
             links.append({"relation": "next", "url": link_base + "?" + urlencode(
                 keep + [("_cursor", f"{last.last_updated}.{last.seq}")])})
+    # A _count above the maximum is clamped; the self link shows the _count applied. (No OperationOutcome
+    # entry as in a searchset: every entry of a history Bundle must carry request and response, bdl-3/4.)
     bundle: dict = {"resourceType": "Bundle", "type": "history", "link": links,
                     "entry": [entry(r, session.base) for r in visible_rows]}
-    if note:
-        from service.fhir.outcome import information
-        bundle["entry"].append({"resource": information(note), "search": {"mode": "outcome"}})
     if not bundle["entry"]:
         del bundle["entry"]
     headers = {"Last-Modified": http_date(now_us())}

@@ -263,3 +263,47 @@ def test_head_gives_headers_without_a_body(client):
     assert r.headers["etag"] == 'W/"1"' and "last-modified" in r.headers
     assert client.head("/fhir/Patient/nope").status_code == 404
     assert client.head("/fhir/metadata").status_code == 200
+
+
+# -- history: _since and _count at every level ------------------------------------------------------
+def _data_entries(entries: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """(Type/id, etag) of the entries, leaving out the AuditEvents every request writes."""
+    return [(e["fullUrl"].split("/fhir/", 1)[1], e["response"]["etag"]) for e in entries
+            if "/AuditEvent/" not in e["fullUrl"]]
+
+
+def test_history_since_and_count_on_instance_type_and_system(client):
+    old = create(client)["id"]
+    client.post("/fhir/Organization", json={"resourceType": "Organization", "name": "Before"})
+    time.sleep(0.01)
+    rid = create(client)["id"]
+    mark = client.get(f"/fhir/Patient/{rid}").json()["meta"]["lastUpdated"]  # inclusive from here
+    for g in ("male", "other", "unknown"):
+        client.put(f"/fhir/Patient/{rid}", json=patient(id=rid, gender=g))
+    org = client.post("/fhir/Organization", json={"resourceType": "Organization", "name": "After"}).json()["id"]
+    client.delete(f"/fhir/Patient/{old}")
+    since = quote(mark)
+    newest_first = [(f"Patient/{old}", 'W/"2"'), (f"Organization/{org}", 'W/"1"'), (f"Patient/{rid}", 'W/"4"'),
+                    (f"Patient/{rid}", 'W/"3"'), (f"Patient/{rid}", 'W/"2"'), (f"Patient/{rid}", 'W/"1"')]
+    system = _data_entries(_walk(client, f"/fhir/_history?_since={since}&_count=2"))
+    assert system == newest_first
+    typ = _data_entries(_walk(client, f"/fhir/Patient/_history?_since={since}&_count=2"))
+    assert typ == [e for e in newest_first if e[0].startswith("Patient/")]
+    inst = _history(client, f"/fhir/Patient/{rid}/_history?_since={since}&_count=3")
+    assert _data_entries(inst["entry"]) == [(f"Patient/{rid}", f'W/"{v}"') for v in (4, 3, 2)]
+    nxt = next(lk["url"] for lk in inst["link"] if lk["relation"] == "next")
+    assert "_since=" in nxt and "_count=3" in nxt
+    assert _data_entries(_history(client, nxt)["entry"]) == [(f"Patient/{rid}", 'W/"1"')]
+    # _since in another zone is the same instant
+    local = quote(mark.replace("+00:00", "Z"))
+    assert _data_entries(_walk(client, f"/fhir/Patient/{rid}/_history?_since={local}")) == \
+        [(f"Patient/{rid}", f'W/"{v}"') for v in (4, 3, 2, 1)]
+
+
+def test_history_count_above_the_maximum_is_clamped_and_the_self_link_says_so(client):
+    rid = create(client)["id"]
+    for level in (f"Patient/{rid}/_history", "Patient/_history", "_history"):
+        body = _history(client, f"/fhir/{level}?_count=5000")
+        self_link = next(lk["url"] for lk in body["link"] if lk["relation"] == "self")
+        assert "_count=1000" in self_link, self_link
+        assert all("request" in e and "response" in e for e in body["entry"])  # bdl-3/4: no bare entries
