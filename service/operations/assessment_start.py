@@ -3,6 +3,7 @@
 `POST /fhir/Patient/{id}/$start-assessment` with an optional Parameters body:
   episode   valueReference EpisodeOfCare/...   the episode it belongs to (extension assessment-episode)
   referral  valueReference ServiceRequest/...  the referral it answers (QuestionnaireResponse.basedOn)
+Both must exist and be about the same person (422 otherwise); they are also the Provenance's sources.
 Creates an in-progress QuestionnaireResponse to the current version of the joint assessment
 (`questionnaire` = `url|version`), subject and source the Patient, author the caller, pre-filled
 (service.workflows.prefill), and answers 201 with it. How many question items were pre-filled is in
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from service.fhir.outcome import OperationOutcomeError
 from service.interactions.crud import visible
 from service.interactions.request import FhirRequest, FhirResponse
 from service.interactions.responses import write_response
@@ -31,6 +33,20 @@ def open_assessments(session: Session, patient_ref: str) -> list[Any]:
                        and r.get("status") == "in-progress")
 
 
+def _check_link(session: Session, ref: str | None, element: str, patient_ref: str, name: str) -> None:
+    """The episode or referral named must exist, be visible to the caller and be about the same person."""
+    if ref is None:
+        return
+    rtype, _, rid = ref.partition("/")
+    found = session.store.current(session.conn, rtype, rid)
+    resource = found.json() if found is not None and found.content is not None else None
+    if resource is None or not session.guard.can_see(session.ctx, rtype, resource):
+        raise OperationOutcomeError(422, "not-found", f"Parameter '{name}': {ref} is not known")
+    if lookup.ref(resource, element) != patient_ref:
+        raise OperationOutcomeError(422, "business-rule", f"Parameter '{name}': {ref} is about "
+                                    f"{lookup.ref(resource, element) or 'someone else'}, not {patient_ref}")
+
+
 def start(req: FhirRequest, session: Session, rtype: str, rid: str) -> FhirResponse:
     params = Params(req)
     episode = params.reference("episode", "EpisodeOfCare")
@@ -40,6 +56,8 @@ def start(req: FhirRequest, session: Session, rtype: str, rid: str) -> FhirRespo
     session.guard.check_resource(session.ctx, "read", "Patient", patient)
     session.guard.check_type(session.ctx, "create", "QuestionnaireResponse")
     patient_ref = f"Patient/{rid}"
+    _check_link(session, episode, "patient", patient_ref, "episode")
+    _check_link(session, referral, "subject", patient_ref, "referral")
     existing = open_assessments(session, patient_ref)
     if existing:
         latest = max(existing, key=lambda s: s.last_updated)
@@ -68,7 +86,7 @@ def start(req: FhirRequest, session: Session, rtype: str, rid: str) -> FhirRespo
     if extensions:
         qr["extension"] = extensions
     change = writes.Change(activity="start-assessment", prefilled=origin,
-                           sources=sorted({patient_ref, *origin.values()}))
+                           sources=sorted({patient_ref, *origin.values(), *filter(None, (episode, referral))}))
     stored = writes.create(session, qr, change)
     return write_response(req, stored, 201, session.base, f"Started QuestionnaireResponse/{stored.res_id}")
 

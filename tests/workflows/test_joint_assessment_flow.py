@@ -23,10 +23,14 @@ from tests.workflows.support import (
     ext,
     find_item,
     health_section,
+    op_params,
     other_sections,
+    provenance_for,
     save_body,
     version,
 )
+
+EPISODE_URL = "https://sharedcare.example.org/fhir/StructureDefinition/assessment-episode"
 
 
 def start(caller: Any, patient: str = "pat-pat") -> dict[str, Any]:
@@ -198,3 +202,43 @@ def test_plan_timescales_follow_the_level_of_need_and_eligibility_follows_the_re
     assert date.fromisoformat(period["end"]) - date.fromisoformat(period["start"]) == timedelta(days=2)
     assert home_activity["detail"]["description"].startswith(
         "Support with being able to make use of the adult's home safely")
+
+
+def test_start_links_the_episode_and_the_referral(users):
+    r = users["nina"].post("/fhir/EpisodeOfCare", json={
+        "resourceType": "EpisodeOfCare", "status": "active", "patient": {"reference": "Patient/pat-pat"},
+        "managingOrganization": {"reference": "Organization/org-community-trust"},
+        "period": {"start": "2026-11-01"}})
+    assert r.status_code == 201, r.text
+    episode = f"EpisodeOfCare/{r.json()['id']}"
+    r = users["gary"].post("/fhir/ServiceRequest", json={
+        "resourceType": "ServiceRequest", "status": "active", "intent": "order", "authoredOn": "2026-11-02",
+        "code": {"text": "Joint assessment"}, "subject": {"reference": "Patient/pat-pat"}})
+    assert r.status_code == 201, r.text
+    referral = f"ServiceRequest/{r.json()['id']}"
+    body = op_params(episode={"reference": episode}, referral={"reference": referral})
+    r = users["nina"].post("/fhir/Patient/pat-pat/$start-assessment", json=body)
+    assert r.status_code == 201, r.text
+    qr = r.json()
+    assert ext(qr, EPISODE_URL) == {"reference": episode}
+    assert qr["basedOn"] == [{"reference": referral}]
+    trail = provenance_for(users["ada"], f"QuestionnaireResponse/{qr['id']}")
+    sources = [e["what"]["reference"] for e in trail[0]["entity"]]
+    assert {"Patient/pat-pat", episode, referral} <= set(sources)
+
+
+def test_start_refuses_an_episode_or_referral_of_someone_else(users):
+    r = users["gary"].post("/fhir/EpisodeOfCare", json={
+        "resourceType": "EpisodeOfCare", "status": "active", "patient": {"reference": "Patient/pat-paula"},
+        "managingOrganization": {"reference": "Organization/org-gp-practice"}})
+    assert r.status_code == 201, r.text
+    paulas = f"EpisodeOfCare/{r.json()['id']}"
+    cases = [(op_params(episode={"reference": paulas}), 422, "Patient/pat-paula"),
+             (op_params(episode={"reference": "EpisodeOfCare/none"}), 422, "not known"),
+             (op_params(referral={"reference": "ServiceRequest/none"}), 422, "not known"),
+             (op_params(episode={"reference": "Encounter/e1"}), 400, "EpisodeOfCare")]
+    for body, status, text in cases:
+        r = users["nina"].post("/fhir/Patient/pat-pat/$start-assessment", json=body)
+        assert r.status_code == status, r.text
+        assert text in " ".join(i["diagnostics"] for i in r.json()["issue"])
+    assert users["nina"].get("/fhir/QuestionnaireResponse?subject=Patient/pat-pat").json()["total"] == 0
