@@ -25,7 +25,7 @@ from collections import Counter
 from typing import Any
 
 import orjson
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, exists, or_, select
 
 from service.audit import codes as c
 from service.interactions.request import FhirRequest, FhirResponse
@@ -151,14 +151,14 @@ class _Tally:
 
 
 def _stream(session: Session, start: int, end: int, tally: _Tally) -> None:
-    denied = select(sp_token.c.res_id).where(sp_token.c.res_type == A, sp_token.c.param == "outcome",
-                                             sp_token.c.code == "4")
+    denied = exists().where(sp_token.c.res_type == A, sp_token.c.res_id == sp_date.c.res_id,
+                            sp_token.c.param == "outcome", sp_token.c.code == "4")
     last: tuple[int, str] | None = None
     while True:
         q = (select(sp_date.c.low, R.c.content)
              .join(R, and_(R.c.res_type == A, R.c.res_id == sp_date.c.res_id))
              .where(sp_date.c.res_type == A, sp_date.c.param == "date", sp_date.c.low >= start, sp_date.c.low < end,
-                    sp_date.c.res_id.in_(denied)))
+                    denied))
         if last is not None:
             q = q.where(or_(sp_date.c.low > last[0], and_(sp_date.c.low == last[0], sp_date.c.res_id > last[1])))
         rows = session.conn.execute(q.add_columns(sp_date.c.res_id).order_by(sp_date.c.low, sp_date.c.res_id)
@@ -202,7 +202,8 @@ def denials_report(req: FhirRequest, session: Session, rtype: str | None, rid: s
     for (user, ref), n in users:
         parts: list[dict[str, Any]] = [{"name": "user", "valueString": user}]
         if ref:
-            parts.append({"name": "reference", "valueReference": {"reference": ref}})
+            parts.append({"name": "reference", "valueReference": {"reference": ref, **(
+                {"display": named[ref]} if named.get(ref) else {})}})
         if named.get(ref):
             parts.append({"name": "name", "valueString": named[ref]})
         params.append({"name": "user", "part": parts + [{"name": "count", "valueInteger": n}]})

@@ -12,7 +12,8 @@ health data is both an organisation and a data-class objection). Kinds, from its
   opt-out-other-actors    a deny naming other parties (practitioners, roles, care teams, ...)
   opt-out-data-classes    a deny limited to classes of data, security labels or codes (e.g. mental or
                           sexual health)
-  opt-in                  a patient-privacy root permit (explicit consent to share)
+  opt-in                  a root permit with no objection inside it (explicit consent to share); a root
+                          permit with nested denies counts as the objections those denies are
   proxy-grant             a permit naming a RelatedPerson (what a carer or proxy may see)
   research-opt-out        research scope or research/planning purposes (HRESCH, HOPERAT, ...) with deny:
                           secondary-use objections recorded as Consents (the National Data Opt-out)
@@ -31,7 +32,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import func, select
+from sqlalchemy import exists, func, select
 
 from consent import codes as cc
 from consent import time as ftime
@@ -92,9 +93,12 @@ class _Consent:
         self.scopes = _codings(res.get("scope"), concept=True)
         self.rules = _codings(res.get("policyRule"), concept=True)
         self.research = any(cc.token(s, c) == cc.RESEARCH for s, c, _ in self.scopes)
+        self.root_permit = False
         root = res.get("provision")
         if isinstance(root, dict):
             self._walk(root, is_root=True, secondary=False)
+        if self.root_permit and not any(k.startswith("opt-out") for k in self.kinds):
+            self.kinds.add("opt-in")
 
     def _walk(self, node: dict[str, Any], *, is_root: bool, secondary: bool) -> None:
         purposes = {cc.token(s, c) for s, c, _ in _codings(node.get("purpose"), concept=False)}
@@ -135,7 +139,7 @@ class _Consent:
             if secondary:
                 self.kinds.add("research-opt-in")
             elif is_root and not proxies:
-                self.kinds.add("opt-in")
+                self.root_permit = True
         for child in _list(node.get("provision")):
             if isinstance(child, dict):
                 self._walk(child, is_root=False, secondary=secondary)
@@ -185,12 +189,12 @@ class _Tally:
 
 
 def _stream(session: Session, tally: _Tally, now: datetime) -> None:
-    active = select(sp_token.c.res_id).where(sp_token.c.res_type == "Consent", sp_token.c.param == "status",
-                                             sp_token.c.code == "active")
+    active = exists().where(sp_token.c.res_type == "Consent", sp_token.c.res_id == R.c.res_id,
+                            sp_token.c.param == "status", sp_token.c.code == "active")
     last = None
     while True:
         q = select(R.c.res_id, R.c.content).where(R.c.res_type == "Consent", R.c.deleted.is_(False),
-                                                   R.c.res_id.in_(active))
+                                                   active)
         if last is not None:
             q = q.where(R.c.res_id > last)
         rows = session.conn.execute(q.order_by(R.c.res_id).limit(BATCH)).all()

@@ -28,13 +28,16 @@ def load_demo(services: Any) -> None:
             services.store.update(conn, res, res["id"])
 
 
-def staff(user: str, *, purpose: tuple[str, ...] = ("TREAT",), reason: str | None = None) -> RequestContext:
-    """A request context like the demo user's token gives (for opening grants and making requests)."""
+def staff(user: str, *, purpose: tuple[str, ...] = ("TREAT",), reason: str | None = None,
+          trusted: bool = False) -> RequestContext:
+    """A request context like the demo user's token gives (for opening grants and making requests).
+    `trusted`: kind admin, so the access policy permits the request whatever the care relationships (for
+    tests that need a request to succeed or fail for reasons of their own choosing)."""
     prac, org, ods, role = STAFF[user]
-    kind = "admin" if user == "admin.ada" else "practitioner"
+    kind = "admin" if user == "admin.ada" or trusted else "practitioner"
     principal = Principal(subject=user, kind=kind, fhir_user=f"Practitioner/{prac}",
                           organisation=f"Organization/{org}" if org else None, ods_code=ods, role_code=role,
-                          roles=frozenset({"admin"} if kind == "admin" else {"clinician"}),
+                          roles=frozenset({"admin"} if user == "admin.ada" else {"clinician"}),
                           scopes=ScopeSet.parse("user/*.cruds"))
     return RequestContext(principal, purpose_of_use=purpose, break_glass_reason=reason)
 
