@@ -82,3 +82,49 @@ def test_operations_are_audited_under_the_caller(users):
     mine = [e["resource"] for e in events if rid in str(e["resource"].get("entity", []))
             and "prac-sam" in str(e["resource"].get("agent", []))]
     assert mine, "sam's $save-answers must be in the audit trail"
+
+
+def test_patch_and_transaction_writes_get_provenance_too(users):
+    goal = {"resourceType": "Goal", "lifecycleStatus": "proposed", "description": {"text": "Walk to the shop"},
+            "subject": {"reference": "Patient/pat-pat"}}
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"fullUrl": "urn:uuid:3d1f6c1e-0000-4000-8000-000000000001", "resource": goal,
+         "request": {"method": "POST", "url": "Goal"}}]}
+    r = users["sam"].post("/fhir", json=bundle)
+    assert r.status_code == 200, r.text
+    gid = r.json()["entry"][0]["response"]["location"].split("Goal/", 1)[1].split("/")[0]
+    r = users["nina"].patch(f"/fhir/Goal/{gid}", json=[{"op": "replace", "path": "/lifecycleStatus",
+                                                        "value": "accepted"}],
+                            headers={"Content-Type": "application/json-patch+json"})
+    assert r.status_code == 200, r.text
+    assert [summary(p) for p in provenance_for(users["ada"], f"Goal/{gid}")] == [
+        ("1", "CREATE", "Practitioner/prac-sam", "Organization/org-council-asc"),
+        ("2", "UPDATE", "Practitioner/prac-nina", "Organization/org-community-trust")]
+
+
+def test_plan_changes_record_the_reason_and_the_goals_follow_with_their_own_provenance(users):
+    url = finished_assessment(users)
+    plan = users["nina"].post(f"{url}/$generate-careplan").json()
+    pid = plan["id"]
+    assert users["cara"].post(f"/fhir/CarePlan/{pid}/$transition", json=transition("active")).status_code == 200
+    r = users["cara"].post(f"/fhir/CarePlan/{pid}/$transition", json=transition("on-hold", "Pat is in hospital"))
+    assert r.status_code == 200, r.text
+    held = provenance_for(users["ada"], f"CarePlan/{pid}")[-1]
+    assert summary(held) == ("3", "careplan-on-hold", "Practitioner/prac-cara", "Organization/org-community-trust")
+    assert held["reason"][0]["text"] == "Pat is in hospital"
+    assert held["activity"]["coding"][0]["code"] == "UPDATE"
+    for g in plan["goal"]:
+        trail = provenance_for(users["ada"], g["reference"])
+        assert [summary(p)[1] for p in trail] == ["generate-careplan", "careplan-active", "careplan-on-hold"]
+        assert trail[-1]["reason"][0]["text"] == "Pat is in hospital"
+        assert trail[-1]["entity"] == [{"role": "source", "what": {"reference": f"CarePlan/{pid}/_history/3"}}]
+
+
+def test_a_purpose_of_use_other_than_treatment_is_the_provenance_reason(users, auth_headers):
+    r = users["nina"].post("/fhir/Goal", headers={"X-Purpose-Of-Use": "ETREAT"}, json={
+        "resourceType": "Goal", "lifecycleStatus": "proposed", "description": {"text": "Safe discharge"},
+        "subject": {"reference": "Patient/pat-pat"}})
+    assert r.status_code == 201, r.text
+    prov = provenance_for(users["ada"], f"Goal/{r.json()['id']}")[0]
+    assert prov["reason"][0]["coding"] == [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActReason",
+                                            "code": "ETREAT"}]
