@@ -5,7 +5,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.workflows.support import AGREEMENT_URL, ext, finished_assessment, params, transition
+from tests.workflows.support import (
+    AGREEMENT_URL,
+    ans,
+    author_of,
+    care_act_section,
+    carers_section,
+    ext,
+    finished_assessment,
+    grp,
+    health_section,
+    other_sections,
+    params,
+    save_body,
+    transition,
+)
 
 
 def draft_plan(users: dict[str, Any], **kw: Any) -> dict[str, Any]:
@@ -142,3 +156,44 @@ def test_only_the_care_team_may_generate_the_plan(users):
     assert r.status_code in (403, 404)
     assert r.json()["resourceType"] == "OperationOutcome"
     assert users["nina"].get("/fhir/CarePlan?subject=Patient/pat-pat&status=draft").json().get("total", 0) == 0
+
+
+def test_the_plan_is_agreed_with_the_person_or_someone_on_their_behalf(users):
+    plan = draft_plan(users)
+    body = params({"name": "status", "valueCode": "active"},
+                  {"name": "agreedWith", "valueReference": {"reference": "Practitioner/prac-sam"}})
+    r = users["cara"].post(f"/fhir/CarePlan/{plan['id']}/$transition", json=body)
+    assert r.status_code == 400 and "agreedWith" in diagnostics(r)
+    body["parameter"][1]["valueReference"] = {"reference": "RelatedPerson/rp-carl"}
+    r = users["cara"].post(f"/fhir/CarePlan/{plan['id']}/$transition", json=body)
+    assert r.status_code == 200, r.text
+    agreed = {p["url"]: next(v for k, v in p.items() if k.startswith("value"))
+              for p in ext(r.json(), AGREEMENT_URL)["extension"]}
+    assert agreed["agreedWith"] == {"reference": "RelatedPerson/rp-carl"}
+    assert agreed["agreedBy"] == {"reference": "Practitioner/prac-cara"}
+    assert agreed["date"][:10] == r.json()["meta"]["lastUpdated"][:10]
+
+
+def test_the_persons_own_words_become_their_goals(users):
+    """Pat writes what matters to her into her own assessment; the plan keeps her words as they are."""
+    nina, sam, pat = users["nina"], users["sam"], users["pat"]
+    r = nina.post("/fhir/Patient/pat-pat/$start-assessment")
+    url = f"/fhir/QuestionnaireResponse/{r.json()['id']}"
+    words = "To get back to my allotment by the spring,\nand not to be a burden on Carl."
+    wanted = "Make my own lunch again"
+    mine = grp("about-me", ans("about-me.what-matters", words), ans("about-me.outcomes-wanted", wanted))
+    r = pat.post(f"{url}/$save-answers", json=save_body(1, mine))
+    assert r.status_code == 200, r.text
+    assert author_of(r.json(), "about-me.what-matters")["author"] == {"reference": "Patient/pat-pat"}
+    assert sam.post(f"{url}/$save-answers", json=save_body(2, care_act_section(), carers_section())).status_code == 200
+    body = save_body(3, health_section(), grp("about-me", ans("about-me.interpreter-needed", False)),
+                     *other_sections())
+    assert nina.post(f"{url}/$save-answers", json=body).status_code == 200
+    assert nina.post(f"{url}/$complete").status_code == 200
+    r = nina.post(f"{url}/$generate-careplan")
+    assert r.status_code == 201, r.text
+    goals = [nina.get(f"/fhir/{g['reference']}").json() for g in r.json()["goal"]]
+    own = [(g["category"][0]["coding"][0]["code"], g["description"]["text"]) for g in goals
+           if g.get("expressedBy") == {"reference": "Patient/pat-pat"}]
+    assert own == [("what-matters", words), ("outcomes-wanted", wanted)]
+    assert {"reference": "Patient/pat-pat"} in r.json()["contributor"]
