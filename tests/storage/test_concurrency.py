@@ -97,3 +97,36 @@ def test_parallel_update_as_create_of_one_new_id_creates_it_once(clean_services)
     assert [int(e["resource"]["meta"]["versionId"]) for e in entries] == list(
         range(len(entries), 0, -1))
     assert len(entries) == statuses.count(200) + 1
+
+
+def _patch(rid: str, ops: list[dict[str, Any]], **headers: str) -> FhirRequest:
+    r = _req("PATCH", f"Patient/{rid}", **headers)
+    r.body, r.content_type = orjson.dumps(ops), "application/json-patch+json"
+    return r
+
+
+def test_parallel_patches_with_the_same_if_match_exactly_one_wins(clean_services):
+    services = clean_services
+    assert handle(_req("PUT", "Patient/race-4", _patient("race-4", 0)), services).status == 201
+    results = _parallel(services, [_patch("race-4", [{"op": "replace", "path": "/name/0/given/0", "value": f"p{n}"}],
+                                          **{"If-Match": 'W/"1"'}) for n in range(THREADS)])
+    statuses = sorted(r.status for r in results)
+    assert statuses == [200] + [412] * (THREADS - 1), statuses
+    assert [e["response"]["etag"] for e in _versions(services, "race-4")] == ['W/"2"', 'W/"1"']
+
+
+def test_parallel_patches_without_if_match_never_lose_an_update(clean_services):
+    """A patch applies to the version it read; if another write got in first it is refused (412), never
+    applied on top of a version it did not see, and never silently dropped."""
+    services = clean_services
+    assert handle(_req("PUT", "Patient/race-5", _patient("race-5", 0)), services).status == 201
+    results = _parallel(services, [_patch("race-5", [{"op": "add", "path": "/name/0/given/-", "value": f"p{n}"}])
+                                   for n in range(THREADS)])
+    statuses = [r.status for r in results]
+    assert set(statuses) <= {200, 412} and 200 in statuses, statuses
+    winners = sorted(orjson.loads(r.body)["name"][0]["given"][-1] for r in results if r.status == 200)
+    entries = _versions(services, "race-5")
+    assert len(entries) == len(winners) + 1
+    assert [int(e["resource"]["meta"]["versionId"]) for e in entries] == list(range(len(entries), 0, -1))
+    final = entries[0]["resource"]["name"][0]["given"]
+    assert final[0] == "writer-0" and sorted(final[1:]) == winners  # every successful patch is in the record

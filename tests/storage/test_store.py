@@ -79,3 +79,35 @@ def test_history_is_newest_first_and_pages_by_keyset(clean_services):
         assert store.history_count(conn, rtype="Patient") == 6
         since = store.history(conn, since=everything[1].last_updated, count=100)
         assert len(since) == 2
+
+
+def test_a_read_is_one_indexed_lookup(clean_services):
+    """The store's read is a single statement, answered through the primary key (both databases)."""
+    from sqlalchemy import event
+
+    store, db = clean_services.store, clean_services.db
+    with db.write() as conn:
+        rid = store.create(conn, pat()).res_id
+        for _ in range(300):  # enough rows of the type for the planner to choose by selectivity
+            store.create(conn, pat())
+    seen: list[tuple[str, object]] = []
+    with db.read() as conn:
+        def record(conn_, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+            seen.append((statement, parameters))
+
+        event.listen(conn, "before_cursor_execute", record)
+        try:
+            assert store.read(conn, "Patient", rid).res_id == rid
+        finally:
+            event.remove(conn, "before_cursor_execute", record)
+        assert len(seen) == 1, seen
+        statement, parameters = seen[0]
+        if db.is_postgres:
+            conn.exec_driver_sql("ANALYZE resource")
+            conn.exec_driver_sql("SET LOCAL enable_seqscan = off")  # a small table: is the index usable?
+            plan = "\n".join(r[0] for r in conn.exec_driver_sql("EXPLAIN " + statement, parameters))
+            assert "Index Scan using resource_pkey" in plan, plan
+            assert "Filter" not in plan, plan  # both key columns are in the index condition
+        else:
+            plan = "\n".join(str(r[-1]) for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters))
+            assert "USING INDEX" in plan and "res_type=? AND res_id=?" in plan, plan
