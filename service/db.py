@@ -66,12 +66,16 @@ class Database:
                     yield conn
             finally:
                 conn.info["write"] = False
+                conn.info.pop("sharedcare.ctx", None)
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
         with self.engine.connect() as conn:
-            with conn.begin():
-                yield conn
+            try:
+                with conn.begin():
+                    yield conn
+            finally:
+                conn.info.pop("sharedcare.ctx", None)
 
     def ping(self) -> bool:
         try:

@@ -37,6 +37,9 @@ def build_services(settings: Settings, db: Database | None = None) -> Services:
         install_auth = None
     if install_auth is not None:
         install_auth(services)
+        from service.policy import install as install_policy
+
+        install_policy(services)
     from service.audit import install as install_audit
 
     install_audit(services)

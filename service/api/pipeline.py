@@ -7,7 +7,9 @@ Authentication, the access guard and audit plug in here, before any storage acce
   the write transaction for writes, and for reads in a short write unit of its own before the response
   leaves; `Services.extras["audit_failure"]`: (RequestContext | None, FhirRequest, FhirResponse,
   interaction) -> None, for refusals and failures (it opens its own unit);
-  `Services.extras["audit_precheck"]`: (FhirRequest, interaction) -> None, may refuse before storage.
+  `Services.extras["audit_precheck"]`: (FhirRequest, interaction) -> None, may refuse before storage;
+  `Services.extras["policy_after"]`: (Session, FhirRequest, FhirResponse, interaction) -> None, the access
+  policy's part of the audit step (break-glass grants and flags), called just before `audit` in its unit.
 """
 
 from __future__ import annotations
@@ -57,11 +59,14 @@ def handle(req: FhirRequest, services: Services, ctx: RequestContext | None = No
             return resp
         failed: FhirResponse | None = None
         unit = services.db.write if r.writes else services.db.read
+        after = services.extras.get("policy_after")
         try:
             with unit() as conn:
                 session = Session(services, conn, ctx)
                 resp = r.call(session)
                 if r.writes and audit is not None:
+                    if after is not None:
+                        after(session, req, resp, interaction)
                     audit(session, req, resp, interaction)  # same transaction as the write
         except OperationOutcomeError as err:
             failed = resp = error_response(err)  # the unit was rolled back
@@ -71,7 +76,10 @@ def handle(req: FhirRequest, services: Services, ctx: RequestContext | None = No
                     audit_failure(ctx, req, failed, interaction)
             elif not r.writes:
                 with services.db.write() as conn:  # a short unit of its own: no lock upgrade on SQLite
-                    audit(Session(services, conn, ctx), req, resp, interaction)
+                    audit_session = Session(services, conn, ctx)
+                    if after is not None:
+                        after(audit_session, req, resp, interaction)  # break-glass grants and flags
+                    audit(audit_session, req, resp, interaction)
         return resp
     except OperationOutcomeError as err:
         return error_response(err)

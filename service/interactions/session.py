@@ -34,6 +34,11 @@ class Session:
     conn: Connection
     ctx: RequestContext
     in_bundle: bool = False
+    _guard: Any = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        # The writing context, for store stampers (authorship); cleared when the unit of work ends.
+        self.conn.info["sharedcare.ctx"] = self.ctx
 
     @property
     def store(self) -> Store:
@@ -41,7 +46,13 @@ class Session:
 
     @property
     def guard(self) -> Guard:
-        return self.services.guard
+        """The access guard, bound to this session when it needs the database (the policy guard loads a
+        patient's consents and care relationships once per unit of work)."""
+        if self._guard is None:
+            g = self.services.guard
+            bind = getattr(g, "bind", None)
+            self._guard = bind(self) if bind is not None else g
+        return self._guard
 
     @property
     def base(self) -> str:

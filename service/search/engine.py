@@ -68,6 +68,12 @@ class SearchEngine:
         if sf.deny_all:
             return false()
         conds: list[ColumnElement[bool]] = []
+        for part in sf.all_of:
+            sub = SearchEngine.filter_sql(rtype, part, types)
+            if sub is not None:
+                conds.append(sub)
+        if sf.where is not None:
+            conds.append(sf.where.sql(rtype))
         if sf.patients is not None:
             in_comp = rtype in compartment_types() if rtype is not None else None
             if rtype is not None:

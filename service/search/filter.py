@@ -19,6 +19,13 @@ restriction". A `SearchFilter` combines (AND) these restrictions:
   carries one of these labels (e.g. ("http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "R")).
   A code with system "" matches that code in any system.
 
+- `where`: an object with `sql(rtype: str | None) -> ColumnElement[bool]` (a condition on `resource` rows
+  of that type, or of any type when rtype is None): what a policy cannot say with the fields above (the
+  consent policy's care relationships and per-patient redactions, service/policy/sqlfilter.py). Filters
+  that share one `where` object are grouped by the engine, so return the same object for every type
+  it applies to.
+- `all_of`: further filters that must hold too (how a policy guard adds its own to the scope guard's).
+
 The engine turns these into SQL conditions on the same query that counts and pages, so totals,
 paging links and includes never reveal a hidden resource. After paging, `guard.can_see(ctx, rtype,
 resource)` is still called per resource as a backstop; it should never hide anything if the filter is
@@ -29,6 +36,7 @@ Frozen and hashable, so a policy may cache them.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -37,6 +45,19 @@ class SearchFilter:
     patients: frozenset[str] | None = None
     exclude_security: frozenset[tuple[str, str]] = frozenset()
     confine_non_compartment: bool = False
+    where: Any = None
+    all_of: tuple[SearchFilter, ...] = ()
+
+    @classmethod
+    def both(cls, a: SearchFilter | None, b: SearchFilter | None) -> SearchFilter | None:
+        """Both filters (None means no restriction)."""
+        if a is None or a.is_noop:
+            return b
+        if b is None or b.is_noop:
+            return a
+        if a.deny_all or b.deny_all:
+            return cls.deny()
+        return cls(all_of=(a, b))
 
     @classmethod
     def deny(cls) -> SearchFilter:
@@ -48,4 +69,5 @@ class SearchFilter:
 
     @property
     def is_noop(self) -> bool:
-        return not self.deny_all and self.patients is None and not self.exclude_security
+        return (not self.deny_all and self.patients is None and not self.exclude_security and self.where is None
+                and all(f.is_noop for f in self.all_of))

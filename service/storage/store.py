@@ -80,6 +80,9 @@ class Store:
     def __init__(self, *, postgres: bool) -> None:
         self.postgres = postgres
         self.listeners: list[WriteListener] = []
+        # Stampers complete server-owned elements before a version is serialised (e.g. the authoring
+        # organisation): (conn, resource, previous current version or None) -> None.
+        self.stampers: list[Callable[[Connection, dict[str, Any], Stored | None], None]] = []
 
     # -- reads -----------------------------------------------------------------------------------
     def current(self, conn: Connection, rtype: str, rid: str, *, lock: bool = False) -> Stored | None:
@@ -146,6 +149,8 @@ class Store:
     def create(self, conn: Connection, resource: dict[str, Any], *, rid: str | None = None) -> Stored:
         rtype = resource["resourceType"]
         rid = rid or new_id()
+        for stamper in self.stampers:
+            stamper(conn, resource, None)
         lu = now_us()
         content = canonical(resource, rid, 1, lu)
         try:
@@ -164,6 +169,8 @@ class Store:
                 raise precondition_failed(f"{rtype}/{rid} does not exist, so If-Match cannot match")
             if not allow_create:
                 raise not_found(f"{rtype}/{rid} is not known")
+            for stamper in self.stampers:
+                stamper(conn, resource, None)
             lu = now_us()
             content = canonical(resource, rid, 1, lu)
             try:
@@ -177,6 +184,8 @@ class Store:
                 f"{rtype}/{rid} is at version {cur.version}, not {if_match} (If-Match): read it again and retry")
         if cur.deleted and not allow_create:
             raise gone(f"{rtype}/{rid} was deleted")
+        for stamper in self.stampers:
+            stamper(conn, resource, None if cur.deleted else cur)
         version = cur.version + 1
         lu = max(now_us(), cur.last_updated + 1)
         content = canonical(resource, rid, version, lu)
