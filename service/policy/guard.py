@@ -216,12 +216,12 @@ class BoundPolicy:
             return SearchFilter.deny()
         return SearchFilter.both(scope, SearchFilter(where=cond))
 
-    def search_notes(self, ctx: RequestContext, patients: set[str]) -> list[str]:
-        """`suppressed` notes for a search: the people (in the results or named in the query) some of whose
-        records the caller may not see because of their consents."""
+    def search_notes(self, ctx: RequestContext, patients: set[str] | None) -> list[str]:
+        """`suppressed` notes for a search: the people (in the results or named in the query; None: anyone)
+        some of whose records the caller may not see because of their consents."""
         st = state(ctx)
         return [f"Some records of Patient/{pid} are not shown because of the person's sharing choices ({basis})"
-                for pid, basis in sorted(st.suppressed.items()) if pid in patients]
+                for pid, basis in sorted(st.suppressed.items()) if patients is None or pid in patients]
 
     # -- purposes ---------------------------------------------------------------------------------------
     def _check_purpose(self, ctx: RequestContext, p: Principal, interaction: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
@@ -273,6 +274,7 @@ def execute(engine: Any, req: FhirRequest, session: Any, plan: Plan, conds: list
         bundle["total"] = total
     links = [{"relation": "self", "url": _link(session, plan, plan.cursor)}]
     entries: list[dict[str, Any]] = []
+    returned: list[Stored] = []
     if plan.summary != "count" and plan.count > 0:
         page = fetch_page(conn, plan, conds, direction, cursor_keys)
         links.append({"relation": "first", "url": _link(session, plan, None)})
@@ -282,7 +284,7 @@ def execute(engine: Any, req: FhirRequest, session: Any, plan: Plan, conds: list
         if page.has_next and page.last_keys is not None:
             links.append({"relation": "next", "url": _link(session, plan, paging.sign(
                 secret, "next", page.last_keys, plan.path, plan.applied, _who(session)))})
-        matches = _visible(session, page.rows)
+        matches = returned = _visible(session, page.rows)
         if len(matches) != len(page.rows):
             log.warning("search filter let through %d resources that can_see hid", len(page.rows) - len(matches))
             bundle.pop("total", None)
@@ -293,13 +295,28 @@ def execute(engine: Any, req: FhirRequest, session: Any, plan: Plan, conds: list
             for s in fetch_includes(engine, session, plan.includes, matches, seen, plan.include_guard):
                 entries.append(_entry(session, s, "include", plan))
     bundle["link"] = links
-    if plan.notes:
-        entries.append({"resource": {"resourceType": "OperationOutcome",
-                                     "issue": [i.to_json() for i in plan.notes]},
+    issues = [i.to_json() for i in plan.notes] + _suppressed(session, req, returned)
+    if issues:
+        entries.append({"resource": {"resourceType": "OperationOutcome", "issue": issues},
                         "search": {"mode": "outcome"}})
     if entries:
         bundle["entry"] = entries
     return FhirResponse(200, orjson.dumps(bundle))
+
+
+def _suppressed(session: Any, req: FhirRequest, returned: list[Stored]) -> list[dict[str, Any]]:
+    """`suppressed` issues from the access policy (guard.search_notes(ctx, patients)): content of people in
+    the results, or named in the query, that the caller may not see because of their consents."""
+    hook = getattr(session.guard, "search_notes", None)
+    if hook is None or not hook(session.ctx, None):
+        return []
+    from service.auth.compartment import patients_of
+
+    named = set(re.findall(r"Patient/([A-Za-z0-9.-]{1,64})", req.path + "?" + "&".join(v for _, v in req.params)))
+    for s in returned:
+        named |= patients_of(s.res_type, s.json())
+    return [{"severity": "information", "code": "suppressed", "diagnostics": text}
+            for text in hook(session.ctx, named)]
 
 
 def _visible(session: Any, rows: list[Stored]) -> list[Stored]:
