@@ -62,7 +62,8 @@ def history(req: FhirRequest, session: Session, rtype: str | None = None, rid: s
     session.guard.check_type(session.ctx, interaction, rtype)
     if rtype and rid:
         _check_id(rtype, rid)
-        if session.store.current(session.conn, rtype, rid) is None:
+        if (cur := session.store.current(session.conn, rtype, rid)) is None or (  # unseen = unknown: no leak
+                cur.content is not None and not session.guard.can_see(session.ctx, rtype, cur.json())):
             from service.fhir.outcome import not_found
             raise not_found(f"{rtype}/{rid} is not known")
     since = parse_instant(req.param("_since"), "_since") if req.param("_since") else None
