@@ -59,10 +59,12 @@ def reindex(args: argparse.Namespace) -> int:
     if args.rtype is not None and args.rtype not in RESOURCE_TYPES:
         print(f"unknown resource type {args.rtype!r}", file=sys.stderr)
         return 2
+    from service.api.app import build_services
+
     settings = get_settings()
-    db = Database(settings)
+    services = build_services(settings, Database(settings))  # registers every custom search parameter
     t0 = time.perf_counter()
-    n = reindex_all(db, settings.fhir_base, args.rtype)
+    n = reindex_all(services.db, settings.fhir_base, args.rtype)
     print(f"reindexed {n} resources in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
-    db.dispose()
+    services.db.dispose()
     return 0
