@@ -1,4 +1,5 @@
-"""The demo FHIR records: four organisations, their professionals, two patients, a carer, a care team.
+"""The demo FHIR records: four organisations, their professionals, two patients, a carer (whom Pat lets see
+her record), a care team.
 
 Fixed ids keep `demo load` idempotent. The GP practice writes the Patient resources; the community
 trust writes patient.pat's first care plan; the council writes nothing before the joint assessment.
@@ -86,6 +87,22 @@ def records() -> list[dict[str, Any]]:
                                                     "display": "Care coordinator"}]}]}],
                          "managingOrganization": [{"reference": "Organization/org-community-trust"}]},
                         "org-community-trust"))
+    # Pat lets her son Carl (her carer) see her record (a proxy grant she recorded herself).
+    out.append({"resourceType": "Consent", "id": "consent-pat-carl", "status": "active",
+                "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope",
+                                      "code": "patient-privacy"}]},
+                "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0",
+                                          "display": "Patient Consent"}]}],
+                "patient": {"reference": "Patient/pat-pat"}, "dateTime": "2026-09-01T10:00:00+01:00",
+                "performer": [{"reference": "Patient/pat-pat"}],
+                "policyRule": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode",
+                                           "code": "OPTIN"}]},
+                "provision": {"type": "permit", "actor": [{
+                    "role": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType",
+                                         "code": "IRCP"}]},
+                    "reference": {"reference": "RelatedPerson/rp-carl"}}],
+                    "action": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentaction",
+                                            "code": "access"}]}]}})
     out.append(authored({"resourceType": "CarePlan", "id": "careplan-pat-1", "status": "active", "intent": "plan",
                          "title": "Staying well at home",
                          "subject": {"reference": "Patient/pat-pat"},
