@@ -18,6 +18,7 @@ from tests.workflows.support import (
     ans,
     author_of,
     care_act_section,
+    care_team,
     carers_section,
     coding,
     ext,
@@ -228,6 +229,7 @@ def test_start_links_the_episode_and_the_referral(users):
 
 
 def test_start_refuses_an_episode_or_referral_of_someone_else(users):
+    care_team(users, "pat-paula", "prac-nina")  # so that nina may see Paula's episode
     r = users["gary"].post("/fhir/EpisodeOfCare", json={
         "resourceType": "EpisodeOfCare", "status": "active", "patient": {"reference": "Patient/pat-paula"},
         "managingOrganization": {"reference": "Organization/org-gp-practice"}})
