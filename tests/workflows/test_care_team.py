@@ -5,12 +5,18 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from tests.workflows.support import (
+    ans,
+    author_of,
     care_team,
     finished_assessment,
+    grp,
     op_params,
     provenance_for,
     ref,
+    save_body,
     summary,
 )
 
@@ -161,3 +167,29 @@ def test_a_new_team_for_another_person_across_organisations(users):
     assert r.status_code == 201, r.text
     assert [summary(p)[1] for p in provenance_for(users["ada"], f"CareTeam/{team_id}")] == [
         "CREATE", "add-member", "add-member"]
+
+
+def test_joining_the_team_creates_the_care_relationship_the_policy_uses(users, demo):
+    """Under the care-relationship policy: a ward nurse with no relationship with Pat can neither start, see
+    nor answer her assessment, and is refused without learning it exists; once the care coordinator adds him
+    to her team, he can."""
+    if "policy" not in demo.extras:
+        pytest.skip("the care-relationship policy is not installed")
+    wes = users["wes"]
+    url = finished_assessment(users)
+    r = users["nina"].post("/fhir/Patient/pat-pat/$start-assessment")
+    assert r.status_code == 201, r.text
+    open_url = f"/fhir/QuestionnaireResponse/{r.json()['id']}"
+    assert wes.post("/fhir/Patient/pat-pat/$start-assessment").status_code in (403, 404)
+    assert wes.get(open_url).status_code in (403, 404)
+    r = wes.post(f"{open_url}/$save-answers", json=save_body(1, grp("tec", ans("tec.would-benefit", False))))
+    assert r.status_code in (403, 404)
+    assert wes.get("/fhir/QuestionnaireResponse/$awaiting-my-sections").json().get("entry", []) == []
+    assert wes.post(f"{url}/$generate-careplan").status_code in (403, 404)
+    assert users["cara"].post(f"{TEAM}/$add-member", json=op_params(
+        member=ref("Practitioner/prac-wes"), onBehalfOf=ref("Organization/org-acute-trust"))).status_code == 200
+    assert wes.get(open_url).status_code == 200
+    r = wes.post(f"{open_url}/$save-answers", json=save_body(1, grp("tec", ans("tec.notes", "Wants a falls alarm"))))
+    assert r.status_code == 200, r.text
+    assert author_of(r.json(), "tec.notes")["organisation"] == {"reference": "Organization/org-acute-trust"}
+    assert [e["resource"]["id"] for e in wes.get("/fhir/Practitioner/$my-caseload").json()["entry"]] == ["pat-pat"]
