@@ -7,9 +7,10 @@ denied request; they are recorded within moments of each other, so only the requ
 minutes are held while streaming.
 
 The reason of a denied request, in order of preference:
-  policy     the basis of a policy note "policy: deny <basis> ..." that the policy enforcement point
-             attached to the event (the request-id entity's detail of type `policy`), e.g. `Consent/<id>`,
-             `default:no-basis`, `rule:nopat`
+  policy     the basis of a policy deny note the policy enforcement point attached to the event (the
+             request-id entity's detail of type `policy`): "policy: deny Patient/<id> (<basis>)" gives the
+             basis, e.g. `Consent/<id>`, `default:no-basis`, `rule:nopat`; "policy: deny Patient/<id>: <why>"
+             gives <why> (e.g. `no care relationship`); "policy: deny <basis> ..." gives <basis>
   decision   the outcome description of a policy-decision event (deny)
   outcome    the outcome description (OperationOutcome diagnostics) of the refused interaction (401, 403,
              404, 4xx), with resource ids and long hex ids replaced by `{id}` so like refusals group together
@@ -46,7 +47,9 @@ A = "AuditEvent"
 BATCH = 500
 HORIZON_US = 10 * 60 * 1_000_000  # the events of one request are recorded within this of each other
 TOP = 1000
-_POLICY_DENY = re.compile(r"^\s*policy:\s*deny\s+(\S+)", re.IGNORECASE)
+_POLICY_DENY = re.compile(r"^\s*policy:\s*(?:search\s+)?deny\b\s*(.*)$", re.IGNORECASE | re.DOTALL)
+_TRAILING_PAREN = re.compile(r"\(([^()]+)\)\s*$")
+_PATIENT_REF = re.compile(r"^Patient/[A-Za-z0-9\-.]{1,64}$")
 _REF = re.compile(r"\b([A-Z][A-Za-z]+)/[A-Za-z0-9\-.]{1,64}(?:/_history/[^\s/;,]+)?")
 _HEX = re.compile(r"\b[0-9a-f]{16,}\b")
 
@@ -86,12 +89,30 @@ def _agent(ev: dict[str, Any], code: str) -> dict[str, Any] | None:
     return None
 
 
+def policy_basis(note: str) -> str | None:
+    """The basis of a policy deny note, or None for any other note. Understands
+    "policy: deny Patient/<id> (<basis>)", "policy: deny Patient/<id>: <why>" and "policy: deny <basis> ..."
+    (also "policy: search deny ..."); patient ids never become part of the reason."""
+    m = _POLICY_DENY.match(note)
+    if m is None:
+        return None
+    rest = m.group(1).strip()
+    paren = _TRAILING_PAREN.search(rest)
+    if paren:
+        return paren.group(1).strip()
+    _head, sep, why = rest.partition(": ")
+    if sep and why.strip():
+        return normalise(why.strip())
+    first = rest.split(" ", 1)[0].rstrip(".,;:") if rest else ""
+    return first if first and not _PATIENT_REF.match(first) else "deny"
+
+
 def _reason(ev: dict[str, Any]) -> tuple[int, str, str]:
     """(preference, kind, reason): lower preference wins within a request."""
     for note in _detail_notes(ev):
-        m = _POLICY_DENY.match(note)
-        if m:
-            return 0, "policy", m.group(1).rstrip(".,;:")
+        basis = policy_basis(note)
+        if basis:
+            return 0, "policy", basis
     if (ev.get("type") or {}).get("code") == c.TYPE_POLICY["code"]:
         return 1, "decision", normalise(ev.get("outcomeDesc"))
     return 2, "outcome", normalise(ev.get("outcomeDesc"))

@@ -115,9 +115,12 @@ def test_reports_reject_a_bad_window_naming_the_parameter(client, demo, iris, op
 def test_denials_report_groups_refused_requests_by_reason_organisation_and_user(client, demo, iris, auth_headers):
     start = _instant(datetime.now(UTC))
     # refused by the policy, with the basis noted on the request's event (as the enforcement point does)
-    for n in (1, 2):
+    for n, text in enumerate(("policy: deny Patient/pat-pat (Consent/objection-1)",
+                              "policy: deny Consent/objection-1 provision (deny) decides",
+                              "policy: deny Patient/pat-paula: no care relationship")):
         ctx = staff("nurse.nina", trusted=True)
-        audit.note(ctx, "policy: deny Consent/objection-1 provision (deny) decides")
+        audit.note(ctx, "policy: permit Patient/pat-x (default:direct-care)")  # not a denial: ignored
+        audit.note(ctx, text)
         assert as_user(demo, ctx, "GET", f"Patient/gone-{n}").status == 404
     # a policy-decision event and the refused interaction of the same request count once
     wes = staff("ward.wes", trusted=True)
@@ -135,23 +138,24 @@ def test_denials_report_groups_refused_requests_by_reason_organisation_and_user(
     assert as_user(demo, staff("nurse.nina", trusted=True), "GET", "Patient/pat-pat").status == 200
 
     body = _report(client, iris, "denials-report", f"?start={start}")
-    assert parameters(body, "total") == [6]
-    assert parameters(body, "events") == [7]
+    assert parameters(body, "total") == [7]
+    assert parameters(body, "events") == [8]
     reasons = {(p["reason"], p["kind"]): p["count"] for p in parameters(body, "reason")}
     scope_reason = [k for k in reasons if "scopes do not allow" in k[0]]
     assert len(scope_reason) == 1 and scope_reason[0][1] == "outcome" and reasons[scope_reason[0]] == 1
     assert {k: v for k, v in reasons.items() if k not in scope_reason} == {
         ("Consent/objection-1", "policy"): 2,
+        ("no care relationship", "policy"): 1,
         ("Patient/{id} is not known", "outcome"): 2,
         ("no care relationship with Patient/{id}", "decision"): 1,
     }
     assert parameters(body, "reason")[0]["count"] == 2  # most first
     users = {p["user"]: p for p in parameters(body, "user")}
-    assert {u: p["count"] for u, p in users.items()} == {"nurse.nina": 5, "ward.wes": 1}
+    assert {u: p["count"] for u, p in users.items()} == {"nurse.nina": 6, "ward.wes": 1}
     assert users["nurse.nina"]["name"] == "Nina Nurse"
     assert users["nurse.nina"]["reference"] == {"reference": "Practitioner/prac-nina", "display": "Nina Nurse"}
     orgs = _by_org(body)
-    assert {k: p["count"] for k, p in orgs.items()} == {"Riverside Community NHS Trust": 5,
+    assert {k: p["count"] for k, p in orgs.items()} == {"Riverside Community NHS Trust": 6,
                                                        "Westshire Hospitals NHS Foundation Trust": 1}
     assert orgs["Westshire Hospitals NHS Foundation Trust"]["odsCode"]["value"] == "RBZ"
     assert "truncated" not in [p["name"] for p in body["parameter"]]
@@ -220,7 +224,31 @@ CONSENTS = [
 ]
 
 
+def _figures(body: dict) -> dict:
+    """The report's counts, comparable between two runs."""
+    out: dict = {name: parameters(body, name)[0] for name in ("consentsInForce", "patients", "notEvaluable",
+                                                             "nationalDataOptOutList")}
+    out["kind"] = {p["code"]: p["count"] for p in parameters(body, "kind")}
+    for name in ("scope", "policyRule", "dataClass"):
+        out[name] = {p["code"]["code"]: p["count"] for p in parameters(body, name)}
+    out["organisation"] = {p.get("name"): p["consents"] for p in parameters(body, "organisation")}
+    return out
+
+
+def _added(before: dict, after: dict) -> dict:
+    """What changed between two runs of the report (the demo record holds a consent of its own)."""
+    out: dict = {}
+    for key, value in after.items():
+        if isinstance(value, dict):
+            diff = {k: v - before[key].get(k, 0) for k, v in value.items() if v != before[key].get(k, 0)}
+            out[key] = diff
+        else:
+            out[key] = value - before[key]
+    return out
+
+
 def test_objections_report_counts_consents_in_force_by_kind_and_organisation(client, demo, iris):
+    before = _figures(_report(client, iris, "objections-report"))
     for consent in CONSENTS:
         r = client.post("/fhir/Consent", json=consent)
         assert r.status_code == 201, r.text
@@ -229,41 +257,59 @@ def test_objections_report_counts_consents_in_force_by_kind_and_organisation(cli
                                             for n in ("9434765919", "9449306753", "9000000009")])
 
     body = _report(client, iris, "objections-report")
-    assert parameters(body, "consentsInForce") == [8]
+    added = _added(before, _figures(body))
+    assert added == {
+        "consentsInForce": 8, "patients": 1,  # pat-pat had a consent already; pat-paula has her first
+        "notEvaluable": 0, "nationalDataOptOutList": 3,
+        "kind": {"opt-out-all": 2, "opt-out-organisations": 2, "opt-out-data-classes": 2, "opt-in": 1,
+                 "proxy-grant": 1, "research-opt-out": 1},
+        "scope": {"patient-privacy": 7, "research": 1},
+        "policyRule": {"OPTOUT": 5, "OPTIN": 3},
+        "dataClass": {"PSY": 1, "SEX": 1},
+        "organisation": {"Westshire County Council Adult Social Care": 1,
+                         "Westshire Hospitals NHS Foundation Trust": 1},
+    }
     assert parameters(body, "patients") == [2]
-    kinds = {p["code"]: p["count"] for p in parameters(body, "kind")}
-    assert kinds == {"opt-out-all": 2, "opt-out-organisations": 2, "opt-out-other-actors": 0,
-                     "opt-out-data-classes": 2, "opt-in": 1, "proxy-grant": 1, "research-opt-out": 1,
-                     "research-opt-in": 0}
     orgs = _by_org(body)
-    assert set(orgs) == {"Westshire County Council Adult Social Care", "Westshire Hospitals NHS Foundation Trust"}
     council = orgs["Westshire County Council Adult Social Care"]
-    assert council["consents"] == 1 and council["odsCode"]["value"] == "E10000019"
+    assert council["odsCode"]["value"] == "E10000019"
     assert council["reference"]["reference"] == "Organization/org-council-asc"
     acute = orgs["Westshire Hospitals NHS Foundation Trust"]  # named by ODS code: resolved to the record
-    assert acute["consents"] == 1 and acute["reference"]["reference"] == "Organization/org-acute-trust"
-    labels = {p["code"]["code"]: p["count"] for p in parameters(body, "dataClass")}
-    assert labels == {"PSY": 1, "SEX": 1}
-    scopes = {p["code"]["code"]: p["count"] for p in parameters(body, "scope")}
-    assert scopes == {"patient-privacy": 7, "research": 1}
-    rules = {p["code"]["code"]: p["count"] for p in parameters(body, "policyRule")}
-    assert rules == {"OPTOUT": 5, "OPTIN": 3}
-    assert parameters(body, "nationalDataOptOutList") == [3]
-    assert parameters(body, "notEvaluable") == [0]
+    assert acute["reference"]["reference"] == "Organization/org-acute-trust" and acute["odsCode"]["value"] == "RBZ"
+    labels = {p["code"]["code"]: p["code"] for p in parameters(body, "dataClass")}
+    assert labels["PSY"] == {"system": V3_ACT, "code": "PSY", "display": "psychiatry information"}
 
 
-def test_objections_report_with_nothing_recorded(client, demo, iris):
+def test_objections_report_with_nothing_recorded(client, clean_services, iris):
     body = _report(client, iris, "objections-report")
     assert parameters(body, "consentsInForce") == [0] and parameters(body, "nationalDataOptOutList") == [0]
     assert all(p["count"] == 0 for p in parameters(body, "kind")) and len(parameters(body, "kind")) == 8
-    assert parameters(body, "organisation") == []
+    assert parameters(body, "organisation") == [] and parameters(body, "patients") == [0]
 
 
 def test_a_withdrawn_objection_leaves_the_report(client, demo, iris):
-    r = client.post("/fhir/Consent", json=_consent("pat-pat", {"type": "deny"}))
+    before = _figures(_report(client, iris, "objections-report"))
+    r = client.post("/fhir/Consent", json=_consent("pat-paula", {"type": "deny"}))
     assert r.status_code == 201, r.text
     consent = r.json()
-    assert parameters(_report(client, iris, "objections-report"), "consentsInForce") == [1]
+    during = _figures(_report(client, iris, "objections-report"))
+    assert _added(before, during)["kind"] == {"opt-out-all": 1}
     consent["status"] = "inactive"
     assert client.put(f"/fhir/Consent/{consent['id']}", json=consent).status_code == 200
-    assert parameters(_report(client, iris, "objections-report"), "consentsInForce") == [0]
+    assert _figures(_report(client, iris, "objections-report")) == before
+
+@pytest.mark.parametrize("note,basis", [
+    ("policy: deny Patient/p1 (Consent/c9)", "Consent/c9"),
+    ("policy: deny Patient/p1 (default:no-basis)", "default:no-basis"),
+    ("policy: search deny Patient/p1 (rule:nopat)", "rule:nopat"),
+    ("policy: deny Patient/p1: no care relationship", "no care relationship"),
+    ("policy: deny Patient/p1: restricted label R", "restricted label R"),
+    ("policy: deny Consent/c9 provision (deny) decides", "Consent/c9"),
+    ("policy: deny Patient/p1", "deny"),
+    ("policy: permit Patient/p1 (rule:own-record)", None),
+    ("break-glass: access to Patient/p1 under grant g1", None),
+])
+def test_denial_reasons_are_read_from_the_policy_notes(note, basis):
+    from service.operations.ig_report_denials import policy_basis
+
+    assert policy_basis(note) == basis
