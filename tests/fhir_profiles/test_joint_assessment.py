@@ -990,3 +990,60 @@ def test_an_invalid_answer_is_reported_once_not_through_its_dependents(q: dict[s
     find(resp, "health.pain.has-pain")["answer"] = [{"valueBoolean": False}]
     issues = validate_response(q, resp, completing=False)
     assert [(i.code, i.link_id) for i in issues] == [("business-rule", "health.pain.score")]
+
+
+# ---------------------------------------------------------------- codes and versions
+
+
+STANDARD_ANSWER_SYSTEMS = {
+    "about-me.gender": {"http://hl7.org/fhir/administrative-gender"},
+    "about-me.contacts.relationship": {"http://terminology.hl7.org/CodeSystem/v3-RoleCode"},
+    "carers.carer.relationship": {"http://terminology.hl7.org/CodeSystem/v3-RoleCode"},
+    "about-me.contacts.role": {"http://terminology.hl7.org/CodeSystem/v2-0131",
+                               "http://terminology.hl7.org/CodeSystem/v3-RoleCode"},
+}
+
+
+def test_answer_lists_use_standard_code_systems_where_they_exist_and_clear_local_codes_elsewhere(
+        q: dict[str, Any]) -> None:
+    for link_id, item in questionnaire_index(q).items():
+        systems = {o["valueCoding"]["system"] for o in item.get("answerOption", []) if "valueCoding" in o}
+        if link_id in STANDARD_ANSWER_SYSTEMS:
+            assert systems == STANDARD_ANSWER_SYSTEMS[link_id], link_id
+        else:
+            assert all(s.startswith(CS + "assessment-") for s in systems), (link_id, systems)
+        for o in item.get("answerOption", []):
+            coding_ = o["valueCoding"]
+            assert coding_.get("code") and coding_.get("display"), (link_id, coding_)
+
+
+def test_item_codes_are_the_right_snomed_and_loinc_concepts(q: dict[str, Any]) -> None:
+    expected = {
+        ("http://snomed.info/sct", "1912002"): "health.falls.history",  # Fall (event)
+        ("http://snomed.info/sct", "399912005"): "health.skin.pressure-ulcer",  # Pressure ulcer
+        ("http://snomed.info/sct", "165232002"): "health.continence.bladder",  # Urinary incontinence
+        ("http://snomed.info/sct", "72042002"): "health.continence.bowel",  # Incontinence of feces
+        ("http://snomed.info/sct", "40739000"): "health.nutrition-hydration.swallowing",  # Dysphagia
+        ("http://snomed.info/sct", "267036007"): "health.breathing.breathless",  # Dyspnea
+        ("http://snomed.info/sct", "22253000"): "health.pain.has-pain",  # Pain
+        ("http://snomed.info/sct", "386807006"): "health.memory-cognition.concerns",  # Memory impairment
+        ("http://loinc.org", "54125-0"): "about-me.name",  # Patient name
+        ("http://loinc.org", "21112-8"): "about-me.birth-date",  # Birth date
+        ("http://loinc.org", "29463-7"): "health.nutrition-hydration.weight",  # Body weight
+        ("http://loinc.org", "72514-3"): "health.pain.score",  # Pain severity 0-10 numeric rating
+    }
+    found = {(c["system"], c["code"]): lid for lid, it in questionnaire_index(q).items() for c in it.get("code", [])
+             if c["system"] in ("http://snomed.info/sct", "http://loinc.org")}
+    assert found == expected
+
+
+def test_earlier_versions_stay_in_the_package_unchanged() -> None:
+    from service.workflows.forms import current_packaged, packaged
+
+    versions = {v for (url, v) in packaged() if url == JOINT_ASSESSMENT_URL}
+    assert {"1.0.0", "1.1.0"} <= versions
+    assert [f["version"] for f in current_packaged()] == [load_joint_assessment()["version"]]
+    old = packaged()[(JOINT_ASSESSMENT_URL, "1.0.0")]
+    assert check_questionnaire(old) == []
+    assert "care-act.nutrition.level" not in questionnaire_index(old)  # 1.0.0 as released
+    assert questionnaire_index(old)["care-act.home-safety"]["text"] == "Being able to make use of the home safely"

@@ -183,3 +183,13 @@ def test_plain_put_with_a_stale_etag_is_412(users):
     r = sam.put(url, json=stale, headers={"If-Match": 'W/"1"'})
     assert r.status_code == 412
     assert find_item(nina.get(url).json(), "health.falls.need")["answer"][0]["valueCoding"]["code"] == "low"
+
+
+def test_completing_a_version_someone_has_since_changed_is_412(users):
+    url = start(users)
+    nina, sam = users["nina"], users["sam"]
+    assert sam.post(f"{url}/$save-answers", json=save_body(1, care_act_section())).status_code == 200
+    r = nina.post(f"{url}/$complete", headers={"If-Match": 'W/"1"'})  # nina read version 1
+    assert r.status_code == 412, r.text
+    assert "version 1" in r.json()["issue"][0]["diagnostics"]
+    assert nina.get(url).json()["status"] == "in-progress"
