@@ -161,9 +161,10 @@ class _Tally:
         self.not_evaluable = 0
         self.patients: set[str] = set()
         self.kinds: Counter[str] = Counter()
-        self.scopes: Counter[Coding] = Counter()
-        self.rules: Counter[Coding] = Counter()
-        self.labels: Counter[Coding] = Counter()
+        self.scopes: Counter[tuple[str, str]] = Counter()
+        self.rules: Counter[tuple[str, str]] = Counter()
+        self.labels: Counter[tuple[str, str]] = Counter()
+        self.displays: dict[tuple[str, str], str] = {}
         self.orgs: Counter[tuple[str, str]] = Counter()
 
     def add(self, res: dict[str, Any], now: datetime) -> None:
@@ -179,12 +180,12 @@ class _Tally:
         if isinstance(patient, str):
             self.patients.add(cc.normalise_reference(patient))
         self.kinds.update(found.kinds)
-        self.scopes.update({(s, c, "") for s, c, _ in found.scopes})
-        self.rules.update({(s, c, "") for s, c, _ in found.rules})
-        labels: dict[tuple[str, str], str] = {}
+        self.scopes.update({(s, c) for s, c, _ in found.scopes})
+        self.rules.update({(s, c) for s, c, _ in found.rules})
+        self.labels.update({(s, c) for s, c, _ in found.labels})
         for s, c, d in found.labels:
-            labels[(s, c)] = labels.get((s, c)) or d
-        self.labels.update({(s, c, d) for (s, c), d in labels.items()})
+            if d and not self.displays.get((s, c)):
+                self.displays[(s, c)] = d
         self.orgs.update(found.orgs)
 
 
@@ -206,11 +207,12 @@ def _stream(session: Session, tally: _Tally, now: datetime) -> None:
         last = rows[-1][0]
 
 
-def _coding_parts(counter: Counter[Coding], label: str) -> list[dict[str, Any]]:
+def _coding_parts(counter: Counter[tuple[str, str]], label: str,
+                  displays: dict[tuple[str, str], str] | None = None) -> list[dict[str, Any]]:
     out = []
-    for (system, code, display), n in sorted(counter.items(), key=lambda kv: (-kv[1], kv[0])):
-        coding = {"system": system, "code": code, **({"display": display} if display else {})} if system \
-            else {"code": code, **({"display": display} if display else {})}
+    for (system, code), n in sorted(counter.items(), key=lambda kv: (-kv[1], kv[0])):
+        display = (displays or {}).get((system, code))
+        coding = {**({"system": system} if system else {}), "code": code, **({"display": display} if display else {})}
         out.append({"name": label, "part": [{"name": "code", "valueCoding": coding},
                                             {"name": "count", "valueInteger": n}]})
     return out
@@ -252,7 +254,7 @@ def objections_report(req: FhirRequest, session: Session, rtype: str | None, rid
                                                 {"name": "display", "valueString": display},
                                                 {"name": "count", "valueInteger": tally.kinds[code]}]})
     params += _coding_parts(tally.scopes, "scope") + _coding_parts(tally.rules, "policyRule")
-    params += _coding_parts(tally.labels, "dataClass")
+    params += _coding_parts(tally.labels, "dataClass", tally.displays)
     for (ref, ods, name), n in _merged_orgs(session, tally.orgs):
         params.append({"name": "organisation",
                        "part": org_parts(ref or None, ods or None, name) + [{"name": "consents", "valueInteger": n}]})
