@@ -9,6 +9,7 @@ left out (guard.can_see), so nothing leaks through these lookups.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -51,17 +52,29 @@ CURRENT_TEAM = ("proposed", "active", "suspended")
 
 
 def care_teams_of_patient(session: Session, patient_ref: str) -> list[dict[str, Any]]:
+    """The person's current care teams (proposed, active or suspended), active ones first."""
     found = find(session, "CareTeam", [("subject", patient_ref)],
                  lambda r: ref(r, "subject") == patient_ref and r.get("status", "active") in CURRENT_TEAM)
-    return [s.json() for s in found]
+    return sorted((s.json() for s in found), key=lambda t: t.get("status", "active") != "active")
+
+
+def _ended(period: Any, today: str) -> bool:
+    end = period.get("end") if isinstance(period, dict) else None
+    return isinstance(end, str) and end[:10] < today
 
 
 def members(team: dict[str, Any]) -> list[str]:
+    """Who is in the team now: participants of an active team (the care relationships the access policy
+    counts) whose own period, and the team's, have not ended."""
+    today = datetime.now(UTC).date().isoformat()
+    if team.get("status", "active") != "active" or _ended(team.get("period"), today):
+        return []
     return [p["member"]["reference"] for p in team.get("participant") or ()
-            if isinstance(p.get("member"), dict) and p["member"].get("reference")]
+            if isinstance(p, dict) and isinstance(p.get("member"), dict) and p["member"].get("reference")
+            and not _ended(p.get("period"), today)]
 
 
 def care_teams_of_member(session: Session, member_ref: str) -> list[dict[str, Any]]:
-    found = find(session, "CareTeam", [("participant", member_ref)],
-                 lambda r: member_ref in members(r) and r.get("status", "active") in CURRENT_TEAM)
+    """The active care teams `member_ref` is in now."""
+    found = find(session, "CareTeam", [("participant", member_ref)], lambda r: member_ref in members(r))
     return [s.json() for s in found]

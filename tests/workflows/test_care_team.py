@@ -193,3 +193,20 @@ def test_joining_the_team_creates_the_care_relationship_the_policy_uses(users, d
     assert r.status_code == 200, r.text
     assert author_of(r.json(), "tec.notes")["organisation"] == {"reference": "Organization/org-acute-trust"}
     assert [e["resource"]["id"] for e in wes.get("/fhir/Practitioner/$my-caseload").json()["entry"]] == ["pat-pat"]
+
+
+def test_membership_ends_with_the_participants_period_or_the_teams_status(users):
+    url = finished_assessment(users)
+    caseload = "/fhir/Practitioner/$my-caseload"
+    team = {k: v for k, v in users["cara"].get(TEAM).json().items() if k != "meta"}
+    participant(team, "Practitioner/prac-sam")["period"] = {"start": "2026-01-01", "end": "2026-02-01"}
+    assert users["cara"].put(TEAM, json=team).status_code == 200
+    assert users["sam"].get(caseload).json().get("entry", []) == []
+    assert users["sam"].post(f"{url}/$generate-careplan").status_code in (403, 404)
+    # a suspended team is nobody's caseload
+    del participant(team, "Practitioner/prac-sam")["period"]
+    assert users["cara"].put(TEAM, json={**team, "status": "suspended"}).status_code == 200
+    assert users["sam"].get(caseload).json().get("entry", []) == []
+    # (suspending it also ended the members' care relationships: Pat's GP practice reactivates it)
+    assert users["gary"].put(TEAM, json={**team, "status": "active"}).status_code == 200
+    assert [e["resource"]["id"] for e in users["sam"].get(caseload).json()["entry"]] == ["pat-pat"]
