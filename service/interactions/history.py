@@ -57,13 +57,26 @@ def entry(stored: Stored, base: str) -> dict:
     return e
 
 
+def _may_see(session: Session, r: Stored) -> bool:
+    """A version the caller may see; a deletion only when they could see what was deleted (its previous
+    version), so history never reveals that a hidden resource existed."""
+    if r.content is not None:
+        return session.guard.can_see(session.ctx, r.res_type, r.json())
+    if r.version <= 1:
+        return False
+    prev = session.store.history(session.conn, rtype=r.res_type, rid=r.res_id, count=1,
+                                 at_or_before=r.last_updated - 1)
+    return bool(prev) and prev[0].content is not None and \
+        session.guard.can_see(session.ctx, r.res_type, prev[0].json())
+
+
 def history(req: FhirRequest, session: Session, rtype: str | None = None, rid: str | None = None) -> FhirResponse:
     interaction = "history-instance" if rid else ("history-type" if rtype else "history-system")
     session.guard.check_type(session.ctx, interaction, rtype)
     if rtype and rid:
         _check_id(rtype, rid)
-        if (cur := session.store.current(session.conn, rtype, rid)) is None or (  # unseen = unknown: no leak
-                cur.content is not None and not session.guard.can_see(session.ctx, rtype, cur.json())):
+        if (cur := session.store.current(session.conn, rtype, rid)) is None or not _may_see(session, cur):
+            # unseen = unknown: no leak (a deletion counts as seen when what it deleted could be seen)
             from service.fhir.outcome import not_found
             raise not_found(f"{rtype}/{rid} is not known")
     since = parse_instant(req.param("_since"), "_since") if req.param("_since") else None
@@ -82,8 +95,7 @@ def history(req: FhirRequest, session: Session, rtype: str | None = None, rid: s
     upper = min(snapshot, at) if at is not None else snapshot
     rows = session.store.history(session.conn, rtype=rtype, rid=rid, since=since, before=before,
                                  count=count + 1, at_or_before=upper)
-    visible_rows = [r for r in rows[:count]
-                    if r.content is None or session.guard.can_see(session.ctx, r.res_type, r.json())]
+    visible_rows = [r for r in rows[:count] if _may_see(session, r)]
     path = "/".join(p for p in (rtype, rid) if p) + ("/_history" if rtype else "_history")
     link_base = f"{session.base}/{path}"
     keep = [(k, v) for k, v in req.params if k in ("_since", "_at")]
