@@ -7,6 +7,7 @@ Every demo user's password is DEMO_PASSWORD and works only when SHAREDCARE_DEMO=
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from functools import lru_cache
 from typing import Any
 
@@ -107,13 +108,17 @@ def load_identities(services: Any) -> dict[str, int]:
                 services.store.update(conn, res, res["id"])
         for user in users():
             row = conn.execute(auth_user.select().where(auth_user.c.username == user.username)).first()
-            keep = False
-            if row is not None and row.password_hash:
+            if row is None or not row.password_hash:
+                upsert_user(conn, user, _demo_hash())
+            else:
+                # Loading again never undoes an operator's changes: a password set with `sharedcare user passwd`
+                # (no longer demo-only) and a disabled account stay as they are.
                 try:
-                    keep = hasher.verify(row.password_hash, DEMO_PASSWORD)
+                    still_demo = hasher.verify(row.password_hash, DEMO_PASSWORD)
                 except VerificationError:
-                    keep = False
-            upsert_user(conn, user, None if keep else _demo_hash(), keep_password=keep)
+                    still_demo = False
+                kept = replace(user, active=row.active, demo_only=user.demo_only if still_demo else row.demo_only)
+                upsert_user(conn, kept, None, keep_password=True)
             counts["identities"] += 1
         for client in clients():
             upsert_client(conn, client)
