@@ -28,7 +28,7 @@ CEILINGS = {
     "practitioner": f"user/*.cruds patient/*.cruds launch/patient {IDENTITY}",
     "patient": f"patient/*.rs patient/Consent.cru patient/QuestionnaireResponse.cru patient/Goal.cru launch/patient "
                f"{IDENTITY}",
-    "relatedPerson": f"patient/*.rs launch/patient {IDENTITY}",
+    "relatedPerson": f"patient/*.rs patient/Consent.cru launch/patient {IDENTITY}",  # consents: only with authority
     "ig": f"user/*.rs {IDENTITY}",
     "admin": f"system/*.cruds user/*.cruds patient/*.cruds launch/patient {IDENTITY}",
 }

@@ -83,7 +83,7 @@ def records() -> list[dict[str, Any]]:
                               "onBehalfOf": {"reference": "Organization/org-council-asc"}},
                              {"member": {"reference": "Practitioner/prac-cara"},
                               "onBehalfOf": {"reference": "Organization/org-community-trust"},
-                              "role": [{"coding": [{"system": "http://snomed.info/sct", "code": "768730001",
+                              "role": [{"coding": [{"system": "http://snomed.info/sct", "code": "768820003",
                                                     "display": "Care coordinator"}]}]}],
                          "managingOrganization": [{"reference": "Organization/org-community-trust"}]},
                         "org-community-trust"))

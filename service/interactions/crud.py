@@ -22,8 +22,16 @@ def _check_id(rtype: str, rid: str) -> None:
 
 
 def visible(session: Session, interaction: str, stored: Stored) -> Stored:
-    """Apply the per-resource guard; a resource the caller may not see looks like one that does not exist."""
-    if stored.content is not None and not session.guard.can_see(session.ctx, stored.res_type, stored.json()):
+    """Apply the per-resource guard; a resource the caller may not see looks like one that does not exist
+    (a guard with `read_error` may answer otherwise, e.g. 403 `suppressed` to someone who may know it exists)."""
+    if stored.content is None:
+        return stored
+    read_error = getattr(session.guard, "read_error", None)
+    if read_error is not None:
+        err = read_error(session.ctx, interaction, stored.res_type, stored.json())
+        if err is not None:
+            raise err
+    elif not session.guard.can_see(session.ctx, stored.res_type, stored.json()):
         raise not_found(f"{stored.res_type}/{stored.res_id} is not known")
     return stored
 

@@ -3,8 +3,6 @@ break-glass and the National Data Opt-out, applied to every FHIR interaction thr
 
 from __future__ import annotations
 
-
-
 from typing import Any
 
 

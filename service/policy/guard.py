@@ -200,6 +200,14 @@ class BoundPolicy:
             return False
         return self.decide(ctx, "read", rtype, resource) is None
 
+    def read_error(self, ctx: RequestContext, interaction: str, rtype: str,
+                   resource: dict[str, Any]) -> OperationOutcomeError | None:
+        """Why the caller may not see this resource (None if they may): 404 as if it did not exist, or 403
+        `suppressed` for someone with a care relationship whom the person's choices or a label refuse."""
+        if not self.inner.can_see(ctx, rtype, resource):
+            return _error_404(rtype, resource)
+        return self.decide(ctx, "read", rtype, resource)
+
     def search_filter(self, ctx: RequestContext, rtype: str) -> SearchFilter | None:
         scope = self.inner.search_filter(ctx, rtype)
         p = self.inner._principal(ctx)
