@@ -8,7 +8,9 @@ all call it.
 from __future__ import annotations
 
 import logging
+import re
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
 from service.fhir.types import RESOURCE_TYPES
@@ -146,9 +148,66 @@ def _quantity_rows(code: str, value: Any, rows: Rows) -> None:
         out.append({"param": code, "value": num, "system": system, "code": cut(unit)})
 
 
+_HEAD = re.compile(r"^\(*\s*[A-Z][A-Za-z]+((?:\.[a-z][A-Za-z0-9]*(?=$|[.\s)\[]))+)")
+
+
+@lru_cache(maxsize=4096)
+def _path_members(expression: str) -> tuple[str, ...]:
+    """The plain element path an expression `Type.a.b...` starts with (`Patient.name.family` -> name,
+    family; `(Observation.value as Quantity)` -> value); stops at a function, cast or indexer."""
+    m = _HEAD.match(expression)
+    if m is None or "|" in expression:  # a union may find values through its other branches
+        return ()
+    return tuple(m.group(1)[1:].split("."))
+
+
+def _children(values: list[Any], member: str) -> list[Any]:
+    """The values of element `member` (also a choice element `memberX`, or a primitive's `_member`)."""
+    out: list[Any] = []
+    for v in values:
+        if not isinstance(v, dict):
+            continue
+        for key, child in v.items():
+            name = key[1:] if key[:1] == "_" else key
+            if name == member or (name.startswith(member) and name[len(member):len(member) + 1].isupper()):
+                out.extend(child if isinstance(child, list) else [child])
+    return out
+
+
+_EMPTY_WHEN_ABSENT: dict[tuple[str, str], bool] = {}
+
+
+def _empty_when_absent(expression: str, fn: Any, rtype: str) -> bool:
+    """Whether the expression gives nothing on a resource with none of its elements. Not so for a boolean
+    expression such as `Patient.deceased.exists() and Patient.deceased != false` (false when absent)."""
+    key = (rtype, expression)
+    found = _EMPTY_WHEN_ABSENT.get(key)
+    if found is None:
+        try:
+            found = list(fn({"resourceType": rtype})) == []
+        except Exception:  # noqa: BLE001  (not evaluable: never skip it)
+            found = False
+        _EMPTY_WHEN_ABSENT[key] = found
+    return found
+
+
+def can_match(expression: str, resource: dict[str, Any]) -> bool:
+    """False when the expression's leading element path is absent from the resource (for an expression
+    that gives nothing then, see `_empty_when_absent`): most of a type's parameters, on a typical resource."""
+    values: list[Any] = [resource]
+    for member in _path_members(expression):
+        values = _children(values, member)
+        if not values:
+            return False
+    return True
+
+
 def values_of(param: SearchParam, resource: dict[str, Any]) -> list[tuple[Any, str | None]]:
     out: list[tuple[Any, str | None]] = []
-    for fn, type_filter in param.compiled():
+    rtype = resource["resourceType"]
+    for (fn, type_filter), (expression, _) in zip(param.compiled(), param.expressions, strict=True):
+        if not can_match(expression, resource) and _empty_when_absent(expression, fn, rtype):
+            continue
         try:
             out.extend((v, type_filter) for v in fn(resource))
         except Exception as exc:  # noqa: BLE001  (a definition fhirpathpy cannot evaluate: index nothing for it
