@@ -21,7 +21,7 @@ from fastapi.responses import HTMLResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
 
-from service.auth import ratelimit
+from service.auth import ratelimit, signin_audit
 from service.auth.housekeeping import Purger
 from service.auth.identities import check_password
 from service.auth.oauth import CURRENT_CONN, Login, PlainRequest, SCOAuth2Request, SharedCareAuthServer
@@ -181,6 +181,8 @@ class AuthRoutes:
         password = fields.get("password", "")
         fail_key = f"login-fail:user:{username.lower()}"
         oreq = SCOAuth2Request(plain)
+        client_id = oreq.payload.client_id
+        agent = plain.headers.get("user-agent")
 
         def start() -> Any:
             try:
@@ -194,6 +196,8 @@ class AuthRoutes:
                 return self.error_page(429, "Too many sign-in attempts from your network; wait a minute.")
             if ratelimit.peek(conn, fail_key, s.login_lockout_seconds) >= s.login_max_failures:
                 wait = ratelimit.retry_after(s.login_lockout_seconds)
+                signin_audit.sign_in(self.services, conn, username=username, user=None, client_id=client_id,
+                                     remote=plain.remote, agent=agent, detail="account locked after failed sign-ins")
                 return self.page(429, params=plain.form, client=grant.request.client, scope=oreq.payload.scope or "",
                                  error=f"Too many failed sign-ins for this account; try again in {wait // 60 + 1} "
                                        "minutes.", username=username)
@@ -208,6 +212,9 @@ class AuthRoutes:
 
         def finish() -> Response:
             conn = CURRENT_CONN.get()
+            signin_audit.sign_in(self.services, conn, username=username, user=user, client_id=client_id,
+                                 remote=plain.remote, agent=agent,
+                                 detail=None if user is not None else "wrong user name or password")
             if user is None:
                 ratelimit.hit(conn, fail_key, s.login_lockout_seconds)
                 return self.page(401, params=plain.form, client=grant.request.client, scope=scope,
@@ -242,7 +249,10 @@ class AuthRoutes:
                 return _json(429, {"error": "invalid_request", "error_description": "Too many token requests"},
                              {"Retry-After": str(ratelimit.retry_after(60))})
             self.purger.maybe(conn, self.settings)
-            return _oauth_response(self.server.create_token_response(plain))
+            status, body, headers = self.server.create_token_response(plain)
+            signin_audit.token_request(self.services, conn, form=dict(plain.form), status=status, body=body,
+                                       remote=plain.remote, agent=plain.headers.get("user-agent"))
+            return _oauth_response((status, body, headers))
         return self.in_tx(work)
 
     def endpoint(self, name: str, plain: PlainRequest) -> Response:
