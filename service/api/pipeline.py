@@ -29,9 +29,13 @@ log = logging.getLogger("sharedcare.pipeline")
 
 
 def authenticate(req: FhirRequest, services: Services) -> RequestContext:
+    """Who is asking. An authenticator with `check_in_unit` defers its database checks (token revocation)
+    to the request's own unit of work, where `handle` runs them before the handler."""
     auth = services.extras.get("authenticate")
     if auth is None:
         return RequestContext.system()
+    if hasattr(auth, "check_in_unit"):
+        return auth(req, services, defer=True)
     return auth(req, services)
 
 
@@ -62,6 +66,8 @@ def handle(req: FhirRequest, services: Services, ctx: RequestContext | None = No
         after = services.extras.get("policy_after")
         try:
             with unit() as conn:
+                if "revocation_pending" in ctx.__dict__:
+                    services.extras["authenticate"].check_in_unit(conn, ctx)
                 session = Session(services, conn, ctx)
                 resp = r.call(session)
                 if r.writes and audit is not None:

@@ -23,6 +23,18 @@ def _parse(content: str | bytes, base: str) -> ParsedConsent:
     return parse_consent(orjson.loads(content), base_urls=(base,))
 
 
+@lru_cache(maxsize=8192)
+def shape(content: str | bytes, alone: bool) -> int:
+    """What a decision in request mode depends on, apart from the person: the consent without its id, meta,
+    patient and narrative (and, when it is the person's only consent, its date, which only orders consents).
+    People whose consents have the same shapes get the same obligations (the policy decides once)."""
+    doc = orjson.loads(content)
+    for key in ("id", "meta", "patient", "text", "performer", "organization", "sourceAttachment",
+                "sourceReference", "extension") + (("dateTime",) if alone else ()):
+        doc.pop(key, None)
+    return hash(orjson.dumps(doc, option=orjson.OPT_SORT_KEYS))
+
+
 def _active() -> Any:
     return R.c.res_id.in_(select(T.c.res_id).where(T.c.res_type == "Consent", T.c.param == "status",
                                                    T.c.code == "active"))
@@ -37,16 +49,65 @@ def for_patient(conn: Connection, patient_id: str, base: str) -> list[ParsedCons
 
 def for_patients(conn: Connection, patients: Any, base: str) -> dict[str, list[ParsedConsent]]:
     """Active consents by patient id; `patients` is a subquery of patient ids, or None for every patient."""
+    return {pid: [c for c, _ in found] for pid, found in with_shapes(conn, patients, base).items()}
+
+
+def with_shapes(conn: Connection, patients: Any, base: str) -> dict[str, list[tuple[ParsedConsent, str | bytes]]]:
+    """Active consents by patient id with their stored content (for `shape`)."""
     stmt = select(C.c.patient_id, R.c.content).select_from(
         C.join(R, and_(R.c.res_type == C.c.res_type, R.c.res_id == C.c.res_id))).where(
         C.c.res_type == "Consent", R.c.deleted.is_(False), _active())
     if patients is not None:
         stmt = stmt.where(C.c.patient_id.in_(patients))
-    out: dict[str, list[ParsedConsent]] = {}
+    out: dict[str, list[tuple[ParsedConsent, str | bytes]]] = {}
     for pid, content in conn.execute(stmt):
-        out.setdefault(pid, []).append(_parse(content, base))
+        out.setdefault(pid, []).append((_parse(content, base), content))
     return out
 
 
 def ids(values: Iterable[str]) -> list[str]:
     return sorted(set(values))
+
+
+def _facts_statement() -> Any:
+    """One round trip for everything a decision about one patient needs: their active consents ('c'),
+    whether the caller has a current care relationship with them ('r') and the caller's open break-glass
+    grant for them ('g'). Built once; the parameters are bound per call."""
+    from sqlalchemy import bindparam, exists, literal, null, or_, union_all
+
+    from service.policy.tables import break_glass as BG
+    from service.policy.tables import care_relationship as CR
+
+    pid, now = bindparam("pid"), bindparam("now")
+    consents = select(literal("c").label("k"), R.c.content.label("v")).where(
+        R.c.res_type == "Consent", R.c.deleted.is_(False), _active(),
+        R.c.res_id.in_(select(C.c.res_id).where(C.c.res_type == "Consent", C.c.patient_id == pid)))
+    related = select(literal("r").label("k"), null().label("v")).where(exists().where(
+        CR.c.patient_id == pid, CR.c.party.in_(bindparam("parties", expanding=True)),
+        or_(CR.c.start_us.is_(None), CR.c.start_us <= now), or_(CR.c.end_us.is_(None), CR.c.end_us > now)))
+    grant = select(literal("g").label("k"), BG.c.id.label("v")).where(
+        BG.c.subject == bindparam("subject"), BG.c.patient_id == pid, BG.c.expires_us > now)
+    return union_all(consents, related, grant)
+
+
+_FACTS = None
+
+
+def patient_facts(conn: Connection, patient_id: str, base: str, *, parties: Iterable[str], subject: str | None,
+                  now_us: int) -> tuple[list[ParsedConsent], bool, str | None]:
+    """(active consents, care relationship?, open grant id) for one patient, in one query."""
+    global _FACTS
+    if _FACTS is None:
+        _FACTS = _facts_statement()
+    found: list[ParsedConsent] = []
+    related, grant = False, None
+    rows = conn.execute(_FACTS, {"pid": patient_id, "now": now_us, "parties": sorted(parties) or [""],
+                                 "subject": subject or ""})
+    for kind, value in rows:
+        if kind == "c":
+            found.append(_parse(value, base))
+        elif kind == "r":
+            related = True
+        elif grant is None:
+            grant = value
+    return found, related, grant

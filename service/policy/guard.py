@@ -26,7 +26,7 @@ does not exist; someone who has a relationship but is refused by the person's ch
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -92,7 +92,7 @@ def note(ctx: RequestContext, text: str) -> None:
 class PatientFacts:
     consents: list[Any]
     related: bool
-    grant: break_glass.Grant | None
+    grant: str | None  # the caller's open break-glass grant for this patient
     ndoo: bool | None = None  # loaded when a secondary purpose needs it
 
 
@@ -265,11 +265,10 @@ class BoundPolicy:
         found = self._facts.get(pid)
         if found is None:
             direct = p.kind in ("practitioner", "system")
-            found = PatientFacts(
-                consents=consents.for_patient(self.conn, pid, self.base),
-                related=direct and relationships.has_relationship(self.conn, pid, actor_keys(p), self.now),
-                grant=break_glass.active_grant(self.conn, p.subject, pid, self.now) if p.kind == "practitioner"
-                else None)
+            cs, related, grant = consents.patient_facts(
+                self.conn, pid, self.base, parties=actor_keys(p) if direct else (),
+                subject=p.subject if p.kind == "practitioner" else None, now_us=self.now)
+            found = PatientFacts(consents=cs, related=related, grant=grant)
             self._facts[pid] = found
         return found
 
@@ -402,7 +401,7 @@ class BoundPolicy:
         st = state(ctx)
         st.flagged.add(pid)
         if f.grant is not None:
-            st.grants[pid] = f.grant.id
+            st.grants[pid] = f.grant
         note(ctx, f"policy: break-glass access to Patient/{pid} ({why})")
 
     def _addressed(self, p: Principal, rtype: str, resource: dict[str, Any]) -> bool:
@@ -466,7 +465,7 @@ class BoundPolicy:
         if any(x in SECONDARY for x in purposes):
             from service.policy.optout import opted_out_patients
 
-            found = consents.for_patients(self.conn, None, self.base)
+            found = consents.with_shapes(self.conn, None, self.base)
             reds = self._redactions(ctx, p, found, purposes, frozenset(), set())
             note(ctx, f"policy: search for {'/'.join(purposes)}: National Data Opt-out excluded; consents of "
                       f"{len(found)} people applied")
@@ -484,7 +483,7 @@ class BoundPolicy:
             scope_sql = related if not granted else union(related, *[select(literal(g)) for g in sorted(granted)])
             patients = scope_sql
             st.candidates |= granted
-        found = consents.for_patients(self.conn, scope_sql, self.base)
+        found = consents.with_shapes(self.conn, scope_sql, self.base)
         btg_for = set(found) if st.btg_request else (set(found) & granted)
         reds = self._redactions(ctx, p, found, purposes, own, btg_for)
         note(ctx, "policy: search limited to patients in a care relationship with the caller"
@@ -496,23 +495,32 @@ class BoundPolicy:
 
     def _redactions(self, ctx: RequestContext, p: Principal, found: dict[str, list[Any]], purposes: tuple[str, ...],
                     own: frozenset[str], btg_for: set[str]) -> tuple[Redaction, ...]:
+        """Each consented person's request-mode decision as SQL redactions; people whose consents have the
+        same shape share one decision and one redaction (so the SQL grows with the kinds of consent, not
+        with the number of people)."""
         st = state(ctx)
         groups: dict[tuple[bool, tuple[Obligation, ...], frozenset[str]], set[str]] = {}
         secondary = any(x in SECONDARY for x in purposes)
-        for pid, cs in sorted(found.items()):
-            f = PatientFacts(consents=cs, related=True, grant=None)
-            d = self._pdp(p, pid, ("BTG",) if pid in btg_for else purposes, f, None)
+        memo: dict[tuple[Any, ...], Decision] = {}
+        for pid, pairs in sorted(found.items()):
+            cs = [c for c, _ in pairs]
+            use = ("BTG",) if pid in btg_for else purposes
+            key = (use, tuple(sorted(consents.shape(content, len(pairs) == 1) for _, content in pairs)))
+            d = memo.get(key)
+            if d is None:
+                d = memo[key] = self._pdp(p, pid, use, PatientFacts(consents=cs, related=True, grant=None), None)
             if pid in btg_for and d.break_glass:
                 st.dependent.add(pid)
             if d.basis == "rule:too-complex":
                 continue  # decided per resource after paging
+            theirs = ", ".join(sorted(f"Consent/{c.id}" for c in cs))  # (a shared decision names another's)
             if not d.permitted:
                 groups.setdefault((True, (), own), set()).add(pid)
-                st.suppressed[pid] = d.basis
+                st.suppressed[pid] = theirs if d.basis.startswith("Consent/") else d.basis
             elif d.obligations:
-                groups.setdefault((False, tuple(d.obligations), frozenset()), set()).add(pid)
-                st.suppressed[pid] = d.basis if d.basis.startswith("Consent/") else \
-                    next((o.basis for o in d.obligations if o.basis), d.basis)
+                plain = tuple(dict.fromkeys(replace(o, basis="") for o in d.obligations))
+                groups.setdefault((False, plain, frozenset()), set()).add(pid)
+                st.suppressed[pid] = theirs
         if secondary:
             st.suppressed.clear()
         return tuple(Redaction(frozenset(pids), obligations, drop_all=drop_all, unless=unless)

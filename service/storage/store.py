@@ -148,11 +148,14 @@ class Store:
 
     def create(self, conn: Connection, resource: dict[str, Any], *, rid: str | None = None) -> Stored:
         rtype = resource["resourceType"]
+        fresh = rid is None  # a new UUID cannot clash: no savepoint needed to turn a clash into a 409
         rid = rid or new_id()
         for stamper in self.stampers:
             stamper(conn, resource, None)
         lu = now_us()
         content = canonical(resource, rid, 1, lu)
+        if fresh:
+            return self._append(conn, rtype, rid, 1, lu, "POST", content, orjson.loads(content), first=True)
         try:
             with conn.begin_nested():
                 return self._append(conn, rtype, rid, 1, lu, "POST", content, orjson.loads(content), first=True)
