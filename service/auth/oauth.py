@@ -250,6 +250,8 @@ class AuthCodeGrant(grants.AuthorizationCodeGrant):
 
     def validate_authorization_request(self) -> str:
         redirect_uri = super().validate_authorization_request()
+        if not self.request.payload.state:  # SMART App Launch: state is required (CSRF protection for the app)
+            raise InvalidRequestError("state is required", redirect_uri=redirect_uri)
         aud = self.request.payload.data.get("aud")
         if aud is None or aud.rstrip("/") != self.server.tokens.audience:
             raise InvalidRequestError(f"aud must be this server's FHIR base URL ({self.server.tokens.audience})",

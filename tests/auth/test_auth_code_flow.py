@@ -144,6 +144,12 @@ def test_the_audience_must_be_this_fhir_server(demo, anon_client):
     assert r.status_code == 200
 
 
+def test_state_is_required(demo, anon_client):
+    _verifier, challenge = pkce()
+    r = anon_client.get("/auth/authorize", params=authorize_params(challenge, state=None), follow_redirects=False)
+    assert _redirect_error(r)["error"] == "invalid_request" and "state" in _redirect_error(r)["error_description"]
+
+
 def test_unknown_client_or_unregistered_redirect_never_redirects(demo, anon_client):
     _verifier, challenge = pkce()
     r = anon_client.get("/auth/authorize", params=authorize_params(challenge, client_id="no-such-app"),
