@@ -394,6 +394,88 @@ def criterion(rtype: str | None, key: str, value: str, cx: Context) -> ColumnEle
     return col.not_in(ids) if negate else col.in_(ids)
 
 
+# -- combining a search's criteria -------------------------------------------------------------------
+# One positive criterion drives the query (`res_id IN (SELECT ...)`: an index range scan feeding
+# primary-key lookups); every other one is a correlated EXISTS / NOT EXISTS probe on the index tables'
+# (res_type, res_id) index. Without this, SQLite materialises every IN list (all Observations dated after
+# 2018, to intersect with one patient's six); PostgreSQL plans both forms as semi-joins.
+
+@dataclass
+class Criterion:
+    key: str
+    ids: Select[Any] | None  # the matching ids (None when `direct`)
+    negate: bool = False
+    direct: ColumnElement[bool] | None = None  # a condition on `resource` itself (_id, _lastUpdated)
+    rank: int = 9  # how selective it is likely to be as the driver: lower is better
+
+
+def _rank(rtype: str | None, key: str, value: str) -> int:
+    name = key.split(":", 1)[0]
+    if key.startswith("_has:") or "." in key:
+        return 1
+    code, _, mod = key.partition(":")
+    if mod == "missing":
+        return 8
+    param = lookup(rtype or "Patient", code) if rtype is not None or code in COMMON_INDEXED else None
+    if param is None:
+        return 7
+    if param.type == "reference":
+        return 1
+    if param.type == "token":
+        if mod == "text":
+            return 6
+        if "identifier" in name or name in ("_id", "url", "version"):
+            return 1
+        return 3 if "|" in value else 4
+    if param.type == "string":
+        return {"exact": 2, "contains": 7}.get(mod or "", 3)
+    if param.type == "uri":
+        return 3 if not mod else 4
+    return 5  # date, number, quantity ranges
+
+
+def make_criterion(rtype: str | None, key: str, value: str, cx: Context) -> Criterion:
+    """One parameter occurrence, to be combined with the others by `combine` (raises like `criterion`)."""
+    code, _, mod = key.partition(":")
+    if code == "_id" and "." not in key:
+        if mod:
+            raise bad_request(f"Search parameter '_id' takes no modifier (got :{mod})")
+        return Criterion(key, None, direct=R.c.res_id.in_([unescape(v)[:64] for v in split_value(value)]), rank=0)
+    if code == "_lastUpdated" and "." not in key:
+        if mod:
+            raise bad_request(f"Search parameter '_lastUpdated' takes no modifier (got :{mod})")
+        conds = [_date_value(R.c.last_updated, R.c.last_updated, code, v, cx.now_us) for v in split_value(value)]
+        return Criterion(key, None, direct=or_(*conds), rank=5)
+    ids, negate = positive_ids(rtype, key, value, cx)
+    return Criterion(key, ids, negate, rank=_rank(rtype, key, value))
+
+
+def _exists(rtype: str | None, ids: Select[Any]) -> ColumnElement[bool]:
+    cols = list(ids.selected_columns)
+    if rtype is None:  # (res_type, res_id) pairs
+        return ids.where(cols[0] == R.c.res_type, cols[1] == R.c.res_id).exists()
+    return ids.where(cols[0] == R.c.res_id).exists()
+
+
+def combine(rtype: str | None, criteria: list[Criterion]) -> list[ColumnElement[bool]]:
+    """The WHERE conditions for a search's criteria (ANDed): directs on `resource`, one driver as IN,
+    the rest as correlated (NOT) EXISTS."""
+    out = [c.direct for c in criteria if c.direct is not None]
+    positive = [c for c in criteria if c.ids is not None and not c.negate]
+    by_id = any(c.rank == 0 for c in criteria)  # primary-key lookups already drive the query
+    driver = None if by_id or not positive else min(positive, key=lambda c: c.rank)
+    col: Any = R.c.res_id if rtype is not None else tuple_(R.c.res_type, R.c.res_id)
+    for c in criteria:
+        if c.ids is None:
+            continue
+        if c is driver:
+            out.append(col.in_(c.ids))
+        else:
+            probe = _exists(rtype, c.ids)
+            out.append(not_(probe) if c.negate else probe)
+    return out
+
+
 def compartment_cond(rtype: str | None, patient_ids: list[str] | frozenset[str]) -> ColumnElement[bool]:
     c = sp_compartment
     if rtype is None:
@@ -420,9 +502,12 @@ __all__ = [
     "MAX_US",
     "MIN_US",
     "Context",
+    "Criterion",
     "UnknownParameter",
+    "combine",
     "compartment_cond",
     "criterion",
+    "make_criterion",
     "security_cond",
     "split_value",
     "true",

@@ -18,7 +18,15 @@ from service.interactions.request import FhirRequest, FhirResponse
 from service.search import paging
 from service.search.includes import IncludeSpec, fetch_includes, parse_include
 from service.search.params import lookup, params_for
-from service.search.query import MIN_US, UnknownParameter, compartment_cond, criterion, split_value
+from service.search.query import (
+    MIN_US,
+    Criterion,
+    UnknownParameter,
+    combine,
+    compartment_cond,
+    make_criterion,
+    split_value,
+)
 from service.search.render import apply_summary, check_elements, check_summary
 from service.search.tables import INDEX_TABLES
 from service.search.values import date_range
@@ -121,6 +129,7 @@ def build_plan(engine: Any, req: FhirRequest, session: Any, rtype: str | None, p
                *, extra: dict[str, str] | None = None) -> Plan:
     plan = Plan(rtype=rtype, path=path)
     cx = engine.context(session)
+    criteria: list[Criterion] = []
     for key, value in req.params:
         if key == "_cursor":
             plan.cursor = value
@@ -135,11 +144,12 @@ def build_plan(engine: Any, req: FhirRequest, session: Any, rtype: str | None, p
             _control(req, plan, key, value)
             continue
         try:
-            plan.conds.append(criterion(rtype, key, value, cx))
+            criteria.append(make_criterion(rtype, key, value, cx))
         except UnknownParameter as exc:
             _unknown(req, plan, key, exc.why)
             continue
         plan.applied.append((key, value))
+    plan.conds = combine(rtype, criteria)
     return plan
 
 
