@@ -457,12 +457,12 @@ def _exists(rtype: str | None, ids: Select[Any]) -> ColumnElement[bool]:
     return ids.where(cols[0] == R.c.res_id).exists()
 
 
-def combine(rtype: str | None, criteria: list[Criterion]) -> list[ColumnElement[bool]]:
+def combine(rtype: str | None, criteria: list[Criterion], *, driven: bool = False) -> list[ColumnElement[bool]]:
     """The WHERE conditions for a search's criteria (ANDed): directs on `resource`, one driver as IN,
-    the rest as correlated (NOT) EXISTS."""
+    the rest as correlated (NOT) EXISTS. `driven`: something else drives the query (a compartment)."""
     out = [c.direct for c in criteria if c.direct is not None]
     positive = [c for c in criteria if c.ids is not None and not c.negate]
-    by_id = any(c.rank == 0 for c in criteria)  # primary-key lookups already drive the query
+    by_id = driven or any(c.rank == 0 for c in criteria)  # primary-key lookups already drive the query
     driver = None if by_id or not positive else min(positive, key=lambda c: c.rank)
     col: Any = R.c.res_id if rtype is not None else tuple_(R.c.res_type, R.c.res_id)
     for c in criteria:

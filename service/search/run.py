@@ -23,12 +23,11 @@ from service.search.query import (
     Criterion,
     UnknownParameter,
     combine,
-    compartment_cond,
     make_criterion,
     split_value,
 )
 from service.search.render import apply_summary, check_elements, check_summary
-from service.search.tables import INDEX_TABLES
+from service.search.tables import INDEX_TABLES, sp_compartment
 from service.search.values import date_range
 from service.storage.store import Stored, _row_to_stored
 from service.storage.tables import resource as R
@@ -58,6 +57,7 @@ class Plan:
     cursor: str | None = None
     notes: list[Issue] = field(default_factory=list)
     include_guard: Any = None  # which included types to add in $everything (None: any)
+    source: Any = None  # FROM clause when not `resource` alone (a compartment join)
 
 
 def _strict(req: FhirRequest) -> bool:
@@ -126,7 +126,9 @@ def _control(req: FhirRequest, plan: Plan, key: str, value: str) -> None:
 
 
 def build_plan(engine: Any, req: FhirRequest, session: Any, rtype: str | None, path: str,
-               *, extra: dict[str, str] | None = None) -> Plan:
+               *, extra: dict[str, str] | None = None, driven: bool = False) -> Plan:
+    """`driven`: the query is already driven by something more selective (a patient's compartment), so
+    every criterion becomes a probe."""
     plan = Plan(rtype=rtype, path=path)
     cx = engine.context(session)
     criteria: list[Criterion] = []
@@ -149,7 +151,7 @@ def build_plan(engine: Any, req: FhirRequest, session: Any, rtype: str | None, p
             _unknown(req, plan, key, exc.why)
             continue
         plan.applied.append((key, value))
-    plan.conds = combine(rtype, criteria)
+    plan.conds = combine(rtype, criteria, driven=driven)
     return plan
 
 
@@ -213,7 +215,7 @@ def page_statement(plan: Plan, conds: list[ColumnElement[bool]], direction: str 
     keys = _keys(plan)
     labelled = [expr.label(f"k{i}") for i, (expr, _) in enumerate(keys)]
     inner = select(R.c.res_type, R.c.res_id, R.c.version, R.c.last_updated, R.c.deleted, R.c.content,
-                   *labelled).where(*conds).subquery()
+                   *labelled).select_from(_source(plan)).where(*conds).subquery()
     cols = [inner.c[f"k{i}"] for i in range(len(keys))]
     descs = [d for _, d in keys]
     backwards = direction == "prev"
@@ -251,7 +253,7 @@ def plan_statements(engine: Any, req: FhirRequest, session: Any, rtype: str) -> 
     access = engine.access_cond(session, rtype)
     if access is not None:
         conds.append(access)
-    return select(func.count()).select_from(R).where(*conds), page_statement(plan, conds, None, None)[0]
+    return select(func.count()).select_from(_source(plan)).where(*conds), page_statement(plan, conds, None, None)[0]
 
 
 # -- running ---------------------------------------------------------------------------------------
@@ -278,7 +280,7 @@ def execute(engine: Any, req: FhirRequest, session: Any, plan: Plan, conds: list
     conn = session.conn
     total = None
     if plan.total != "none" or plan.summary == "count" or plan.count == 0:
-        total = conn.execute(select(func.count()).select_from(R).where(*conds)).scalar_one()
+        total = conn.execute(select(func.count()).select_from(_source(plan)).where(*conds)).scalar_one()
     bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset"}
     if total is not None:
         bundle["total"] = total
@@ -347,11 +349,31 @@ def _entry(session: Any, s: Stored, mode: str, plan: Plan) -> dict[str, Any]:
     return {"fullUrl": f"{session.base}/{s.res_type}/{s.res_id}", "resource": content, "search": {"mode": mode}}
 
 
+def _source(plan: Plan) -> Any:
+    return R if plan.source is None else plan.source
+
+
+def _in_compartment(plan: Plan, patient_id: str) -> list[ColumnElement[bool]]:
+    """Join one patient's compartment rows (one per resource and patient, so no duplicates): the patient
+    index (patient_id, res_type, res_id) then both drives the query and gives the (res_type, res_id)
+    order of the pages, so a page reads its own rows only. The types are restricted on the compartment
+    side too, so that each resource is one primary-key probe."""
+    comp = sp_compartment.alias("own_compartment")  # never correlated with a filter's own sp_compartment
+    c = comp.c
+    plan.source = R.join(comp, and_(c.res_type == R.c.res_type, c.res_id == R.c.res_id))
+    conds = [c.patient_id == patient_id]
+    if plan.rtype is not None:
+        conds.append(c.res_type == plan.rtype)
+    elif plan.types is not None:
+        conds.append(c.res_type.in_(plan.types))
+    return conds
+
+
 def _base_conds(plan: Plan) -> list[ColumnElement[bool]]:
     conds: list[ColumnElement[bool]] = [R.c.deleted.is_(False)]
     if plan.rtype is not None:
         conds.insert(0, R.c.res_type == plan.rtype)
-    elif plan.types is not None:
+    elif plan.types is not None and plan.source is None:  # (a compartment join restricts the types itself)
         conds.insert(0, R.c.res_type.in_(plan.types))
     return conds + plan.conds
 
@@ -378,12 +400,13 @@ def run_compartment(engine: Any, req: FhirRequest, session: Any, ctype: str, cid
         raise bad_request(f"{rtype} is not in the Patient compartment")
     target = None if rtype == "*" else rtype
     session.guard.check_type(session.ctx, "search-type" if target else "search-system", target)
-    plan = build_plan(engine, req, session, target, f"{ctype}/{cid}/{rtype}")
+    plan = build_plan(engine, req, session, target, f"{ctype}/{cid}/{rtype}", driven=True)
     if target is None:
         plan.types = sorted(set(plan.types or types) & types)
         for t in plan.types:
             session.guard.check_type(session.ctx, "search-type", t)
-    conds = _base_conds(plan) + [compartment_cond(target, [cid])]
+    joined = _in_compartment(plan, cid)
+    conds = _base_conds(plan) + joined
     access = engine.access_cond(session, target, set(plan.types) if plan.types else None)
     if access is not None:
         conds.append(access)
@@ -392,7 +415,6 @@ def run_compartment(engine: Any, req: FhirRequest, session: Any, ctype: str, cid
 
 def run_everything(engine: Any, req: FhirRequest, session: Any, pid: str) -> FhirResponse:
     from service.search.engine import compartment_types
-    from service.search.tables import sp_compartment
 
     session.guard.check_type(session.ctx, "search-type", "Patient")
     stmt = select(R).where(R.c.res_type == "Patient", R.c.res_id == pid, R.c.deleted.is_(False))
@@ -422,7 +444,8 @@ def run_everything(engine: Any, req: FhirRequest, session: Any, pid: str) -> Fhi
     types = sorted((set(plan.types) if plan.types else compartment_types()) & (present | {"Patient"}))
     types = [t for t in types if _may_search(session, t)]  # $everything leaves out what the caller may not see
     plan.types = types or ["Patient"]
-    conds = _base_conds(plan) + [compartment_cond(None, [pid])]
+    joined = _in_compartment(plan, pid)
+    conds = _base_conds(plan) + joined
     if since is not None:
         conds.append(R.c.last_updated >= since)
     access = engine.access_cond(session, None, set(plan.types))

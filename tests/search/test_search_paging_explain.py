@@ -130,3 +130,49 @@ def test_cursor_query_parameters_are_canonical(client):  # type: ignore[no-untyp
     nxt = next(lk["url"] for lk in body["link"] if lk["relation"] == "next")
     params = dict(parse_qsl(nxt.split("?", 1)[1]))
     assert params["gender"] == "male" and params["_count"] == "1" and params["_cursor"]
+
+
+@pytest.mark.parametrize("path", ["Patient/{pid}/$everything", "Patient/{pid}/Observation", "Patient/{pid}/*"])
+def test_compartment_pages_are_driven_by_the_patient_index(clean_services, backend, path):  # type: ignore[no-untyped-def]
+    """$everything and compartment searches read the patient's compartment rows through its index
+    (patient_id, res_type, res_id), never every resource of the compartment's types."""
+    from sqlalchemy import event
+
+    from service.api.pipeline import handle
+
+    services = clean_services
+    with services.db.write() as conn:  # other patients' data, so that the planner chooses by selectivity
+        for i in range(150):
+            other = services.store.create(conn, {"resourceType": "Patient"}).res_id
+            services.store.create(conn, {"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+                                         "subject": {"reference": f"Patient/{other}"}})
+        conn.exec_driver_sql("ANALYZE")
+    pid = _create(services, {"resourceType": "Patient", "gender": "female"})
+    for i in range(3):
+        _create(services, {"resourceType": "Observation", "status": "final", "code": {"text": f"o{i}"},
+                           "subject": {"reference": f"Patient/{pid}"}})
+    seen: list[tuple[str, object]] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+        if "own_compartment" in statement and statement.lstrip().startswith("SELECT"):
+            seen.append((statement, parameters))
+
+    event.listen(services.db.engine, "before_cursor_execute", record)
+    try:
+        r = handle(FhirRequest("GET", path.format(pid=pid), params=[("_count", "2")]), services,
+                   RequestContext.system())
+    finally:
+        event.remove(services.db.engine, "before_cursor_execute", record)
+    assert r.status == 200, r.body
+    assert len(seen) == 2  # the count and the page
+    with services.db.read() as conn:
+        for statement, parameters in seen:
+            if backend == "postgresql":
+                conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
+                plan = "\n".join(r[0] for r in conn.exec_driver_sql("EXPLAIN " + statement, parameters))
+                assert "ix_sp_compartment_patient" in plan and "Seq Scan" not in plan, plan
+            else:
+                plan = "\n".join(str(r[-1]) for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement,
+                                                                          parameters))
+                assert "SEARCH own_compartment USING COVERING INDEX ix_sp_compartment_patient" in plan, plan
+                assert "SCAN " not in plan, plan
