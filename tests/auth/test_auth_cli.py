@@ -352,11 +352,14 @@ def test_demo_load_is_idempotent_and_keeps_changed_passwords(cli, api):
 
 def test_a_disabled_user_gets_no_token_and_cannot_sign_in(cli, api):
     _add_admin(cli)
+    cli.ok("client", "add", "demo-app", "--name", "App", "--public", "--redirect-uri", "http://127.0.0.1:8765/callback")
+    _verifier, challenge = pkce()
+    params = authorize_params(challenge, aud=BASE + "/fhir", scope="user/*.rs")
+    http = api()
+    assert login(http, params, "ops.admin", PASSWORD).status_code == 302
     cli.ok("user", "disable", "ops.admin")
     assert "disabled" in cli.ok("user", "list")
     out = cli("token", "--user", "ops.admin")
     assert out.returncode != 0 and out.stdout == ""
-    _verifier, challenge = pkce()
-    assert login(api(), authorize_params(challenge, aud=BASE + "/fhir", scope="user/*.rs"), "ops.admin",
-                 PASSWORD).status_code == 401
+    assert login(http, params, "ops.admin", PASSWORD).status_code == 401
     assert cli("user", "disable", "nobody").returncode != 0
