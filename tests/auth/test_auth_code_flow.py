@@ -271,6 +271,9 @@ def test_scopes_are_narrowed_to_what_the_user_may_have(demo, anon_client):
     body = code_flow(anon_client, "patient.pat", scope="launch/patient patient/*.cruds user/*.cruds system/*.rs")
     granted = set(body["scope"].split())
     assert "patient/*.rs" in granted and not any(s.startswith(("user/", "system/")) for s in granted)
+    # The app's registration bounds it too: demo-app may not carry system/ scopes, even for the administrator.
+    body = code_flow(anon_client, "admin.ada", scope="openid system/*.rs user/Patient.rs")
+    assert body["scope"].split() == ["user/Patient.rs", "openid"]
     # Without launch/patient (and no patient in context) a professional gets no patient/ scopes.
     body = code_flow(anon_client, "nurse.nina", scope="openid patient/*.rs user/Patient.rs")
     assert body["scope"].split() == ["user/Patient.rs", "openid"] and "patient" not in body
