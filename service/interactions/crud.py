@@ -36,6 +36,21 @@ def visible(session: Session, interaction: str, stored: Stored) -> Stored:
     return stored
 
 
+def _hidden_match(session: Session, rtype: str, rid: str, what: str) -> None:
+    """A conditional interaction that matched a resource the caller may not see answers 412 without naming
+    it (neither its id nor a 404 that would confirm it), and changes nothing."""
+    cur = session.store.current(session.conn, rtype, rid)
+    if cur is None or cur.content is None:
+        return
+    try:
+        visible(session, "read", cur)
+    except OperationOutcomeError as err:
+        if err.status in (403, 404):
+            raise precondition_failed(f"{what}: the criteria match a {rtype} you may not see; nothing was "
+                                      "changed") from None
+        raise
+
+
 def read(req: FhirRequest, session: Session, rtype: str, rid: str) -> FhirResponse:
     session.guard.check_type(session.ctx, "read", rtype)
     _check_id(rtype, rid)
@@ -89,6 +104,7 @@ def create(req: FhirRequest, session: Session, rtype: str) -> FhirResponse:
             raise precondition_failed(
                 f"If-None-Exist {condition!r} matched {len(ids)} {rtype} resources; it must match at most one")
         if len(ids) == 1:
+            _hidden_match(session, rtype, ids[0], "If-None-Exist")
             stored = visible(session, "read", session.store.read(session.conn, rtype, ids[0]))
             resp = write_response(req, stored, 200, session.base, f"{rtype}/{ids[0]} already exists (If-None-Exist)")
             return resp
@@ -140,6 +156,7 @@ def conditional_update(req: FhirRequest, session: Session, rtype: str) -> FhirRe
                                   "it must match at most one")
     if len(ids) == 1:
         rid = ids[0]
+        _hidden_match(session, rtype, rid, "Conditional update")
         if resource.get("id") not in (None, rid):
             raise bad_request(f"The body's id {resource.get('id')!r} does not match the resource found ({rid!r})")
         resource["id"] = rid
@@ -212,6 +229,7 @@ def conditional_delete(req: FhirRequest, session: Session, rtype: str) -> FhirRe
         raise precondition_failed(f"Conditional delete matched {len(ids)} {rtype} resources; "
                                   "it must match at most one")
     if ids:
+        _hidden_match(session, rtype, ids[0], "Conditional delete")
         return delete(req, session, rtype, ids[0])
     return FhirResponse(204, None, {})
 

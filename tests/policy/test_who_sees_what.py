@@ -163,3 +163,20 @@ def test_the_audit_trail_is_for_ig_leads_and_patients_see_who_looked(who):
     assert who["pat"].get("/fhir/Patient/pat-paula/$access-log").status_code in (403, 404)
     assert who["nina"].get("/fhir/Patient/pat-pat/$access-log").status_code == 403
     assert who["pat"].get("/fhir/AuditEvent").status_code == 403
+
+
+def test_conditional_interactions_never_reveal_a_hidden_match(who):
+    nhs = f"identifier=https://fhir.nhs.uk/Id/nhs-number|{PAT_NHS}"
+    pat = {"resourceType": "Patient", "identifier": [{"system": "https://fhir.nhs.uk/Id/nhs-number",
+                                                      "value": PAT_NHS}], "name": [{"family": "Dup"}]}
+    answers = [who["wes"].post("/fhir/Patient", json=pat, headers={"If-None-Exist": nhs}),
+               who["wes"].put(f"/fhir/Patient?{nhs}", json=pat),
+               who["wes"].delete(f"/fhir/Patient?{nhs}")]
+    for r in answers:
+        assert r.status_code in (403, 412), r.text
+        assert "pat-pat" not in r.text
+    assert who["ada"].get("/fhir/Patient?_summary=count").json()["total"] == 2
+    assert who["ada"].get("/fhir/Patient/pat-pat").json()["name"][0]["family"] == "Example"
+    # someone who may see it gets the ordinary answer
+    r = who["gary"].post("/fhir/Patient", json=pat, headers={"If-None-Exist": nhs})
+    assert r.status_code == 200 and r.json()["id"] == "pat-pat"
