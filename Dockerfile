@@ -1,4 +1,6 @@
 # Production image: non-root, several workers, HEALTHCHECK; run `sharedcare db upgrade` as its own step.
+# Several containers behind one base URL must share /app/var/keys (a volume: token-signing keys and the
+# server secret) or at least SHAREDCARE_SECRET, so that a paging link from one container works on another.
 FROM python:3.11-slim AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 UV_PROJECT_ENVIRONMENT=/opt/venv UV_PYTHON_DOWNLOADS=never
 RUN pip install --no-cache-dir uv==0.13.9
@@ -16,7 +18,6 @@ FROM python:3.11-slim
 RUN groupadd --system sharedcare && useradd --system --gid sharedcare --home /app sharedcare \
     && mkdir -p /app/var && chown sharedcare:sharedcare /app/var
 COPY --from=build /opt/venv /opt/venv
-COPY --from=build /src/migrations /app/migrations
 ENV PATH=/opt/venv/bin:$PATH SHAREDCARE_VAR_DIR=/app/var PYTHONUNBUFFERED=1
 WORKDIR /app
 USER sharedcare
