@@ -219,6 +219,9 @@ def test_everything_of_the_own_record_leaves_the_other_patient_out(records, anon
     got = set(_no_paula(r, records))
     assert {"Patient/pat-pat", f"Observation/{records['obs_pat']}", f"Observation/{records['obs_pat2']}",
             f"Condition/{records['cond_pat']}"} <= got
+    whole = anon_client.get("/fhir/Patient/pat-pat/$everything", headers=h)
+    assert whole.status_code == 200, whole.text
+    assert got <= set(_no_paula(whole, records))
 
 
 # -- history ----------------------------------------------------------------------------------------------------------
