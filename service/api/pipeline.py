@@ -16,8 +16,7 @@ from __future__ import annotations
 
 import logging
 
-from sqlalchemy.exc import OperationalError
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from service.access.context import RequestContext
 from service.fhir.outcome import OperationOutcomeError
@@ -62,7 +61,10 @@ def handle(req: FhirRequest, services: Services, ctx: RequestContext | None = No
                 audit_failure(ctx, req, resp, interaction)
             return resp
         failed: FhirResponse | None = None
-        unit = services.db.write if r.writes else services.db.read
+        # On PostgreSQL a read and its audit share one transaction (one commit); on SQLite the audit takes
+        # the database's single write lock in a short unit of its own, so reads stay concurrent.
+        together = not r.writes and audit is not None and services.db.is_postgres
+        unit = services.db.write if r.writes or together else services.db.read
         after = services.extras.get("policy_after")
         try:
             with unit() as conn:
@@ -70,17 +72,17 @@ def handle(req: FhirRequest, services: Services, ctx: RequestContext | None = No
                     services.extras["authenticate"].check_in_unit(conn, ctx)
                 session = Session(services, conn, ctx)
                 resp = r.call(session)
-                if r.writes and audit is not None:
+                if (r.writes or together) and audit is not None:
                     if after is not None:
                         after(session, req, resp, interaction)
-                    audit(session, req, resp, interaction)  # same transaction as the write
+                    audit(session, req, resp, interaction)  # same transaction as the interaction
         except OperationOutcomeError as err:
             failed = resp = error_response(err)  # the unit was rolled back
         if audit is not None:
             if failed is not None and r.writes:
                 if audit_failure is not None:
                     audit_failure(ctx, req, failed, interaction)
-            elif not r.writes:
+            elif not r.writes and (failed is not None or not together):
                 with services.db.write() as conn:  # a short unit of its own: no lock upgrade on SQLite
                     audit_session = Session(services, conn, ctx)
                     if after is not None:

@@ -37,6 +37,7 @@ from consent.model import Obligation
 from service.access.context import Principal, RequestContext
 from service.auth.compartment import is_patient_data, patients_of
 from service.auth.guard import ScopeGuard
+from service.auth.scopes import interaction_perm
 from service.fhir.outcome import OperationOutcomeError, bad_request, forbidden, not_found
 from service.policy import break_glass, consents, relationships
 from service.policy.authorship import org_keys
@@ -204,9 +205,17 @@ class BoundPolicy:
                    resource: dict[str, Any]) -> OperationOutcomeError | None:
         """Why the caller may not see this resource (None if they may): 404 as if it did not exist, or 403
         `suppressed` for someone with a care relationship whom the person's choices or a label refuse."""
-        if not self.inner.can_see(ctx, rtype, resource):
+        if not self._scope_reaches(ctx, interaction, rtype, resource):
             return _error_404(rtype, resource)
         return self.decide(ctx, "read", rtype, resource)
+
+    def _scope_reaches(self, ctx: RequestContext, interaction: str, rtype: str, resource: dict[str, Any]) -> bool:
+        """The token reaches this resource: to read it, or (for an update, patch or delete) to change it, so a
+        write-only scope (v1 `.write`, v2 `.u`/`.d`) can change what it cannot read."""
+        if self.inner.can_see(ctx, rtype, resource):
+            return True
+        perm = interaction_perm(interaction) if interaction in WRITES else None
+        return perm is not None and ctx.principal is not None and self.inner.permits(ctx.principal, perm, rtype, resource)
 
     def search_filter(self, ctx: RequestContext, rtype: str) -> SearchFilter | None:
         scope = self.inner.search_filter(ctx, rtype)
