@@ -180,3 +180,17 @@ def test_conditional_interactions_never_reveal_a_hidden_match(who):
     # someone who may see it gets the ordinary answer
     r = who["gary"].post("/fhir/Patient", json=pat, headers={"If-None-Exist": nhs})
     assert r.status_code == 200 and r.json()["id"] == "pat-pat"
+
+
+def test_a_write_only_scope_changes_what_it_cannot_read(who, auth_headers, client):
+    from tests.workflows.support import As
+
+    made = who["nina"].post("/fhir/Observation", json=observation("pat-pat", "x")).json()
+    made["valueString"] = "corrected"
+    writer = As(client, auth_headers("nurse.nina", scope="user/Observation.u user/Observation.d"))
+    assert writer.get(f"/fhir/Observation/{made['id']}").status_code == 403
+    assert writer.put(f"/fhir/Observation/{made['id']}", json=made).status_code == 200
+    assert writer.delete(f"/fhir/Observation/{made['id']}").status_code == 204
+    # but not outside the care relationship
+    other = who["ada"].post("/fhir/Observation", json=observation("pat-paula", "y")).json()
+    assert writer.delete(f"/fhir/Observation/{other['id']}").status_code == 404
