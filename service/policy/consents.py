@@ -4,6 +4,7 @@ memo is safe to keep in any number of processes)."""
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterable
 from functools import lru_cache
 from typing import Any
@@ -16,6 +17,7 @@ from consent import ParsedConsent, parse_consent
 from service.search.tables import sp_compartment as C
 from service.search.tables import sp_token as T
 from service.storage.tables import resource as R
+from service.storage.tables import resource_version as V
 
 
 @lru_cache(maxsize=8192)
@@ -52,16 +54,44 @@ def for_patients(conn: Connection, patients: Any, base: str) -> dict[str, list[P
     return {pid: [c for c, _ in found] for pid, found in with_shapes(conn, patients, base).items()}
 
 
-def with_shapes(conn: Connection, patients: Any, base: str) -> dict[str, list[tuple[ParsedConsent, str | bytes]]]:
-    """Active consents by patient id with their stored content (for `shape`)."""
-    stmt = select(C.c.patient_id, R.c.content).select_from(
+_BY_VERSION: OrderedDict[tuple[str, int, str], tuple[ParsedConsent, tuple[int, int]]] = OrderedDict()
+_MAX_CACHED = 20_000
+
+
+def _remember(key: tuple[str, int, str], value: tuple[ParsedConsent, tuple[int, int]]) -> None:
+    _BY_VERSION[key] = value
+    if len(_BY_VERSION) > _MAX_CACHED:
+        _BY_VERSION.popitem(last=False)
+
+
+def with_shapes(conn: Connection, patients: Any, base: str) -> dict[str, list[tuple[ParsedConsent, tuple[int, int]]]]:
+    """Consents by patient id, each with its shapes (alone, among others; see `shape`). One query for the
+    (patient, id, version) triples; the stored bytes are fetched only for versions not parsed before in this
+    process (a stored version never changes, so the memo is safe with any number of processes)."""
+    stmt = select(C.c.patient_id, R.c.res_id, R.c.version).select_from(
         C.join(R, and_(R.c.res_type == C.c.res_type, R.c.res_id == C.c.res_id))).where(
-        C.c.res_type == "Consent", R.c.deleted.is_(False), _active())
+        C.c.res_type == "Consent", R.c.deleted.is_(False))
     if patients is not None:
         stmt = stmt.where(C.c.patient_id.in_(patients))
-    out: dict[str, list[tuple[ParsedConsent, str | bytes]]] = {}
-    for pid, content in conn.execute(stmt):
-        out.setdefault(pid, []).append((_parse(content, base), content))
+    rows = conn.execute(stmt).all()
+    missing = sorted({(rid, ver) for _, rid, ver in rows if (rid, ver, base) not in _BY_VERSION})
+    wanted = set(missing)
+    for i in range(0, len(missing), 500):
+        chunk = [rid for rid, _ in missing[i:i + 500]]
+        # the exact versions listed (from the version table: the current row may have moved on meanwhile)
+        for rid, ver, content in conn.execute(select(V.c.res_id, V.c.version, V.c.content).where(
+                V.c.res_type == "Consent", V.c.res_id.in_(chunk))):
+            if (rid, ver) in wanted and content is not None:
+                _remember((rid, ver, base), (_parse(content, base), (shape(content, True), shape(content, False))))
+    out: dict[str, list[tuple[ParsedConsent, tuple[int, int]]]] = {}
+    for pid, rid, ver in rows:
+        found = _BY_VERSION.get((rid, ver, base))
+        if found is None:  # never skip a consent: read that exact version on its own
+            content = conn.execute(select(V.c.content).where(V.c.res_type == "Consent", V.c.res_id == rid,
+                                                             V.c.version == ver)).scalar_one()
+            found = (_parse(content, base), (shape(content, True), shape(content, False)))
+        if found[0].status == "active":
+            out.setdefault(pid, []).append(found)
     return out
 
 

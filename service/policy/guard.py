@@ -39,7 +39,7 @@ from service.auth.compartment import is_patient_data, patients_of
 from service.auth.guard import ScopeGuard
 from service.auth.scopes import interaction_perm
 from service.fhir.outcome import OperationOutcomeError, bad_request, forbidden, not_found
-from service.policy import break_glass, consents, relationships
+from service.policy import break_glass, consents, relationships, sqlfilter
 from service.policy.authorship import org_keys
 from service.policy.config import CONFIDENTIALITY, KNOWN_PURPOSES, SECONDARY, PolicySettings
 from service.policy.facts import actor, actor_keys, resource_facts, security_codes
@@ -150,6 +150,7 @@ class BoundPolicy:
         self._facts: dict[str, PatientFacts] = {}
         self._gen = relationships.generation(session.conn)
         self._condition: tuple[Any, PolicyCondition | None] | None = None
+        self._approximate = False  # a search plan left something to the per-resource check
 
     @property
     def conn(self) -> Any:
@@ -199,6 +200,17 @@ class BoundPolicy:
     def can_see(self, ctx: RequestContext, rtype: str, resource: dict[str, Any]) -> bool:
         if not self.inner.can_see(ctx, rtype, resource):
             return False
+        return self.decide(ctx, "read", rtype, resource) is None
+
+    def can_see_filtered(self, ctx: RequestContext, rtype: str, resource: dict[str, Any]) -> bool:
+        """`can_see` for a row the search's SQL condition already let through: the decision point is asked
+        again only where that condition was approximate."""
+        if not self.inner.can_see(ctx, rtype, resource):
+            return False
+        built = self._condition
+        if built is not None and built[1] is not None and built[1].exact and is_patient_data(rtype) \
+                and rtype != "AuditEvent" and ctx.principal is not None and ctx.principal.kind != "ig":
+            return True
         return self.decide(ctx, "read", rtype, resource) is None
 
     def read_error(self, ctx: RequestContext, interaction: str, rtype: str,
@@ -455,6 +467,7 @@ class BoundPolicy:
         return cond
 
     def _build_condition(self, ctx: RequestContext) -> PolicyCondition | None:
+        self._approximate = False
         p = self.inner._principal(ctx)
         purposes = ctx.purpose_of_use
         st = state(ctx)
@@ -468,7 +481,7 @@ class BoundPolicy:
             if not d.permitted:
                 return None
             reds = (Redaction(frozenset({pid}), tuple(d.obligations)),) if d.obligations else ()
-            return PolicyCondition(patients=[pid], redactions=reds)
+            return PolicyCondition(patients=[pid], redactions=reds, exact=sqlfilter.exact(d.obligations))
         if p.kind not in ("practitioner", "system"):
             return None
         if any(x in SECONDARY for x in purposes):
@@ -478,7 +491,7 @@ class BoundPolicy:
             reds = self._redactions(ctx, p, found, purposes, frozenset(), set())
             note(ctx, f"policy: search for {'/'.join(purposes)}: National Data Opt-out excluded; consents of "
                       f"{len(found)} people applied")
-            return PolicyCondition(patients=None, exclude=opted_out_patients(), redactions=reds,
+            return PolicyCondition(patients=None, exclude=opted_out_patients(), redactions=reds, exact=self._exact(reds),
                                    hidden_labels=self.g.hidden_labels)
         keys = actor_keys(p)
         own = org_keys(p)
@@ -499,8 +512,11 @@ class BoundPolicy:
              + (f" and {len(granted)} break-glass grant(s)" if granted else "")
              + (" (break-glass: any patient)" if st.btg_request else "")
              + f"; consents of {len(found)} people applied")
-        return PolicyCondition(patients=patients, redactions=reds, own=own, addressed_to=keys,
+        return PolicyCondition(patients=patients, redactions=reds, own=own, addressed_to=keys, exact=self._exact(reds),
                                hidden_labels=self.g.hidden_labels)
+
+    def _exact(self, reds: tuple[Redaction, ...]) -> bool:
+        return not self._approximate and all(sqlfilter.exact(r.obligations) for r in reds)
 
     def _redactions(self, ctx: RequestContext, p: Principal, found: dict[str, list[Any]], purposes: tuple[str, ...],
                     own: frozenset[str], btg_for: set[str]) -> tuple[Redaction, ...]:
@@ -514,13 +530,14 @@ class BoundPolicy:
         for pid, pairs in sorted(found.items()):
             cs = [c for c, _ in pairs]
             use = ("BTG",) if pid in btg_for else purposes
-            key = (use, tuple(sorted(consents.shape(content, len(pairs) == 1) for _, content in pairs)))
+            key = (use, tuple(sorted(shapes[0] if len(pairs) == 1 else shapes[1] for _, shapes in pairs)))
             d = memo.get(key)
             if d is None:
                 d = memo[key] = self._pdp(p, pid, use, PatientFacts(consents=cs, related=True, grant=None), None)
             if pid in btg_for and d.break_glass:
                 st.dependent.add(pid)
             if d.basis == "rule:too-complex":
+                self._approximate = True
                 continue  # decided per resource after paging
             theirs = ", ".join(sorted(f"Consent/{c.id}" for c in cs))  # (a shared decision names another's)
             if not d.permitted:

@@ -34,6 +34,17 @@ from service.search.tables import sp_token as TOK
 from service.storage.tables import resource as R
 
 ADDRESSED = {"Task": ("owner",), "ServiceRequest": ("performer",)}
+# Features whose index rows hold exactly what the decision point reads from the resource.
+EXACT = frozenset({"security", "class", "instance", "author"})
+
+
+def exact(obligations: Iterable[Obligation]) -> bool:
+    """Whether these obligations translate to SQL without approximation."""
+    for o in obligations:
+        features = set(o.codes) | set(o.except_any_of_codes) | {f for c in o.all_of for f in c.any_of}
+        if any(f.on not in EXACT for f in features):
+            return False
+    return True
 
 
 def _same_row(table: Any, rtype: str | None) -> ColumnElement[bool]:
@@ -166,6 +177,7 @@ class PolicyCondition:
     addressed_to: frozenset[str] = frozenset()
     hidden_labels: frozenset[tuple[str, str]] = frozenset()
     notes: list[str] = field(default_factory=list)
+    exact: bool = True  # the SQL decides exactly what the per-resource decision would (no backstop needed)
 
     def sql(self, rtype: str | None) -> ColumnElement[bool]:
         person = [in_compartment(self.patients, rtype) if self.patients is not None else true()]

@@ -109,8 +109,14 @@ def fetch_includes(engine: Any, session: Any, specs: list[IncludeSpec], matches:
                     if key in seen or s.content is None:
                         continue
                     seen.add(key)
-                    if session.guard.can_see(session.ctx, s.res_type, s.json()):
+                    if filtered_can_see(session)(session.ctx, s.res_type, s.json()):
                         new.append(s)
         out += new
         frontier = [(s.res_type, s.res_id) for s in new]
     return out
+
+
+def filtered_can_see(session: Any) -> Any:
+    """The per-resource check for rows the access filter already let through: the guard's
+    `can_see_filtered` when it has one (it may skip what its SQL condition decided exactly), else `can_see`."""
+    return getattr(session.guard, "can_see_filtered", None) or session.guard.can_see

@@ -332,11 +332,14 @@ def _suppressed(session: Any, req: FhirRequest, returned: list[Stored]) -> list[
 
 
 def _visible(session: Any, rows: list[Stored]) -> list[Stored]:
+    from service.search.includes import filtered_can_see
+
+    can_see = filtered_can_see(session)
     out = []
     for s in rows:
         if s.content is None:
             continue
-        if session.guard.can_see(session.ctx, s.res_type, s.json()):
+        if can_see(session.ctx, s.res_type, s.json()):
             out.append(s)
     return out
 
