@@ -75,7 +75,7 @@ def load_settings() -> Settings:
         url = "postgresql://" + url[len("postgres://"):]
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://"):]
-    if not (url.startswith("sqlite") or url.startswith("postgresql+psycopg://")):
+    if not url.startswith(("sqlite", "postgresql+psycopg://")):
         raise SystemExit(f"configuration error: SHAREDCARE_DATABASE_URL must be sqlite or postgresql, got {url!r}")
     base_url = os.environ.get("SHAREDCARE_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
     if not base_url.startswith(("http://", "https://")):

@@ -82,7 +82,7 @@ class Database:
             with self.engine.connect() as conn:
                 conn.exec_driver_sql("SELECT 1")
             return True
-        except Exception:
+        except Exception:  # noqa: BLE001  (any failure means "not ready"; /readyz reports it)
             return False
 
     def dispose(self) -> None:

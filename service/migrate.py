@@ -18,4 +18,6 @@ def alembic_config(url: str) -> Config:
 
 
 def upgrade(url: str, revision: str = "head") -> None:
+    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+        Path(url.split("sqlite:///", 1)[1]).parent.mkdir(parents=True, exist_ok=True)  # a fresh var/ on a clean clone
     command.upgrade(alembic_config(url), revision)

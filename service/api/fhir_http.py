@@ -106,8 +106,9 @@ async def fhir_endpoint(request: Request) -> Response:
             body = b""
         method = "GET" if request.method == "HEAD" else request.method
         headers = {k.lower(): v for k, v in request.headers.items()}
+        headers.pop("x-sharedcare-remote", None)  # never taken from a client (it goes into the audit trail)
         if request.client:
-            headers.setdefault("x-sharedcare-remote", request.client.host)
+            headers["x-sharedcare-remote"] = request.client.host
         freq = FhirRequest(method=method, path=path, params=params, headers=headers,
                            body=body or None, content_type=content_type)
         resp = await run_in_threadpool(handle, freq, services)

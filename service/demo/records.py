@@ -59,7 +59,7 @@ def records() -> list[dict[str, Any]]:
                     "practitioner": {"reference": f"Practitioner/{pid}"},
                     "organization": {"reference": f"Organization/{org}"},
                     "code": [{"coding": [{"system": JOB_ROLE, "code": role, "display": role_name}]}]})
-    for user, (pid, given, family, nhs, dob, gender) in PATIENTS.items():
+    for pid, given, family, nhs, dob, gender in PATIENTS.values():
         out.append(authored({"resourceType": "Patient", "id": pid, "active": True,
                              "identifier": [{"system": NHS, "value": nhs}],
                              "name": [{"use": "official", "given": [given], "family": family}],

@@ -7,7 +7,7 @@ structurally only (resourceType, id, meta); this is documented in ARCHITECTURE.m
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 from pydantic import ValidationError
@@ -17,7 +17,7 @@ from service.fhir.outcome import Issue, OperationOutcomeError
 from service.fhir.types import RESOURCE_TYPES, is_valid_id
 
 
-@lru_cache(maxsize=None)
+@cache
 def _model(resource_type: str) -> Any | None:
     from fhir.resources.R4B import get_fhir_model_class
 
