@@ -21,24 +21,9 @@ from service.interactions.crud import _check_id, visible
 from service.interactions.request import FhirRequest, FhirResponse
 from service.interactions.session import Session
 from service.operations import Operation, register
+from service.operations.ig_common import display_name
 
 DEFAULT_COUNT, MAX_COUNT = 100, 1000
-
-
-def _display_name(res: dict[str, Any] | None) -> str | None:
-    if not res:
-        return None
-    name = res.get("name")
-    if isinstance(name, str):
-        return name
-    for n in name or []:
-        if n.get("text"):
-            return str(n["text"])
-        parts = [*n.get("prefix", []), *n.get("given", []), n.get("family", "")]
-        text = " ".join(p for p in parts if p)
-        if text:
-            return text
-    return None
 
 
 def _agent(event: dict[str, Any], type_code: str) -> dict[str, Any] | None:
@@ -115,10 +100,10 @@ def access_log(req: FhirRequest, session: Session, rtype: str | None, rid: str |
 def _access_parts(ev: dict[str, Any], named: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     user, org, client = _agent(ev, "IRCP"), _agent(ev, "PROV"), _agent(ev, "110153")
     user_ref, org_ref = _ref(user), _ref(org)
-    who = _display_name(named.get(user_ref or "")) or (user or {}).get("altId") or \
+    who = display_name(named.get(user_ref or "")) or (user or {}).get("altId") or \
         (((client or {}).get("who") or {}).get("identifier") or {}).get("value") or \
         ((user or {}).get("who") or {}).get("display") or "unknown"
-    org_name = _display_name(named.get(org_ref or "")) or \
+    org_name = display_name(named.get(org_ref or "")) or \
         (((org or {}).get("who") or {}).get("identifier") or {}).get("value")
     interaction, rtype = _what(ev)
     purposes = [cd.get("code") for pe in ev.get("purposeOfEvent") or [] for cd in pe.get("coding", [])]

@@ -15,6 +15,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from service.config import _bool
+
 CONFIDENTIALITY = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality"
 DIRECT_CARE = frozenset({"TREAT", "ETREAT", "BTG", "PATRQT"})
 SECONDARY = frozenset({"HRESCH", "HOPERAT"})
@@ -24,17 +26,6 @@ KNOWN_PURPOSES = DIRECT_CARE | SECONDARY
 def _words(name: str, default: str) -> frozenset[str]:
     raw = os.environ.get(name)
     return frozenset((default if raw is None else raw).replace(",", " ").split())
-
-
-def _flag(name: str, default: bool) -> bool:
-    raw = os.environ.get(name, "").strip().lower()
-    if not raw:
-        return default
-    if raw in {"1", "true", "yes", "on"}:
-        return True
-    if raw in {"0", "false", "no", "off"}:
-        return False
-    raise SystemExit(f"configuration error: {name} must be 1 or 0, got {raw!r}")
 
 
 @dataclass(frozen=True)
@@ -67,7 +58,7 @@ def load() -> PolicySettings:
         care_team_access=access,
         break_glass_roles=_words("SHAREDCARE_BREAK_GLASS_ROLES", "clinician"),
         break_glass_minutes=minutes,
-        btg_overrides_objections=_flag("SHAREDCARE_BREAK_GLASS_OVERRIDES_OBJECTIONS", True),
+        btg_overrides_objections=_bool("SHAREDCARE_BREAK_GLASS_OVERRIDES_OBJECTIONS", True),
         restricted_labels=_words("SHAREDCARE_RESTRICTED_LABELS", "V"),
         secondary_use_clients=_words("SHAREDCARE_SECONDARY_USE_CLIENTS", ""),
     )
