@@ -47,6 +47,13 @@ def exact(obligations: Iterable[Obligation]) -> bool:
     return True
 
 
+def _probe(stmt: Any) -> Any:
+    """EXISTS over a per-row probe. `LIMIT 1` keeps PostgreSQL from turning it into a hashed subplan that
+    materialises every matching row of the type (e.g. the compartments of a whole caseload) for each search;
+    evaluated per candidate row it is one or two index probes."""
+    return exists(stmt.limit(1))
+
+
 def _same_row(table: Any, rtype: str | None) -> ColumnElement[bool]:
     first = table.c.res_type == rtype if rtype is not None else table.c.res_type == R.c.res_type
     return and_(first, table.c.res_id == R.c.res_id)
@@ -77,35 +84,35 @@ def authored_by(keys: frozenset[str], rtype: str | None) -> ColumnElement[bool]:
     match = _ref_match(keys)
     if match is None:
         return false()
-    return exists(select(REF.c.res_id).where(_same_row(REF, rtype), REF.c.param == AUTHOR_PARAM, match))
+    return _probe(select(REF.c.res_id).where(_same_row(REF, rtype), REF.c.param == AUTHOR_PARAM, match))
 
 
 def in_compartment(patients: Any, rtype: str | None) -> ColumnElement[bool]:
     """`patients`: a subquery or a collection of Patient ids."""
-    return exists(select(C.c.res_id).where(_same_row(C, rtype), C.c.patient_id.in_(patients)))
+    return _probe(select(C.c.res_id).where(_same_row(C, rtype), C.c.patient_id.in_(patients)))
 
 
 def no_patient(rtype: str | None) -> ColumnElement[bool]:
-    return not_(exists(select(C.c.res_id).where(_same_row(C, rtype))))
+    return not_(_probe(select(C.c.res_id).where(_same_row(C, rtype))))
 
 
 def has_label(labels: Iterable[tuple[str, str]], rtype: str | None) -> ColumnElement[bool]:
     conds = [and_(TOK.c.system == s, TOK.c.code == c) if s else TOK.c.code == c for s, c in sorted(labels)]
     if not conds:
         return false()
-    return exists(select(TOK.c.res_id).where(_same_row(TOK, rtype), TOK.c.param == "_security", or_(*conds)))
+    return _probe(select(TOK.c.res_id).where(_same_row(TOK, rtype), TOK.c.param == "_security", or_(*conds)))
 
 
 def feature_sql(f: Feature, rtype: str | None) -> ColumnElement[bool] | None:
     """SQL that holds when the row carries the feature; None when the indexes cannot tell."""
     if f.on == "security":
         s, c = _split(f.value)
-        return exists(select(TOK.c.res_id).where(_same_row(TOK, rtype), TOK.c.param == "_security",
+        return _probe(select(TOK.c.res_id).where(_same_row(TOK, rtype), TOK.c.param == "_security",
                                                  TOK.c.system == s, TOK.c.code == c))
     if f.on == "code":
         s, c = _split(f.value)
         cond = [TOK.c.code == c] + ([TOK.c.system == s] if s else [])
-        return exists(select(TOK.c.res_id).where(_same_row(TOK, rtype), TOK.c.param == "code", *cond))
+        return _probe(select(TOK.c.res_id).where(_same_row(TOK, rtype), TOK.c.param == "code", *cond))
     if f.on == "class":
         s, c = _split(f.value)
         if s == ccodes.RESOURCE_TYPES:
@@ -120,7 +127,7 @@ def feature_sql(f: Feature, rtype: str | None) -> ColumnElement[bool] | None:
         return and_(R.c.res_type == t, R.c.res_id == i)
     if f.on == "related":
         t, _, i = f.value.partition("/")
-        return exists(select(REF.c.res_id).where(_same_row(REF, rtype), REF.c.target_type == t,
+        return _probe(select(REF.c.res_id).where(_same_row(REF, rtype), REF.c.target_type == t,
                                                  REF.c.target_id == i))
     if f.on == "author":
         return authored_by(frozenset({f.value}), rtype)
@@ -206,6 +213,6 @@ class PolicyCondition:
         match = _ref_match(self.addressed_to)
         if not types or match is None:
             return None
-        parts = [and_(R.c.res_type == t, exists(select(REF.c.res_id).where(
+        parts = [and_(R.c.res_type == t, _probe(select(REF.c.res_id).where(
             _same_row(REF, rtype), REF.c.param.in_(ADDRESSED[t]), match))) for t in types]
         return or_(*parts)
