@@ -81,6 +81,11 @@ def measure(url: str, tmp: str, rounds: int, requests: int) -> list[str]:
     ctx = _context()
     try:
         pids = _load(on, 50, 5)
+        if on.db.is_postgres:  # statistics, as autovacuum would gather them on a live database
+            from sqlalchemy import text
+
+            with on.db.write() as conn:
+                conn.execute(text("ANALYZE"))
         kinds = {
             "read": [FhirRequest("GET", f"Patient/{pids[i % len(pids)]}") for i in range(requests)],
             "search": [FhirRequest("GET", "Observation", params=[("subject", f"Patient/{pids[i % len(pids)]}")])

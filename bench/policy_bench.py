@@ -228,6 +228,11 @@ def measure(url: str, tmp: Path, *, patients: int, rounds: int, requests: int, h
     services = build_services(settings)
     try:
         pids = _load(services, patients, 5, consented_every)
+        if services.db.is_postgres:  # statistics, as autovacuum would gather them on a live database
+            from sqlalchemy import text
+
+            with services.db.write() as conn:
+                conn.execute(text("ANALYZE"))
         token = _nina(services)
         population = f"{patients} patients, {len(pids)} with a consent on record"
         lines = in_process(services, token, pids, rounds, requests, population)
