@@ -108,6 +108,19 @@ def clean_services(services):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
+def demo(clean_services):  # type: ignore[no-untyped-def]
+    """The demo records and the published forms (what `sharedcare demo load` writes) in a clean database.
+    The demo users' accounts are not loaded: their tokens are issued directly (make_auth_headers) and
+    verified without them, and hashing their passwords costs seconds per test (tests/auth loads them)."""
+    from service.demo.loader import load_records
+    from service.workflows.forms import ensure_questionnaires
+
+    load_records(clean_services)
+    ensure_questionnaires(clean_services)
+    return clean_services
+
+
+@pytest.fixture
 def app(clean_services, settings):  # type: ignore[no-untyped-def]
     from service.api.app import create_app
 

@@ -181,24 +181,23 @@ def _path_target(path: str) -> tuple[str | None, str | None]:
     return rtype, rid
 
 
-def _bundle_resources(body: bytes | None) -> list[dict[str, Any]]:
-    if not body:
-        return []
-    try:
-        bundle = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return []
-    if not isinstance(bundle, dict):
-        return []
+def bundle_resources(body: bytes | None) -> list[dict[str, Any]]:
+    """The resources in the entries of a Bundle body (none when it is not one)."""
+    return entry_resources(json_object(body))
+
+
+def entry_resources(doc: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The resources in the entries of a parsed Bundle (none when it is not one)."""
     out = []
-    for e in bundle.get("entry") or []:
+    for e in (doc or {}).get("entry") or []:
         res = e.get("resource") if isinstance(e, dict) else None
         if isinstance(res, dict):
             out.append(res)
     return out
 
 
-def _json(body: bytes | None) -> dict[str, Any] | None:
+def json_object(body: bytes | None) -> dict[str, Any] | None:
+    """The body as a JSON object, or None (not JSON, or not an object)."""
     if not body:
         return None
     try:
@@ -217,7 +216,7 @@ def rest_parts(interaction: str, method: str, path: str, params: list[tuple[str,
     if interaction.startswith("operation:"):
         name, op = "operation", interaction.split(":", 1)[1]
     if name == "transaction":
-        root = _json(req_body) if req_body else None
+        root = json_object(req_body) if req_body else None
         if root is not None and root.get("type") == "batch":
             name = "batch"
     code, action = c.INTERACTIONS.get(name, (None, "E"))
@@ -235,15 +234,15 @@ def rest_parts(interaction: str, method: str, path: str, params: list[tuple[str,
         if name == "search-compartment" and rtype == "Patient" and rid:
             patients.append(rid)
         if ok:
-            for res in _bundle_resources(body):
+            for res in bundle_resources(body):
                 patients += patients_of(res)
         return subtype, action, patients, entities
     if name in ("history-type", "history-system", "batch", "transaction"):
         if ok:
-            resources = _bundle_resources(body)
+            resources = bundle_resources(body)
             if name in ("batch", "transaction"):
-                resources += _bundle_resources(req_body)
-                root = _json(body) or {}
+                resources += bundle_resources(req_body)
+                root = json_object(body) or {}
                 for e in root.get("entry") or []:
                     loc = (e.get("response") or {}).get("location") if isinstance(e, dict) else None
                     m = _HISTORY_LOC.search(loc) if isinstance(loc, str) else None
@@ -272,9 +271,9 @@ def rest_parts(interaction: str, method: str, path: str, params: list[tuple[str,
     if rtype == "Patient" and rid:
         patients.append(rid)
     if ok and name != "history-instance":
-        res = _json(body)
+        res = json_object(body)
         if res is None and name in ("create", "update") and req_body:
-            res = _json(req_body)
+            res = json_object(req_body)
         if res is not None and res.get("resourceType") == rtype:
             patients += patients_of(res)
     if ref is not None:

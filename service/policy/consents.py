@@ -1,5 +1,6 @@
-"""Loading a person's Consent resources for the decision point: one query per patient (or one per search
-for many patients), parsed once per stored version (parsing is a pure function of the stored bytes, so the
+"""Loading a person's Consent resources for the decision point: one query per patient (`patient_facts`, with
+their care relationship and grant) or one per search for many patients (`with_shapes`), parsed once per
+stored version (parsing is a pure function of the stored bytes, so the
 memo is safe to keep in any number of processes)."""
 
 from __future__ import annotations
@@ -42,18 +43,6 @@ def _active() -> Any:
                                                    T.c.code == "active"))
 
 
-def for_patient(conn: Connection, patient_id: str, base: str) -> list[ParsedConsent]:
-    rows = conn.execute(select(R.c.content).where(
-        R.c.res_type == "Consent", R.c.deleted.is_(False), _active(),
-        R.c.res_id.in_(select(C.c.res_id).where(C.c.res_type == "Consent", C.c.patient_id == patient_id))))
-    return [_parse(r[0], base) for r in rows]
-
-
-def for_patients(conn: Connection, patients: Any, base: str) -> dict[str, list[ParsedConsent]]:
-    """Active consents by patient id; `patients` is a subquery of patient ids, or None for every patient."""
-    return {pid: [c for c, _ in found] for pid, found in with_shapes(conn, patients, base).items()}
-
-
 _BY_VERSION: OrderedDict[tuple[str, int, str], tuple[ParsedConsent, tuple[int, int]]] = OrderedDict()
 _MAX_CACHED = 20_000
 
@@ -93,10 +82,6 @@ def with_shapes(conn: Connection, patients: Any, base: str) -> dict[str, list[tu
         if found[0].status == "active":
             out.setdefault(pid, []).append(found)
     return out
-
-
-def ids(values: Iterable[str]) -> list[str]:
-    return sorted(set(values))
 
 
 def _facts_statement() -> Any:

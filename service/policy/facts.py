@@ -5,6 +5,7 @@ from the search indexes: `meta.security` (`_security`), the resource's `code` (`
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -101,6 +102,29 @@ def resource_facts(rtype: str, resource: dict[str, Any]) -> ResourceFacts:
                          security=frozenset(_tokens(meta.get("security"))), codes=frozenset(_codes(resource)),
                          author_keys=author_keys(resource), date=resource_date(resource),
                          related=frozenset(related))
+
+
+class Facts:
+    """One resource's facts for the decision point. Without consents the decision reads only the labels and
+    the authors (rules 2a-2c and the defaults), so the rest (codes, references, date: a walk over the whole
+    resource) is worked out only for a person who has consents."""
+
+    def __init__(self, rtype: str, resource: dict[str, Any], extra_authors: frozenset[str] = frozenset()) -> None:
+        self.rtype, self.resource, self.extra = rtype, resource, extra_authors
+        meta = resource.get("meta") if isinstance(resource.get("meta"), dict) else {}
+        self.light = ResourceFacts(type=rtype, id=resource.get("id") if isinstance(resource.get("id"), str) else None,
+                                   security=frozenset(_tokens(meta.get("security"))),
+                                   author_keys=author_keys(resource) | extra_authors)
+        self._full: ResourceFacts | None = None
+
+    def full(self) -> ResourceFacts:
+        if self._full is None:
+            f = resource_facts(self.rtype, self.resource)
+            self._full = replace(f, author_keys=f.author_keys | self.extra) if self.extra else f
+        return self._full
+
+    def for_consents(self, consents: list[Any]) -> ResourceFacts:
+        return self.full() if consents else self.light
 
 
 def security_codes(resource: dict[str, Any]) -> set[tuple[str, str]]:

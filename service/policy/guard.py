@@ -32,7 +32,7 @@ from typing import Any
 
 from sqlalchemy import literal, select, union
 
-from consent import DEFAULT_CONFIG, Config, Decision, Request, ResourceFacts, decide
+from consent import DEFAULT_CONFIG, Config, Decision, Request, decide
 from consent.model import Obligation
 from service.access.context import Principal, RequestContext
 from service.auth.compartment import is_patient_data, patients_of
@@ -42,7 +42,7 @@ from service.fhir.outcome import OperationOutcomeError, bad_request, forbidden, 
 from service.policy import break_glass, consents, relationships, sqlfilter
 from service.policy.authorship import org_keys
 from service.policy.config import CONFIDENTIALITY, KNOWN_PURPOSES, SECONDARY, PolicySettings
-from service.policy.facts import actor, actor_keys, resource_facts, security_codes
+from service.policy.facts import Facts, actor, actor_keys, security_codes
 from service.policy.sqlfilter import PolicyCondition, Redaction
 from service.search.filter import SearchFilter
 from service.storage.clock import now_us
@@ -108,18 +108,19 @@ class PolicyGuard:
     def bind(self, session: Any) -> BoundPolicy:
         return BoundPolicy(self, session)
 
-    # Unbound use (no database at hand) answers for scopes only and is never used by the handlers.
+    # Unbound use (no unit of work at hand) cannot consult consents or relationships: it fails closed.
+    # Every handler goes through `Session.guard`, which is bound.
     def check_type(self, ctx: RequestContext, interaction: str, rtype: str | None) -> None:
         self.inner.check_type(ctx, interaction, rtype)
 
     def check_resource(self, ctx: RequestContext, interaction: str, rtype: str, resource: dict[str, Any]) -> None:
-        self.inner.check_resource(ctx, interaction, rtype, resource)
+        raise forbidden("The access policy needs a unit of work (use Session.guard)")
 
     def can_see(self, ctx: RequestContext, rtype: str, resource: dict[str, Any]) -> bool:
-        return self.inner.can_see(ctx, rtype, resource)
+        return False
 
     def search_filter(self, ctx: RequestContext, rtype: str) -> Any:
-        return self.inner.search_filter(ctx, rtype)
+        return SearchFilter.deny()
 
     # -- who may state which purpose ------------------------------------------------------------------
     def may_break_glass(self, p: Principal) -> bool:
@@ -301,10 +302,10 @@ class BoundPolicy:
         return f.ndoo
 
     def _pdp(self, p: Principal, pid: str, purposes: tuple[str, ...], f: PatientFacts,
-             facts: ResourceFacts | None, action: str = "access", ndoo: bool = False) -> Decision:
+             facts: Facts | None, action: str = "access", ndoo: bool = False) -> Decision:
         now = datetime.fromtimestamp(self.now / 1_000_000, tz=UTC)
         req = Request(patient=f"Patient/{pid}", actor=actor(p), now=now, purposes=purposes, action=action,
-                      resource=facts, ndoo=ndoo)
+                      resource=facts.for_consents(f.consents) if facts is not None else None, ndoo=ndoo)
         return decide(req, f.consents, self.g.config)
 
     # -- per resource ---------------------------------------------------------------------------------
@@ -327,11 +328,8 @@ class BoundPolicy:
         if not pids:
             return None
         writing = interaction in WRITES
-        facts = resource_facts(rtype, resource)
-        if writing and p.kind in ("practitioner", "system"):
-            mine = org_keys(p)  # the version being written is written by the caller
-            facts = ResourceFacts(type=facts.type, id=facts.id, security=facts.security, codes=facts.codes,
-                                  author_keys=facts.author_keys | mine, date=facts.date, related=facts.related)
+        # the version being written is written by the caller
+        facts = Facts(rtype, resource, org_keys(p) if writing and p.kind in ("practitioner", "system") else frozenset())
         st = state(ctx)
         for pid in sorted(pids):
             st.touched.add(pid)
@@ -346,7 +344,7 @@ class BoundPolicy:
         return None
 
     def _direct_care(self, ctx: RequestContext, p: Principal, pid: str, interaction: str, rtype: str,
-                     resource: dict[str, Any], facts: ResourceFacts) -> OperationOutcomeError | None:
+                     resource: dict[str, Any], facts: Facts) -> OperationOutcomeError | None:
         purposes = ctx.purpose_of_use
         st = state(ctx)
         writing = interaction in WRITES
@@ -356,7 +354,7 @@ class BoundPolicy:
             note(ctx, f"policy: {d.verdict.lower()} Patient/{pid} for {'/'.join(purposes)} ({d.basis})")
             return None if d.permitted else _error_404(rtype, resource)
         mine = org_keys(p)
-        if not writing and mine & facts.author_keys:
+        if not writing and mine & facts.light.author_keys:
             note(ctx, f"policy: permit Patient/{pid}: written by the caller's organisation (rule:own-record)")
             return None
         if not writing and self._addressed(p, rtype, resource):
@@ -395,7 +393,7 @@ class BoundPolicy:
         return None
 
     def _personal(self, ctx: RequestContext, p: Principal, pid: str, interaction: str, rtype: str,
-                  resource: dict[str, Any], facts: ResourceFacts) -> OperationOutcomeError | None:
+                  resource: dict[str, Any], facts: Facts) -> OperationOutcomeError | None:
         writing = interaction in WRITES
         f = self.facts(p, pid)
         if p.kind == "relatedPerson" and writing and rtype == "Consent" and self._proxy_authority(p):

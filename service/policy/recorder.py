@@ -12,8 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
+from service.audit.events import entry_resources, json_object
 from service.auth.compartment import patients_of
 from service.interactions.request import FhirRequest, FhirResponse
 from service.policy import break_glass, relationships
@@ -22,24 +21,13 @@ from service.policy.guard import PolicyState, note
 from service.storage.clock import now_us
 
 
-def _resources(body: bytes | None) -> list[dict[str, Any]]:
-    if not body:
-        return []
-    try:
-        doc = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return []
-    if not isinstance(doc, dict):
-        return []
-    if doc.get("resourceType") == "Bundle":
-        return [e["resource"] for e in doc.get("entry") or []
-                if isinstance(e, dict) and isinstance(e.get("resource"), dict)]
-    return [doc]
-
-
 def returned_patients(resp: FhirResponse) -> set[str]:
     out: set[str] = set()
-    for r in _resources(resp.body):
+    doc = json_object(resp.body)
+    found = entry_resources(doc) if doc is not None and doc.get("resourceType") == "Bundle" else [doc]
+    for r in found:
+        if r is None:
+            continue
         rtype = r.get("resourceType")
         if isinstance(rtype, str):
             out |= patients_of(rtype, r)

@@ -14,16 +14,6 @@ PEOPLE = {"nina": "nurse.nina", "sam": "social.sam", "cara": "coord.cara", "gary
 
 
 @pytest.fixture
-def demo(clean_services):  # type: ignore[no-untyped-def]
-    from service.demo.loader import load_records
-    from service.workflows.forms import ensure_questionnaires
-
-    load_records(clean_services)
-    ensure_questionnaires(clean_services)
-    return clean_services
-
-
-@pytest.fixture
 def who(demo, client, auth_headers) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     """Every demo identity as an `As` caller (plus `gp` for the partner system gp-system)."""
     out = {short: As(client, auth_headers(user)) for short, user in PEOPLE.items()}
