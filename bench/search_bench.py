@@ -290,8 +290,7 @@ def bench(backends: list[str], patients: int, ops: int, concurrency: int, log: A
     """Load one generated population into every backend, then time the searches on each in turn."""
     from contextlib import ExitStack
 
-    from service.access.guard import AllowAll
-    from service.api.app import build_services
+    from service.bootstrap import build_services
     from service.config import load_settings
     from service.migrate import upgrade
 
@@ -303,8 +302,6 @@ def bench(backends: list[str], patients: int, ops: int, concurrency: int, log: A
             upgrade(url)
             settings = replace(load_settings(), database_url=url, var_dir=Path(tmp), keys_dir=Path(tmp) / "keys")
             services = build_services(settings)
-            services.extras.pop("authenticate", None)
-            services.guard = AllowAll()
             stack.callback(services.db.dispose)
             all_services.append(services)
         g = generate(all_services, patients, per_patient, big, log)

@@ -1,4 +1,4 @@
-"""Generate service/auth/data/patient_compartment.json from the FHIR R4 Patient CompartmentDefinition and
+"""Generate service/data/patient_compartment.json from the FHIR R4 Patient CompartmentDefinition and
 the search parameters' expressions: {type: [element paths that may reference the patient]}.
 
 Run once when the spec data changes: .venv/bin/python scripts/gen_patient_compartment.py /work/shared/data/fhir-r4-spec
@@ -38,6 +38,6 @@ for entry in comp["resource"]:
             paths.add(part)
     if paths:
         out[rtype] = sorted(paths)
-target = Path(__file__).resolve().parent.parent / "service" / "auth" / "data" / "patient_compartment.json"
+target = Path(__file__).resolve().parent.parent / "service" / "data" / "patient_compartment.json"
 target.write_text(json.dumps(out, indent=1, sort_keys=True) + "\n")
 print(f"{len(out)} types -> {target}")

@@ -81,7 +81,7 @@ def settings(database_url: str, test_var_dir: Path):  # type: ignore[no-untyped-
 
 @pytest.fixture(scope="session")
 def services(settings):  # type: ignore[no-untyped-def]
-    from service.api.app import build_services
+    from service.bootstrap import build_services
 
     svc = build_services(settings)
     yield svc
@@ -145,7 +145,7 @@ def make_auth_headers(services, user: str | None = None, *, client: str | None =
             from service.auth.scopes import ScopeSet
 
             granted = demo_client.ceiling.grant(ScopeSet(ScopeSet.parse(scope or demo_client.scope).resource))
-            token, _ = services.extras["auth"].tokens.access_token(scope=granted, client_id=client,
+            token, _ = services.auth.tokens.access_token(scope=granted, client_id=client,
                                                                    client=demo_client, ttl=3600)
         else:
             token = token_for_client(services, client, scope=scope, ttl=3600)
@@ -178,7 +178,7 @@ def client(app, clean_services):  # type: ignore[no-untyped-def]
     """A TestClient that sends admin.ada's token (full system scope) unless a request sets its own."""
     from fastapi.testclient import TestClient
 
-    headers = make_auth_headers(clean_services) if "auth" in clean_services.extras else {}
+    headers = make_auth_headers(clean_services) 
     with TestClient(app, base_url="http://testserver", headers=headers) as c:
         yield c
 

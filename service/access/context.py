@@ -1,4 +1,8 @@
-"""The request context: who (person or system), role, organisation, patient in context, purpose of use."""
+"""The request context (frozen): who (person or system), role, organisation, patient in context, purpose of use.
+
+What a request touched and decided is not kept here but in its `RequestRecord` (service/access/record.py),
+which the audit consumes.
+"""
 
 from __future__ import annotations
 
@@ -22,10 +26,13 @@ class Principal:
     patient: str | None = None  # patient id in context (launch/patient or a patient user)
     scopes: Any = None  # parsed SMART scopes (service.auth.scopes.ScopeSet) or None
     token_id: str | None = None
-    claims: dict[str, Any] = field(default_factory=dict)
+    claims: Any = field(default_factory=dict, hash=False, compare=False)
 
 
-@dataclass
+INTERNAL = "sharedcare-internal"
+
+
+@dataclass(frozen=True)
 class RequestContext:
     principal: Principal | None
     purpose_of_use: tuple[str, ...] = ("TREAT",)
@@ -33,8 +40,15 @@ class RequestContext:
     request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     remote_addr: str | None = None
     user_agent: str | None = None
+    # The token's claims when its revocation is still to be checked on the request's own unit of work.
+    revocation: Any = field(default=None, hash=False, compare=False)
 
     @classmethod
     def system(cls) -> RequestContext:
         """An internal, fully trusted context (CLI tools such as demo load and reindex)."""
-        return cls(Principal(subject="sharedcare-internal", kind="admin", roles=frozenset({"admin"})))
+        return cls(Principal(subject=INTERNAL, kind="admin", roles=frozenset({"admin"})))
+
+    @property
+    def is_internal(self) -> bool:
+        p = self.principal
+        return p is not None and p.subject == INTERNAL and p.scopes is None

@@ -1,4 +1,4 @@
-"""The ASGI application: wires settings, database, store, search, identity and audit together."""
+"""The ASGI application: the HTTP routes over the services built by service.bootstrap."""
 
 from __future__ import annotations
 
@@ -11,42 +11,16 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.api import fhir_http, health
+from service.bootstrap import build_services
 from service.config import Settings, get_settings
-from service.db import Database
 from service.fhir.outcome import Issue, outcome
-from service.interactions.session import Services
 from service.logging import configure_logging
-from service.storage.store import Store
+from service.wiring import Services
 
 log = logging.getLogger("sharedcare.app")
 
 ISSUE_CODE = {400: "invalid", 401: "login", 403: "forbidden", 404: "not-found", 405: "not-supported",
               406: "not-supported", 413: "too-costly", 415: "not-supported", 422: "processing", 429: "throttled"}
-
-
-def build_services(settings: Settings, db: Database | None = None) -> Services:
-    db = db or Database(settings)
-    store = Store(postgres=db.is_postgres)
-    services = Services(settings=settings, db=db, store=store)
-    from service.search import install as install_search
-
-    install_search(services)
-    try:
-        from service.auth import install as install_auth
-    except ImportError:  # the identity layer is optional only while it is being built
-        install_auth = None
-    if install_auth is not None:
-        install_auth(services)
-        from service.policy import install as install_policy
-
-        install_policy(services)
-    from service.audit import install as install_audit
-
-    install_audit(services)
-    from service.workflows import install as install_workflows
-
-    install_workflows(services)
-    return services
 
 
 def _oo(status: int, text: str, headers: dict[str, str] | None = None) -> Response:
@@ -62,7 +36,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.state.services = services or build_services(settings)
     app.include_router(health.router)
     app.include_router(fhir_http.router)
-    for installer in app.state.services.extras.get("app_installers", []):
+    for installer in app.state.services.app_installers:
         installer(app)
 
     @app.exception_handler(StarletteHTTPException)

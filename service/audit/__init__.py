@@ -14,7 +14,8 @@ API for other modules (identity, consent):
     record_token(conn, ctx, *, client_id, user=None, scope="", patient=None, success=True, detail=None) -> str
     record_decision(conn, ctx, *, permit, interaction, target=None, patient=None, reason=None) -> str
     record_break_glass(conn, ctx, *, patient, reason, target=None) -> str
-    note(ctx, text)  -- attach a policy note (e.g. the rule that matched) to the request's own event.
+The request's own event is built from its RequestRecord (service/access/record.py): the patients concerned,
+the resources touched, the basis of each decision (`record.note`) and break-glass flags.
 
 `conn` must be in a write unit (`db.write()`); on SQLite a read unit cannot take the write lock safely.
 """
@@ -28,35 +29,18 @@ from sqlalchemy.engine import Connection
 from service.access.context import RequestContext
 from service.audit import codes as c
 from service.audit.events import audit_event
-from service.audit.recorder import Recorder, recorder_for, refuse_changes, register
+from service.audit.recorder import Recorder, recorder_for, register
 
 __all__ = [
+    "Recorder",
     "audit_event",
-    "install",
-    "note",
     "record",
     "record_break_glass",
     "record_decision",
     "record_login",
     "record_token",
+    "register",
 ]
-
-
-def install(services: Any) -> Recorder:
-    """Wire audit into the pipeline (`extras["audit"]`, `extras["audit_failure"]`), the store and operations."""
-    rec = register(services)
-    services.extras["audit"] = rec.on_interaction
-    services.extras["audit_failure"] = rec.on_failure
-    services.extras["audit_precheck"] = refuse_changes
-    services.extras["audit_recorder"] = rec
-    if rec.listener not in services.store.listeners:
-        services.store.listeners.append(rec.listener)
-    # registers $access-log, the IG lead's $break-glass-queue and $break-glass-review, and the IG reports
-    import service.operations.access_log
-    import service.operations.break_glass_queue
-    import service.operations.ig_reports  # noqa: F401
-
-    return rec
 
 
 def record(conn: Connection, event: dict[str, Any], *, patients: list[str] | None = None,
@@ -66,7 +50,7 @@ def record(conn: Connection, event: dict[str, Any], *, patients: list[str] | Non
 
 
 def _base(conn: Connection) -> str:
-    return recorder_for(conn).services.base
+    return recorder_for(conn).base
 
 
 def _outcome(success: bool) -> str:
@@ -113,7 +97,3 @@ def record_break_glass(conn: Connection, ctx: RequestContext | None, *, patient:
     return record(conn, ev, ctx=ctx)
 
 
-def note(ctx: RequestContext, text: str) -> None:
-    """Attach a note (e.g. the consent rule that matched) to the AuditEvent of the current request."""
-    notes = ctx.__dict__.setdefault("audit_notes", [])
-    notes.append(text)

@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from service.access.context import RequestContext
+from service.access.record import RequestRecord
 from service.audit import codes as c
 from service.storage.clock import fhir_instant, now_us
 
@@ -136,12 +137,17 @@ def request_entity(ctx: RequestContext | None, notes: Iterable[str] = ()) -> dic
     return ent
 
 
-def purpose_of_event(ctx: RequestContext | None) -> list[dict[str, Any]]:
+def purpose_of_event(ctx: RequestContext | None, record: RequestRecord | None = None) -> list[dict[str, Any]]:
     if ctx is None:
         return []
+    purposes = ctx.purpose_of_use
+    reason = ctx.break_glass_reason
+    if record is not None and record.btg_reason:  # an access that ran under break-glass is flagged BTG
+        purposes = (*purposes, "BTG") if "BTG" not in purposes else purposes
+        reason = reason or record.btg_reason
     out = []
-    for code in ctx.purpose_of_use:
-        text = ctx.break_glass_reason if code == "BTG" and ctx.break_glass_reason else None
+    for code in purposes:
+        text = reason if code == "BTG" and reason else None
         out.append(c.concept(c.ACT_REASON, code, text=text))
     return out
 
@@ -149,7 +155,8 @@ def purpose_of_event(ctx: RequestContext | None) -> list[dict[str, Any]]:
 def audit_event(ctx: RequestContext | None, base: str, *, type: dict[str, Any], subtype: Iterable[dict[str, Any]] = (),
                 action: str = "E", outcome: str = "0", outcome_desc: str | None = None,
                 patients: Iterable[str] = (), entities: Iterable[dict[str, Any]] = (),
-                recorded: int | None = None, remote: str | None = None) -> dict[str, Any]:
+                recorded: int | None = None, remote: str | None = None,
+                record: RequestRecord | None = None) -> dict[str, Any]:
     """A complete AuditEvent (BALP shape): agents from the context, patient entities, request id entity."""
     event: dict[str, Any] = {"resourceType": "AuditEvent", "type": type}
     sub = list(subtype)
@@ -160,7 +167,7 @@ def audit_event(ctx: RequestContext | None, base: str, *, type: dict[str, Any], 
     event["outcome"] = outcome
     if outcome_desc:
         event["outcomeDesc"] = outcome_desc
-    pou = purpose_of_event(ctx)
+    pou = purpose_of_event(ctx, record)
     if pou:
         event["purposeOfEvent"] = pou
     event["agent"] = agents(ctx, base, remote)
@@ -168,7 +175,7 @@ def audit_event(ctx: RequestContext | None, base: str, *, type: dict[str, Any], 
                        "type": [c.coding(c.SOURCE_TYPE, "4", "Application Server")]}
     ents = [patient_entity(p) for p in dict.fromkeys(patients)]
     ents += list(entities)
-    ents.append(request_entity(ctx, getattr(ctx, "audit_notes", None) or ()))
+    ents.append(request_entity(ctx, record.notes if record is not None else ()))
     event["entity"] = ents
     return event
 
@@ -208,9 +215,10 @@ def json_object(body: bytes | None) -> dict[str, Any] | None:
 
 
 def rest_parts(interaction: str, method: str, path: str, params: list[tuple[str, str]], status: int,
-               body: bytes | None, headers: dict[str, str], req_body: bytes | None,
-               ) -> tuple[list[dict[str, Any]], str, list[str], list[dict[str, Any]]]:
-    """(subtype codings, action, patient ids, other entities) for a FHIR interaction and its response."""
+               headers: dict[str, str], req_body: bytes | None, record: RequestRecord,
+               ) -> tuple[list[dict[str, Any]], str, list[dict[str, Any]]]:
+    """(subtype codings, action, entities) for a FHIR interaction and its response. Which patients it
+    concerns and which resources it touched come from the request's record (the repository's answer)."""
     op = None
     name = interaction
     if interaction.startswith("operation:"):
@@ -226,41 +234,21 @@ def rest_parts(interaction: str, method: str, path: str, params: list[tuple[str,
     elif code and name != code:
         subtype.append(c.coding(c.OPERATION, name))
     rtype, rid = _path_target(path)
-    patients: list[str] = []
     entities: list[dict[str, Any]] = []
     ok = status < 400
-    if name in c.SEARCHES or (name == "operation" and rid is None):
+    if name in c.SEARCHES or (name == "operation" and rid is None) or name == "history-type" and not ok:
         entities.append(query_entity(method, path, params))
-        if name == "search-compartment" and rtype == "Patient" and rid:
-            patients.append(rid)
-        if ok:
-            for res in bundle_resources(body):
-                patients += patients_of(res)
-        return subtype, action, patients, entities
+        return subtype, action, entities
     if name in ("history-type", "history-system", "batch", "transaction"):
-        if ok:
-            resources = bundle_resources(body)
-            if name in ("batch", "transaction"):
-                resources += bundle_resources(req_body)
-                root = json_object(body) or {}
-                for e in root.get("entry") or []:
-                    loc = (e.get("response") or {}).get("location") if isinstance(e, dict) else None
-                    m = _HISTORY_LOC.search(loc) if isinstance(loc, str) else None
-                    if m:
-                        entities.append(resource_entity(m.group(0)))
-                        if m.group(1) == "Patient":
-                            patients.append(m.group(2))
-            for res in resources:
-                patients += patients_of(res)
-        elif name == "history-type":
-            entities.append(query_entity(method, path, params))
-        return subtype, action, patients, entities
+        if name in ("batch", "transaction"):
+            entities += [resource_entity(ref) for ref in record.entities]
+        return subtype, action, entities
     # instance-level interactions and create
     ref = None
     if ok and headers.get("Location"):
         m = _HISTORY_LOC.search(headers["Location"])
         if m:
-            ref, rtype, rid = m.group(0), m.group(1), m.group(2)
+            ref = m.group(0)
     if ref is None and rtype and rid:
         ref = f"{rtype}/{rid}"
         version = (headers.get("ETag") or "").removeprefix("W/").strip('"')
@@ -268,28 +256,23 @@ def rest_parts(interaction: str, method: str, path: str, params: list[tuple[str,
             ref += f"/_history/{version}"
     if ref is None and rtype:
         ref = rtype
-    if rtype == "Patient" and rid:
-        patients.append(rid)
-    if ok and name != "history-instance":
-        res = json_object(body)
-        if res is None and name in ("create", "update") and req_body:
-            res = json_object(req_body)
-        if res is not None and res.get("resourceType") == rtype:
-            patients += patients_of(res)
     if ref is not None:
         entities.append(resource_entity(ref))
-    return subtype, action, patients, entities
+    return subtype, action, entities
 
 
-def rest_event(ctx: RequestContext | None, base: str, *, interaction: str, method: str, path: str,
+def rest_event(ctx: RequestContext | None, record: RequestRecord, base: str, *, method: str, path: str,
                params: list[tuple[str, str]], status: int, body: bytes | None, headers: dict[str, str],
-               req_body: bytes | None = None, extra_patients: Iterable[str] = (),
-               remote: str | None = None) -> tuple[dict[str, Any], list[str]]:
-    """The AuditEvent for one FHIR interaction, and the patients it concerns."""
-    subtype, action, patients, entities = rest_parts(interaction, method, path, params, status, body, headers,
-                                                     req_body)
-    patients = list(dict.fromkeys([*patients, *extra_patients]))
+               req_body: bytes | None = None, remote: str | None = None) -> tuple[dict[str, Any], list[str]]:
+    """The AuditEvent for one FHIR interaction, and the patients it concerns (the owners of everything the
+    repository decided on, and the patient named by a compartment path)."""
+    subtype, action, entities = rest_parts(record.interaction, method, path, params, status, headers, req_body,
+                                           record)
+    patients = list(record.patients)
+    rtype, rid = _path_target(path)
+    if rtype == "Patient" and rid and rid not in patients:
+        patients.insert(0, rid)
     event = audit_event(ctx, base, type=c.TYPE_REST, subtype=subtype, action=action, outcome=outcome_code(status),
                         outcome_desc=diagnostics(body) if status >= 400 else None, patients=patients,
-                        entities=entities, remote=remote)
+                        entities=entities, remote=remote, record=record)
     return event, patients

@@ -15,10 +15,10 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
+from service.fhir.stored import Stored
 from service.search import extract as X
 from service.search import indexer
 from service.search.params import params_for
-from service.storage.store import Stored
 
 _PLAIN = re.compile(r"^[A-Z][A-Za-z]+(?:\.[a-z][A-Za-z]*)+$")
 
@@ -58,7 +58,7 @@ def _plan(rtype: str) -> Plan:
     return plan
 
 
-def extract(resource: dict[str, Any], base: str) -> tuple[X.Rows, set[str]]:
+def extract(resource: dict[str, Any], base: str) -> X.Rows:
     """As `service.search.extract.extract`, with plain paths walked natively."""
     rtype = resource["resourceType"]
     rows: X.Rows = {}
@@ -85,12 +85,13 @@ def extract(resource: dict[str, Any], base: str) -> tuple[X.Rows, set[str]]:
                     rows.setdefault("uri", []).append({"param": code, "value": X.cut(value)})
             else:  # number, quantity: none on AuditEvent; keep the generic path exact
                 return X.extract(resource, base)
-    return rows, X.compartment_of(rtype, resource.get("id"), rows)
+    return rows
 
 
-def index_rows(rtype: str, rid: str, resource: dict[str, Any], base: str) -> dict[str, list[dict[str, Any]]]:
+def index_rows(rtype: str, rid: str, resource: dict[str, Any], base: str, owners: Any = ()
+               ) -> dict[str, list[dict[str, Any]]]:
     """As `service.search.indexer.index_rows`, with the fast extraction."""
-    rows, patients = extract(resource, base)
+    rows = extract(resource, base)
     out: dict[str, list[dict[str, Any]]] = {}
     for name, rs in rows.items():
         seen: set[tuple[Any, ...]] = set()
@@ -101,9 +102,9 @@ def index_rows(rtype: str, rid: str, resource: dict[str, Any], base: str) -> dic
                 seen.add(k)
                 uniq.append({"res_type": rtype, "res_id": rid, **r})
         out[name] = uniq
-    out["compartment"] = [{"res_type": rtype, "res_id": rid, "patient_id": p} for p in sorted(patients)]
+    out["compartment"] = [{"res_type": rtype, "res_id": rid, "patient_id": p} for p in dict.fromkeys(owners)]
     return out
 
 
 def index(conn: Connection, stored: Stored, resource: dict[str, Any], base: str) -> None:
-    indexer.insert_rows(conn, index_rows(stored.res_type, stored.res_id, resource, base))
+    indexer.insert_rows(conn, index_rows(stored.res_type, stored.res_id, resource, base, stored.owners))

@@ -19,8 +19,8 @@ from service.audit import chain
 from service.audit.tables import audit_chain as C
 from service.audit.tables import audit_lane as L
 from service.audit.tables import audit_patient as AP
+from service.fhir.stored import Stored
 from service.search.tables import INDEX_TABLES, sp_compartment
-from service.storage.store import Stored
 from service.storage.tables import resource as R
 from service.storage.tables import resource_version as V
 
@@ -55,11 +55,15 @@ def _store(conn: Connection, stored: Stored, index_rows: dict[str, list[dict[str
     assert stored.content is not None
     text = stored.content.decode()
     raw = conn.connection.dbapi_connection
+    owners = " ".join(dict.fromkeys(patients)) or None
+    primary = patients[0] if patients else None
     statements: list[tuple[str, list[tuple[Any, ...]]]] = [
-        (_insert_sql(R.name, ("res_type", "res_id", "version", "last_updated", "deleted", "content")),
-         [(stored.res_type, stored.res_id, 1, stored.last_updated, False, text)]),
-        (_insert_sql(V.name, ("res_type", "res_id", "version", "last_updated", "method", "deleted", "content")),
-         [(stored.res_type, stored.res_id, 1, stored.last_updated, "POST", False, text)]),
+        (_insert_sql(R.name, ("res_type", "res_id", "version", "last_updated", "deleted", "content", "patient_id",
+                              "owners")),
+         [(stored.res_type, stored.res_id, 1, stored.last_updated, False, text, primary, owners)]),
+        (_insert_sql(V.name, ("res_type", "res_id", "version", "last_updated", "method", "deleted", "content",
+                              "patient_id", "owners")),
+         [(stored.res_type, stored.res_id, 1, stored.last_updated, "POST", False, text, primary, owners)]),
     ]
     for name, rows in index_rows.items():
         table = sp_compartment if name == "compartment" else INDEX_TABLES[name]

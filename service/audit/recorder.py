@@ -15,13 +15,14 @@ from sqlalchemy import insert
 from sqlalchemy.engine import Connection, Engine
 
 from service.access.context import RequestContext
+from service.access.record import RequestRecord
 from service.audit import chain
-from service.audit.events import patients_of, rest_event
+from service.audit.events import rest_event
 from service.audit.tables import audit_patient
 from service.fhir.outcome import OperationOutcomeError
+from service.fhir.stored import Stored
 from service.interactions.request import FhirRequest, FhirResponse
-from service.interactions.session import Services, Session
-from service.storage.store import Store, Stored
+from service.storage.store import Store
 
 _INTERNAL = "sharedcare.audit.internal"
 _RECORDERS: WeakKeyDictionary[Engine, Recorder] = WeakKeyDictionary()
@@ -40,39 +41,21 @@ def recorder_for(conn: Connection) -> Recorder:
     return rec
 
 
-class _AuditStore(Store):
-    """The record store for our own AuditEvents: the same tables and listeners, except that search
-    indexing uses the native AuditEvent extractor (service.audit.index) instead of FHIRPath."""
+class Recorder:
+    """Writes audit events on the caller's connection (`base`: the FHIR base; `db`: for failures' own units)."""
 
-    def __init__(self, services: Services) -> None:
-        super().__init__(postgres=services.db.is_postgres)
-        self._services = services
-
-    @property  # type: ignore[override]
-    def listeners(self) -> list[Any]:
-        search = self._services.search
-        generic = getattr(search, "index_listener", None)
-        main = self._services.store.listeners
-        if generic is None or generic not in main:
-            return main
-        return [self._index if lst == generic else lst for lst in main]
-
-    @listeners.setter
-    def listeners(self, value: list[Any]) -> None:
-        pass
+    def __init__(self, db: Any, base: str) -> None:
+        self.db = db
+        self.base = base
+        self.postgres = db.is_postgres
+        self.store = Store(postgres=self.postgres, listeners=[self._index])
 
     def _index(self, conn: Connection, stored: Stored, resource: dict[str, Any] | None) -> None:
+        """Our own events are indexed by the native AuditEvent extractor (service.audit.index)."""
         from service.audit import index
 
         if resource is not None and not stored.deleted:
-            index.index(conn, stored, resource, self._services.base)
-
-
-class Recorder:
-    def __init__(self, services: Services) -> None:
-        self.services = services
-        self.postgres = services.db.is_postgres
-        self.store = _AuditStore(services)
+            index.index(conn, stored, resource, self.base)
 
     # -- storing -----------------------------------------------------------------------------------
     def store_event(self, conn: Connection, event: dict[str, Any], patients: list[str] | None = None,
@@ -83,7 +66,7 @@ class Recorder:
             return self._store_pipelined(conn, event, patients, key)
         conn.info[_INTERNAL] = True
         try:
-            stored = self.store.create(conn, event)
+            stored = self.store.create(conn, event, owners=tuple(dict.fromkeys(patients)))
         finally:
             conn.info.pop(_INTERNAL, None)
         self._finish(conn, stored, patients, key or stored.res_id)
@@ -101,7 +84,7 @@ class Recorder:
         rid, lu = new_id(), now_us()
         content = canonical(event, rid, 1, lu)
         stored = Stored("AuditEvent", rid, 1, lu, False, content, "POST")
-        rows = index.index_rows("AuditEvent", rid, orjson.loads(content), self.services.base)
+        rows = index.index_rows("AuditEvent", rid, orjson.loads(content), self.base, patients)
         pipelined.store(conn, stored, rows, patients, key or rid)
         return stored
 
@@ -113,38 +96,23 @@ class Recorder:
         chain.append(conn, stored.res_id, stored.last_updated, stored.content, key=key, postgres=self.postgres)
 
     # -- pipeline hooks ----------------------------------------------------------------------------
-    def on_interaction(self, session: Session, req: FhirRequest, resp: FhirResponse, interaction: str) -> None:
-        """`Services.extras["audit"]`: record one interaction on the session's connection (a write unit)."""
-        ctx = session.ctx
-        extra = self._write_patients(session, req, resp, interaction)
+    def on_interaction(self, repo: Any, req: FhirRequest, resp: FhirResponse) -> None:
+        """Record one interaction on the repository's connection (a write unit), from the request's record."""
+        self._write(repo._conn, repo.ctx, repo.record, req, resp)
+
+    def on_failure(self, ctx: RequestContext | None, record: RequestRecord, req: FhirRequest,
+                   resp: FhirResponse) -> None:
+        """Record a refused or failed request in its own unit of work."""
+        with self.db.write() as conn:
+            self._write(conn, ctx, record, req, resp)
+
+    def _write(self, conn: Connection, ctx: RequestContext | None, record: RequestRecord, req: FhirRequest,
+               resp: FhirResponse) -> None:
         event, patients = rest_event(
-            ctx, session.base, interaction=interaction, method=req.method, path=req.path, params=req.params,
-            status=resp.status, body=resp.body, headers=resp.headers, req_body=req.body, extra_patients=extra,
+            ctx, record, self.base, method=req.method, path=req.path, params=req.params,
+            status=resp.status, body=resp.body, headers=resp.headers, req_body=req.body,
             remote=(ctx.remote_addr if ctx else None) or req.header("x-sharedcare-remote"))
-        self.store_event(session.conn, event, patients, key=ctx.request_id if ctx else None)
-
-    def on_failure(self, ctx: RequestContext | None, req: FhirRequest, resp: FhirResponse, interaction: str) -> None:
-        """`Services.extras["audit_failure"]`: record a refused or failed request in its own unit of work."""
-        with self.services.db.write() as conn:
-            self.on_interaction(Session(self.services, conn, ctx), req, resp, interaction)  # type: ignore[arg-type]
-
-    def _write_patients(self, session: Session, req: FhirRequest, resp: FhirResponse, interaction: str) -> list[str]:
-        """For successful writes whose response carries no body: the patients of the written resource."""
-        if interaction not in WRITES or resp.status >= 400 or resp.body:
-            return []
-        parts = [p for p in req.path.split("/") if p]
-        loc = resp.headers.get("Location", "")
-        if "/_history/" in loc:
-            rtype, rid = loc.split("/_history/")[0].rsplit("/", 2)[-2:]
-        elif len(parts) >= 2:
-            rtype, rid = parts[0], parts[1]
-        else:
-            return []
-        rows = session.store.history(session.conn, rtype=rtype, rid=rid, count=2)
-        for stored in rows:
-            if stored.content is not None:
-                return patients_of(stored.json())
-        return []
+        self.store_event(conn, event, patients, key=ctx.request_id if ctx else None)
 
     # -- store listener: append-only, and chaining of AuditEvents sent by partners -----------------
     def listener(self, conn: Connection, stored: Stored, resource: dict[str, Any] | None) -> None:
@@ -178,7 +146,7 @@ def refuse_changes(req: FhirRequest, interaction: str) -> None:
         raise append_only_error(f"{req.method} {req.path}")
 
 
-def register(services: Services) -> Recorder:
-    rec = Recorder(services)
-    _RECORDERS[services.db.engine] = rec
+def register(db: Any, base: str) -> Recorder:
+    rec = Recorder(db, base)
+    _RECORDERS[db.engine] = rec
     return rec

@@ -1,11 +1,10 @@
 """Identity and access: the embedded SMART on FHIR authorisation server (Authlib), bearer-token
 authentication of every FHIR request, and the scope guard.
 
-`install(services)` wires it in:
-- `services.extras["authenticate"]`: FhirRequest -> RequestContext (401 without a valid token);
-- `services.guard`: `ScopeGuard` (the consent policy composes on top of it);
-- `services.extras["auth"]`: the `AuthLayer` (tokens, keys, authorisation server), for the CLI and tests;
-- a CapabilityStatement security hook (SMART `oauth-uris`) and the app installer for the HTTP routes.
+The bootstrap builds it with `build(settings)`: the `AuthLayer` (keys, tokens, authorisation server, the scope
+guard the access policy composes on) and the `Authenticator` (FhirRequest -> RequestContext, 401 without a
+valid token); `capability_security` is the CapabilityStatement's SMART `oauth-uris`; `routes_installer` adds
+the HTTP routes.
 """
 
 from __future__ import annotations
@@ -48,27 +47,25 @@ def capability_security(services: Any) -> dict[str, Any]:
     }
 
 
-def install(services: Any) -> AuthLayer:
-    from service.interactions import capability
-
-    settings = services.settings
+def build(settings: Any) -> tuple[AuthLayer, Authenticator]:
+    """The identity layer for these settings: keys (generated on first use), tokens, the authorisation server."""
     retention = settings.access_token_ttl + settings.clock_skew + 60
     keys = KeyStore(settings.keys_dir, retention)
     keys.ensure()
     tokens = TokenService(settings, keys)
     server = SharedCareAuthServer(settings, tokens)
     guard = ScopeGuard(realm=settings.fhir_base)
-    layer = AuthLayer(keys, tokens, server, guard)
-    services.extras["auth"] = layer
-    services.extras["authenticate"] = Authenticator(tokens, settings.fhir_base)
-    services.guard = guard
-    if capability_security not in capability.SECURITY_HOOKS:
-        capability.SECURITY_HOOKS.append(capability_security)
+    return AuthLayer(keys, tokens, server, guard), Authenticator(tokens, settings.fhir_base)
+
+
+def routes_installer(services: Any) -> Any:
+    """The authorisation server's HTTP routes (and CORS), for `create_app`."""
 
     def install_routes(app: Any) -> None:
         from service.auth.routes import build_router
 
-        router = build_router(services, server)
+        settings = services.settings
+        router = build_router(services, services.auth.server)
         before = len(app.router.routes)
         app.include_router(router)
         # Our routes go first: /fhir/.well-known/... must win over the FHIR catch-all route.
@@ -84,10 +81,4 @@ def install(services: Any) -> AuthLayer:
                                               "Prefer", "X-Purpose-Of-Use", "X-Break-Glass-Reason"],
                                expose_headers=["ETag", "Location", "Last-Modified", "WWW-Authenticate"])
 
-    services.extras.setdefault("app_installers", []).append(install_routes)
-    from service.auth.demo import load_identities
-    from service.demo import loader
-
-    if load_identities not in loader.LOADERS:
-        loader.LOADERS.append(load_identities)
-    return layer
+    return install_routes

@@ -61,8 +61,7 @@ class Authenticator:
     def check_in_unit(self, conn: Any, ctx: RequestContext) -> None:
         """The revocation check of a context authenticated with `defer=True`, on the request's own unit of
         work (one transaction fewer per request)."""
-        claims = ctx.__dict__.pop("revocation_pending", None)
-        if claims is not None and TokenService.is_revoked(conn, claims):
+        if ctx.revocation is not None and TokenService.is_revoked(conn, ctx.revocation):
             raise self.unauthorized("The access token has been revoked")
 
     def __call__(self, req: FhirRequest, services: Any, defer: bool = False) -> RequestContext:
@@ -89,7 +88,5 @@ class Authenticator:
             principal = self.tokens.principal(verified)
         except InvalidToken as exc:
             raise self.unauthorized(str(exc)) from None
-        ctx = RequestContext(principal, purposes, reason, remote_addr=remote, user_agent=agent)
-        if defer and not verified.external:
-            ctx.__dict__["revocation_pending"] = verified.claims  # checked by check_in_unit before any read
-        return ctx
+        pending = verified.claims if defer and not verified.external else None  # checked by check_in_unit
+        return RequestContext(principal, purposes, reason, remote_addr=remote, user_agent=agent, revocation=pending)

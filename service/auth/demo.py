@@ -100,12 +100,15 @@ def load_identities(services: Any) -> dict[str, int]:
 
     hasher = PasswordHasher()
     counts = {"identities": 0, "clients": 0}
+    from service.repository import Repository
+
     with services.db.write() as conn:
+        repo = Repository.internal(services, conn)
         for res in extra_records():
             validate_resource(res)
-            cur = services.store.current(conn, res["resourceType"], res["id"])
-            if cur is None or cur.deleted or not _same(cur.json(), res):
-                services.store.update(conn, res, res["id"])
+            cur = repo.get(res["resourceType"], res["id"])
+            if cur is None or not _same(cur.json(), res):
+                repo.update(res["resourceType"], res["id"], res)
         for user in users():
             row = conn.execute(auth_user.select().where(auth_user.c.username == user.username)).first()
             if row is None or not row.password_hash:

@@ -1,17 +1,13 @@
-"""The scope guard: enforces SMART scopes per interaction and per resource (the Guard protocol in
-service/access/guard.py).
+"""The scope guard: what the token's SMART scopes allow, per interaction and per resource, and the same as a
+search condition. Side-effect free; the access policy (service.policy) composes on top of it.
 
 - `check_type`: before any storage access, 403 unless some scope grants the interaction's permission
   (c r u d s) on the type.
-- `can_see` / `check_resource`: per resource. A permission that comes from a `patient/` scope holds only
-  inside the Patient compartment of the token's patient (for non-patient data such as Organization or
-  Questionnaire, `patient/` scopes give read and search only); a scope with `?param=value` restrictions
-  holds only for resources that match them.
-- `search_filter`: the same confinement as a query condition for the search engine, so a patient-context
-  search never even reads other patients' rows.
-
-The consent/care-relationship policy composes on top of this guard (`PolicyGuard(inner=ScopeGuard())`):
-every method here is side-effect free and answers for scopes only.
+- `permits`: per resource. A permission from a `patient/` scope holds only for resources owned by the
+  token's patient (service.ownership; for types that never hold a person's data, `patient/` scopes give read
+  and search only); a scope with `?param=value` restrictions holds only for resources that match them.
+- `search_filter`: the same as SQL for the search engine (patient confinement and the restrictions as search
+  criteria), so totals, includes and paging never count what the scopes do not reach.
 """
 
 from __future__ import annotations
@@ -19,12 +15,12 @@ from __future__ import annotations
 from typing import Any
 
 from service.access.context import Principal, RequestContext
-from service.auth.compartment import in_compartment, is_patient_data
 from service.auth.restrictions import matches
 from service.auth.scopes import Scope, ScopeSet, interaction_perm
 from service.fhir.outcome import OperationOutcomeError, forbidden
+from service.ownership import is_patient_data
+from service.search.filter import ScopeClause, SearchFilter
 
-INTERNAL_SUBJECT = "sharedcare-internal"
 READ_PERMS = ("r", "s")
 
 
@@ -33,7 +29,7 @@ def unauthenticated(realm: str, description: str = "This request needs a bearer 
 
 
 def _scopes(p: Principal) -> ScopeSet | None:
-    if p.scopes is None and p.subject == INTERNAL_SUBJECT:
+    if p.scopes is None and p.subject == "sharedcare-internal":
         return None  # RequestContext.system(): internal tools, fully trusted
     return p.scopes if isinstance(p.scopes, ScopeSet) else ScopeSet()
 
@@ -42,14 +38,13 @@ class ScopeGuard:
     def __init__(self, realm: str = "sharedcare") -> None:
         self.realm = realm
 
-    def _principal(self, ctx: RequestContext) -> Principal:
+    def principal(self, ctx: RequestContext) -> Principal:
         if ctx.principal is None:
             raise unauthenticated(self.realm)
         return ctx.principal
 
-    # -- Guard protocol -----------------------------------------------------------------------------------
     def check_type(self, ctx: RequestContext, interaction: str, rtype: str | None) -> None:
-        p = self._principal(ctx)
+        p = self.principal(ctx)
         scopes = _scopes(p)
         perm = interaction_perm(interaction)
         if scopes is None or perm is None:
@@ -59,51 +54,54 @@ class ScopeGuard:
             raise forbidden(f"The access token's scopes do not allow {interaction} on {what} "
                             f"(it needs a scope such as user/{rtype or '*'}.{perm})")
 
-    def check_resource(self, ctx: RequestContext, interaction: str, rtype: str, resource: dict[str, Any]) -> None:
-        p = self._principal(ctx)
-        perm = interaction_perm(interaction) or "r"
-        if not self.permits(p, perm, rtype, resource):
-            raise forbidden(f"The access token's scopes do not allow {interaction} on this {rtype}: it is outside "
-                            f"the token's {self._limits(p, perm, rtype)}")
+    def reaches(self, ctx: RequestContext, perms: tuple[str, ...], rtype: str, resource: dict[str, Any],
+                owners: tuple[str, ...]) -> bool:
+        p = ctx.principal
+        return p is not None and any(self.permits(p, perm, rtype, resource, owners) for perm in perms)
 
-    def can_see(self, ctx: RequestContext, rtype: str, resource: dict[str, Any]) -> bool:
-        if ctx.principal is None:
-            return False
-        return any(self.permits(ctx.principal, perm, rtype, resource) for perm in READ_PERMS)
-
-    def search_filter(self, ctx: RequestContext, rtype: str) -> Any:
-        """A condition confining a search to what the scopes allow, or None when they allow every row.
-
-        Only patient-context confinement is pushed down (restrictions are checked per resource by can_see).
-        """
-        from service.auth.search_filter import patient_filter
-
-        p = self._principal(ctx)
-        return patient_filter(self, p, rtype)
-
-    # -- answers for scopes only ----------------------------------------------------------------------------
-    def permits(self, p: Principal, perm: str, rtype: str, resource: dict[str, Any]) -> bool:
+    def permits(self, p: Principal, perm: str, rtype: str, resource: dict[str, Any], owners: tuple[str, ...]) -> bool:
         scopes = _scopes(p)
         if scopes is None:
             return True
-        return any(self.scope_permits(s, p, perm, rtype, resource) for s in scopes.matching(perm, rtype))
+        return any(self._scope_permits(s, p, perm, rtype, resource, owners) for s in scopes.matching(perm, rtype))
 
     @staticmethod
-    def scope_permits(s: Scope, p: Principal, perm: str, rtype: str, resource: dict[str, Any]) -> bool:
+    def _scope_permits(s: Scope, p: Principal, perm: str, rtype: str, resource: dict[str, Any],
+                       owners: tuple[str, ...]) -> bool:
         if s.context == "patient":
             if not p.patient:
                 return False
             if is_patient_data(rtype):
-                if not in_compartment(rtype, resource, p.patient):
+                if p.patient not in owners:
                     return False
             elif perm not in READ_PERMS:
                 return False
         return not s.params or matches(resource, s.params)
 
-    @staticmethod
-    def _limits(p: Principal, perm: str, rtype: str) -> str:
+    def limits(self, p: Principal, perm: str, rtype: str) -> str:
         scopes = _scopes(p)
         found = scopes.matching(perm, rtype) if scopes is not None else []
         if found and all(s.context == "patient" for s in found):
             return f"patient context (Patient/{p.patient})" if p.patient else "patient context (none was given)"
         return "scope restrictions"
+
+    def search_filter(self, ctx: RequestContext, rtype: str) -> SearchFilter | None:
+        """What the scopes reach of `rtype`, for the search engine (None: every row)."""
+        p = self.principal(ctx)
+        scopes = _scopes(p)
+        if scopes is None:
+            return None
+        granting = list(dict.fromkeys(s for perm in READ_PERMS for s in scopes.matching(perm, rtype)))
+        if not granting:
+            return SearchFilter.deny()
+        clauses = []
+        for s in granting:
+            patient = None
+            if s.context == "patient" and is_patient_data(rtype):
+                if not p.patient:
+                    continue
+                patient = p.patient
+            if patient is None and not s.params:
+                return None  # this scope reaches every row
+            clauses.append(ScopeClause(patient=patient, criteria=s.params))
+        return SearchFilter(scopes=tuple(clauses)) if clauses else SearchFilter.deny()

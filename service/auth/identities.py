@@ -68,6 +68,15 @@ class User:
     def get_user_id(self) -> str:  # Authlib
         return self.username
 
+    def principal(self, scopes: ScopeSet | None = None) -> Any:
+        """The user as a caller (before a token exists: the sign-in page's checks go through the repository)."""
+        from service.access.context import Principal
+
+        claims = {"practitioner_role": self.practitioner_role} if self.practitioner_role else {}
+        return Principal(subject=self.username, kind=self.kind, fhir_user=self.fhir_user,
+                         organisation=self.organisation, ods_code=self.ods_code, role_code=self.role_code,
+                         roles=self.roles, patient=self.patient, scopes=scopes or self.ceiling, claims=claims)
+
 
 def _user(row: Any) -> User:
     return User(username=row.username, kind=row.kind, scope=row.scope, display_name=row.display_name,

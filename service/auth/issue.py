@@ -17,10 +17,7 @@ class IssueError(ValueError):
 
 
 def _layer(services: Any) -> Any:
-    layer = services.extras.get("auth")
-    if layer is None:
-        raise IssueError("the identity layer is not installed")
-    return layer
+    return services.auth
 
 
 def scopes_for_user(user: User, scope: str | None, patient: str | None) -> ScopeSet:
@@ -60,8 +57,9 @@ def token_for_user(services: Any, username: str, *, scope: str | None = None, pa
         if user is None or not user.active:
             raise IssueError(f"there is no active user {username!r}")
         if patient and user.kind not in ("patient", "relatedPerson"):
-            cur = services.store.current(conn, "Patient", patient)
-            if cur is None or cur.content is None:
+            from service.repository import Repository
+
+            if Repository.internal(services, conn).get("Patient", patient) is None:
                 raise IssueError(f"there is no Patient with id {patient!r}")
     return token_for_identity(services, user, scope=scope, patient=patient, ttl=ttl)
 

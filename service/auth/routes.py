@@ -237,9 +237,15 @@ class AuthRoutes:
             return None, None
         if not chosen:
             return None, "This app needs a patient: enter the id of the Patient record to open."
-        cur = self.services.store.current(conn, "Patient", chosen)
-        if cur is None or cur.content is None:
-            return None, f"There is no Patient with id {chosen!r}."
+        from service.access.context import RequestContext
+        from service.access.record import RequestRecord
+        from service.auth.scopes import ScopeSet
+        from service.repository import Repository
+
+        ctx = RequestContext(user.principal(ScopeSet.parse("user/Patient.r")))
+        if Repository(self.services, conn, ctx, RequestRecord()).get("Patient", chosen) is None:
+            # the same answer for a record that does not exist and one the user may not open
+            return None, f"There is no Patient with id {chosen!r} that you may open."
         return chosen, None
 
     def token(self, plain: PlainRequest) -> Response:

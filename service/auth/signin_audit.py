@@ -19,7 +19,7 @@ from service.auth.identities import User
 
 
 def enabled(services: Any) -> bool:
-    return "audit_recorder" in services.extras
+    return getattr(services, "audit", None) is not None
 
 
 def _ctx(principal: Principal | None, remote: str | None, agent: str | None) -> RequestContext:
@@ -57,7 +57,7 @@ def token_request(services: Any, conn: Connection, *, form: dict[str, str], stat
 
     grant = form.get("grant_type", "")
     if status == 200 and isinstance(body, dict) and isinstance(body.get("access_token"), str):
-        tokens = services.extras["auth"].tokens
+        tokens = services.auth.tokens
         from service.auth.tokens import Verified
 
         claims = _claims(body["access_token"])

@@ -7,7 +7,7 @@ from typing import Any
 
 
 def services() -> Any:
-    from service.api.app import build_services
+    from service.bootstrap import build_services
     from service.config import get_settings
 
     return build_services(get_settings())

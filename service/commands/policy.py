@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _services():  # type: ignore[no-untyped-def]
-    from service.api.app import build_services
+    from service.bootstrap import build_services
     from service.config import get_settings
 
     return build_services(get_settings())

@@ -23,32 +23,50 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def reindex_all(db, base: str, rtype: str | None = None, batch: int = BATCH) -> int:  # type: ignore[no-untyped-def]
-    import orjson
-    from sqlalchemy import and_, or_, select
+    """Rebuild every index row and every current resource's owners (service.ownership), type by type; the types
+    whose owners come from what they refer to (Provenance, AuditEvent) last, once their targets are done."""
+    from service.fhir.types import RESOURCE_TYPES
+    from service.ownership import THROUGH
 
+    types = [rtype] if rtype is not None else sorted(RESOURCE_TYPES - set(THROUGH)) + sorted(THROUGH)
+    return sum(_reindex_type(db, base, t, batch) for t in types)
+
+
+def _reindex_type(db, base: str, rtype: str, batch: int) -> int:  # type: ignore[no-untyped-def]
+    import orjson
+    from sqlalchemy import select, update
+
+    from service import ownership
     from service.search import indexer
+    from service.storage.store import Store
     from service.storage.tables import resource as R
 
     done = 0
-    last: tuple[str, str] | None = None
+    last: str | None = None
+    store = Store(postgres=db.is_postgres)
     while True:
         with db.write() as conn:
-            stmt = select(R.c.res_type, R.c.res_id, R.c.deleted, R.c.content)
-            if rtype is not None:
-                stmt = stmt.where(R.c.res_type == rtype)
+            stmt = select(R.c.res_type, R.c.res_id, R.c.deleted, R.c.content).where(R.c.res_type == rtype)
             if last is not None:
-                stmt = stmt.where(or_(R.c.res_type > last[0], and_(R.c.res_type == last[0], R.c.res_id > last[1])))
-            rows = list(conn.execute(stmt.order_by(R.c.res_type, R.c.res_id).limit(batch)))
+                stmt = stmt.where(R.c.res_id > last)
+            rows = list(conn.execute(stmt.order_by(R.c.res_id).limit(batch)))
             if not rows:
                 return done
             indexer.clear(conn, [(r.res_type, r.res_id) for r in rows])
             pending: dict = {}
+            resolve = store.resolver(conn)
             for r in rows:
-                if not r.deleted and r.content is not None:
-                    indexer.merge(pending, indexer.index_rows(r.res_type, r.res_id, orjson.loads(r.content), base))
+                if r.content is None:
+                    continue
+                resource = orjson.loads(r.content)
+                owners = ownership.owners(r.res_type, resource, resolve)
+                conn.execute(update(R).where(R.c.res_type == r.res_type, R.c.res_id == r.res_id).values(
+                    owners=ownership.owners_text(owners), patient_id=owners[0] if owners else None))
+                if not r.deleted:
+                    indexer.merge(pending, indexer.index_rows(r.res_type, r.res_id, resource, base, owners))
             indexer.insert_rows(conn, pending)
             done += len(rows)
-            last = (rows[-1].res_type, rows[-1].res_id)
+            last = rows[-1].res_id
 
 
 def reindex(args: argparse.Namespace) -> int:
@@ -59,7 +77,7 @@ def reindex(args: argparse.Namespace) -> int:
     if args.rtype is not None and args.rtype not in RESOURCE_TYPES:
         print(f"unknown resource type {args.rtype!r}", file=sys.stderr)
         return 2
-    from service.api.app import build_services
+    from service.bootstrap import build_services
 
     settings = get_settings()
     services = build_services(settings, Database(settings))  # registers every custom search parameter

@@ -16,30 +16,30 @@ def _same(stored: dict[str, Any], wanted: dict[str, Any]) -> bool:
 
 
 def load_records(services: Any) -> dict[str, int]:
+    """The demo records, written by the server's own repository (data migration: ids as given)."""
     from service.demo.records import records
+    from service.repository import Repository
 
     counts = {"written": 0, "unchanged": 0}
     with services.db.write() as conn:
+        repo = Repository.internal(services, conn)
         for res in records():
             validate_resource(res)
-            cur = services.store.current(conn, res["resourceType"], res["id"])
-            if cur is not None and not cur.deleted and _same(cur.json(), res):
+            cur = repo.get(res["resourceType"], res["id"])
+            if cur is not None and _same(cur.json(), res):
                 counts["unchanged"] += 1
                 continue
-            services.store.update(conn, res, res["id"])
+            repo.update(res["resourceType"], res["id"], res)
             counts["written"] += 1
     return counts
 
 
-LOADERS: list[Any] = []  # further steps (identities, keys) register here: (services) -> dict
-
-
 def load(settings: Settings) -> str:
-    from service.api.app import build_services
+    from service.bootstrap import build_services
 
     services = build_services(settings, Database(settings))
     summary = load_records(services)
-    for step in LOADERS:
+    for step in services.loaders:
         summary.update(step(services))
     services.db.dispose()
     return "demo data: " + ", ".join(f"{k} {v}" for k, v in summary.items())

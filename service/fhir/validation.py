@@ -64,8 +64,8 @@ def base_issues(resource: dict[str, Any]) -> list[Issue]:
     return issues
 
 
-def validate_resource(resource: Any, *, expected_type: str | None = None) -> None:
-    """Raise a 400 (shape) or 422 (content) OperationOutcomeError for anything invalid."""
+def check_shape(resource: Any, *, expected_type: str | None = None) -> dict[str, Any]:
+    """A JSON object of a known resource type (the one expected): else 400. Cheap; before any access check."""
     if not isinstance(resource, dict):
         raise OperationOutcomeError(400, "structure", "The body must be a JSON object (a FHIR resource)")
     rtype = resource.get("resourceType")
@@ -76,6 +76,13 @@ def validate_resource(resource: Any, *, expected_type: str | None = None) -> Non
             400, "invalid", f"The body's resourceType {rtype!r} does not match the URL's type {expected_type!r}")
     if rtype not in RESOURCE_TYPES:
         raise OperationOutcomeError(400, "not-supported", f"{rtype!r} is not a FHIR R4 resource type")
+    return resource
+
+
+def validate_resource(resource: Any, *, expected_type: str | None = None) -> None:
+    """Raise a 400 (shape) or 422 (content) OperationOutcomeError for anything invalid."""
+    check_shape(resource, expected_type=expected_type)
+    rtype = resource["resourceType"]
     issues = base_issues(resource) + profile_issues(resource)
     if issues:
         summary = f"{rtype} is invalid: " + "; ".join(i.diagnostics for i in issues[:20])

@@ -1,6 +1,6 @@
 """Batch and transaction Bundles POSTed to the base (https://hl7.org/fhir/R4/http.html#transaction).
 
-Every entry becomes a `FhirRequest` run by the router's own handlers on the same session and
+Every entry becomes a `FhirRequest` run by the router's own handlers on the same repo and
 connection, so validation, the access guard and storage are exactly those of a single request.
 
 Transaction (all or nothing; the pipeline runs it in one write unit of work):
@@ -38,7 +38,7 @@ from service.fhir.outcome import (
 from service.fhir.types import RESOURCE_TYPES, is_valid_id
 from service.interactions import references
 from service.interactions.request import FhirRequest, FhirResponse, error_response
-from service.interactions.session import Session
+from service.repository import Repository
 
 METHODS = ("DELETE", "POST", "PUT", "PATCH", "GET", "HEAD")
 PHASE = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
@@ -67,7 +67,7 @@ class Entry:
         return f"Bundle.entry[{self.index}] ({self.method} {self.url})"
 
 
-def process(req: FhirRequest, session: Session) -> FhirResponse:
+def process(req: FhirRequest, repo: Repository) -> FhirResponse:
     bundle = req.json_body()
     if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
         got = bundle.get("resourceType") if isinstance(bundle, dict) else type(bundle).__name__
@@ -81,15 +81,15 @@ def process(req: FhirRequest, session: Session) -> FhirResponse:
         raise bad_request("Bundle.entry must be a list", code="structure")
     prefer = req.prefer.get("return", "representation").lower()
     base_headers = {k: v for k, v in req.headers.items() if k not in OWN_HEADERS}
-    session.in_bundle = True
+    repo.in_bundle = True
     try:
         if btype == "transaction":
-            results = _transaction(session, raw, base_headers)
+            results = _transaction(repo, raw, base_headers)
         else:
-            results = _batch(session, raw, base_headers)
+            results = _batch(repo, raw, base_headers)
     finally:
-        session.in_bundle = False
-    out_entries = [_response_entry(session, entry, resp, prefer) for entry, resp in results]
+        repo.in_bundle = False
+    out_entries = [_response_entry(repo, entry, resp, prefer) for entry, resp in results]
     body = {"resourceType": "Bundle", "id": str(uuid.uuid4()), "type": f"{btype}-response",
             "entry": out_entries}
     return FhirResponse(200, orjson.dumps(body))
@@ -151,10 +151,10 @@ def _condition(rtype: str, text: str) -> str:
 
 
 # -- transaction ------------------------------------------------------------------------------------
-def _transaction(session: Session, raw: list[Any], base_headers: dict[str, str]) -> list[tuple[Entry, FhirResponse]]:
+def _transaction(repo: Repository, raw: list[Any], base_headers: dict[str, str]) -> list[tuple[Entry, FhirResponse]]:
     entries: list[Entry] = []
     for i, e in enumerate(raw):
-        entries.append(_parse(i, e, session.base))
+        entries.append(_parse(i, e, repo.base))
     seen: dict[str, int] = {}
     for e in entries:
         if e.full_url:
@@ -166,19 +166,15 @@ def _transaction(session: Session, raw: list[Any], base_headers: dict[str, str])
     results: dict[int, FhirResponse] = {}
     for e in order:
         if e.method == "DELETE":
-            results[e.index] = _run(session, e, base_headers, {}, transaction=True)
-    mapping = _plan(session, entries)
+            results[e.index] = _run(repo, e, base_headers, {}, transaction=True)
+    mapping = _plan(repo, entries)
     for e in order:
         if e.method != "DELETE":
-            results[e.index] = _run(session, e, base_headers, mapping, transaction=True)
+            results[e.index] = _run(repo, e, base_headers, mapping, transaction=True)
     return [(e, results[e.index]) for e in entries]
 
 
-def _find(session: Session, rtype: str, query: str | list[tuple[str, str]]) -> list[str]:
-    return list(session.services.search.find_ids(session, rtype, query))
-
-
-def _plan(session: Session, entries: list[Entry]) -> dict[str, str]:
+def _plan(repo: Repository, entries: list[Entry]) -> dict[str, str]:
     """Assign every write's target before anything is written; returns fullUrl -> "Type/id"."""
     mapping: dict[str, str] = {}
     conditions: dict[tuple[str, str], str] = {}
@@ -198,12 +194,9 @@ def _plan(session: Session, entries: list[Entry]) -> dict[str, str]:
                     if key in conditions:  # the same condition twice: the same resource
                         e.target = conditions[key]
                     else:
-                        ids = _find(session, rtype, query)
-                        if len(ids) > 1:
-                            raise precondition_failed(f"ifNoneExist {query!r} matched {len(ids)} {rtype} resources; "
-                                                      "it must match at most one")
-                        if ids:
-                            e.target = f"{rtype}/{ids[0]}"
+                        rid = repo.match_for_write(rtype, query, "ifNoneExist")
+                        if rid is not None:
+                            e.target = f"{rtype}/{rid}"
                         conditions[key] = e.target or ""
                 if not e.target:
                     e.assigned_id = str(uuid.uuid4())
@@ -215,7 +208,7 @@ def _plan(session: Session, entries: list[Entry]) -> dict[str, str]:
                     continue
                 rtype = parts[0]
                 if len(parts) == 1 and e.params:
-                    e.target = _resolve_conditional_write(session, e, rtype)
+                    e.target = _resolve_conditional_write(repo, e, rtype)
                     e.path, e.params = e.target, []
                 elif len(parts) == 2:
                     e.target = f"{rtype}/{parts[1]}"
@@ -233,23 +226,21 @@ def _plan(session: Session, entries: list[Entry]) -> dict[str, str]:
     return mapping
 
 
-def _resolve_conditional_write(session: Session, e: Entry, rtype: str) -> str:
-    """PUT/PATCH Type?query: the one match, or (PUT only) a new resource; the entry becomes Type/id."""
-    ids = _find(session, rtype, e.params)
+def _resolve_conditional_write(repo: Repository, e: Entry, rtype: str) -> str:
+    """PUT/PATCH Type?query: the one match the caller may see, or (PUT only) a new resource; the entry becomes
+    Type/id."""
+    found = repo.match_for_write(rtype, e.params, f"Conditional {e.method.lower()}")
     query = "&".join(f"{k}={v}" for k, v in e.params)
-    if len(ids) > 1:
-        raise precondition_failed(f"Conditional {e.method.lower()} {query!r} matched {len(ids)} {rtype} resources; "
-                                  "it must match at most one")
     assert e.resource is not None
     if e.method == "PATCH":
-        if not ids:
+        if found is None:
             raise not_found(f"Conditional patch {query!r} matched no {rtype}")
-        return f"{rtype}/{ids[0]}"
+        return f"{rtype}/{found}"
     body_id = e.resource.get("id")
-    if ids:
-        if body_id not in (None, ids[0]):
-            raise bad_request(f"The resource's id {body_id!r} does not match the {rtype} found ({ids[0]!r})")
-        rid = ids[0]
+    if found is not None:
+        if body_id not in (None, found):
+            raise bad_request(f"The resource's id {body_id!r} does not match the {rtype} found ({found!r})")
+        rid = found
     elif body_id is not None:
         if not isinstance(body_id, str) or not is_valid_id(body_id):
             raise bad_request(f"{body_id!r} is not a valid FHIR id")
@@ -261,25 +252,25 @@ def _resolve_conditional_write(session: Session, e: Entry, rtype: str) -> str:
 
 
 # -- batch ------------------------------------------------------------------------------------------
-def _batch(session: Session, raw: list[Any], base_headers: dict[str, str]) -> list[tuple[Entry | int, FhirResponse]]:
+def _batch(repo: Repository, raw: list[Any], base_headers: dict[str, str]) -> list[tuple[Entry | int, FhirResponse]]:
     results: list[tuple[Entry | int, FhirResponse]] = []
     for i, r in enumerate(raw):
         try:
-            e = _parse(i, r, session.base)
+            e = _parse(i, r, repo.base)
         except OperationOutcomeError as err:
             results.append((i, error_response(err)))
             continue
         try:
-            with session.conn.begin_nested():  # SAVEPOINT: a failed entry leaves nothing behind
+            with repo.savepoint():  # a failed entry leaves nothing behind
                 parts = _parts(e)
                 if e.method == "POST":
                     cond = e.request.get("ifNoneExist")
                     if isinstance(cond, str) and cond.strip() and len(parts) == 1:
                         e.extra_headers["if-none-exist"] = _condition(parts[0], cond)
                 elif e.method == "PATCH" and len(parts) == 1 and e.params and parts[0] in RESOURCE_TYPES:
-                    e.target = _resolve_conditional_write(session, e, parts[0])  # conditional patch
+                    e.target = _resolve_conditional_write(repo, e, parts[0])  # conditional patch
                     e.path, e.params = e.target, []
-                resp = _run(session, e, base_headers, {}, transaction=False)
+                resp = _run(repo, e, base_headers, {}, transaction=False)
         except OperationOutcomeError as err:
             resp = error_response(err)
         results.append((e, resp))
@@ -287,12 +278,12 @@ def _batch(session: Session, raw: list[Any], base_headers: dict[str, str]) -> li
 
 
 # -- running one entry ------------------------------------------------------------------------------
-def _run(session: Session, e: Entry, base_headers: dict[str, str], mapping: dict[str, str], *,
+def _run(repo: Repository, e: Entry, base_headers: dict[str, str], mapping: dict[str, str], *,
          transaction: bool) -> FhirResponse:
     from service.interactions.router import route
 
     try:
-        resolve = references.resolver(lambda rtype, query: _find(session, rtype, query))
+        resolve = repo.resolve_reference
         headers = dict(base_headers)
         for key, header in (("ifMatch", "if-match"), ("ifNoneMatch", "if-none-match"),
                             ("ifModifiedSince", "if-modified-since")):
@@ -312,10 +303,10 @@ def _run(session: Session, e: Entry, base_headers: dict[str, str], mapping: dict
             content_type = PATCH_MEDIA
         freq = FhirRequest(method=e.method, path=e.path, params=list(e.params), headers=headers, body=body,
                            content_type=content_type, assigned_id=e.assigned_id)
-        r = route(freq)
+        r = route(freq, repo.services.operations)
         if r.interaction == "transaction":
             raise bad_request("Bundles do not nest: an entry may not POST to the base", code="not-supported")
-        resp = r.call(session)
+        resp = r.call(repo)
         if transaction and e.method == "POST" and e.target and resp.status in (200, 201):
             got = _location_target(resp)
             if got is not None and got != e.target:
@@ -366,7 +357,7 @@ def _status(code: int) -> str:
         return str(code)
 
 
-def _response_entry(session: Session, entry: Entry | int, resp: FhirResponse, prefer: str) -> dict[str, Any]:
+def _response_entry(repo: Repository, entry: Entry | int, resp: FhirResponse, prefer: str) -> dict[str, Any]:
     response: dict[str, Any] = {"status": _status(resp.status)}
     out: dict[str, Any] = {}
     if resp.status >= 400:

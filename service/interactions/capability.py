@@ -1,27 +1,24 @@
 """The CapabilityStatement, generated from what is registered: types, interactions, search, operations.
 
-Extension points: `SECURITY_HOOKS` (the identity layer adds the SMART `oauth-uris` extension) and the
-search engine's `capability_params(type)`.
+Built from the services: the route table, the operations registry, the search engine's parameters and the
+identity layer's SMART `oauth-uris` extension.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import orjson
 
-from service import operations
 from service.fhir.outcome import OperationOutcomeError
 from service.fhir.types import NOT_STORABLE, RESOURCE_TYPES
 from service.interactions.request import FhirRequest, FhirResponse
-from service.interactions.session import Services, Session
+from service.repository import Repository
+from service.wiring import Services
 
 TYPE_INTERACTIONS = ["read", "vread", "update", "patch", "delete", "history-instance", "history-type", "create",
                      "search-type"]
 SYSTEM_INTERACTIONS = ["transaction", "batch", "history-system", "search-system"]
-
-SECURITY_HOOKS: list[Callable[[Services], dict[str, Any] | None]] = []
 
 # How the router answers each type interaction: (method, path template, the router's interaction name).
 PROBES = {
@@ -34,15 +31,14 @@ CONDITIONAL_PROBES = {"conditional-update": ("PUT", "{t}", "update"), "condition
 
 def _refused(services: Services, method: str, path: str, interaction: str) -> bool:
     """Whether the server refuses this interaction outright (405) before any storage access: the route
-    table, and `Services.extras["audit_precheck"]` (AuditEvents are append-only)."""
+    table, and the audit's append-only rule."""
+    from service.audit.recorder import refuse_changes
     from service.interactions.router import route
 
     req = FhirRequest(method=method, path=path)
     try:
-        route(req)
-        precheck = services.extras.get("audit_precheck")
-        if precheck is not None:
-            precheck(req, interaction)
+        route(req, services.operations)
+        refuse_changes(req, interaction)
     except OperationOutcomeError as err:
         return err.status == 405
     return False
@@ -60,7 +56,7 @@ def build(services: Services) -> dict[str, Any]:
             "interaction": [{"code": c} for c in codes],
             "versioning": "versioned-update" if "update" in codes else "versioned",
             "readHistory": "vread" in codes,
-            "updateCreate": "update" in codes,
+            "updateCreate": False,  # update-as-create is for administrators and data migration only
             "conditionalCreate": "create" in codes,
             "conditionalUpdate": cond["conditional-update"],
             "conditionalDelete": "single" if cond["conditional-delete"] else "not-supported",
@@ -73,7 +69,7 @@ def build(services: Services) -> dict[str, Any]:
             if includes:
                 entry["searchInclude"], entry["searchRevInclude"] = includes
         ops = [{"name": op.name, "definition": op.definition or f"{services.base}/OperationDefinition/{op.name}"}
-               for (level, t, _), op in sorted(operations.REGISTRY.items()) if t == rtype]
+               for (level, t, _), op in services.operations.items() if t == rtype]
         if ops:
             entry["operation"] = ops
         resources.append(entry)
@@ -83,13 +79,12 @@ def build(services: Services) -> dict[str, Any]:
         "interaction": [{"code": c} for c in SYSTEM_INTERACTIONS],
     }
     sys_ops = [{"name": op.name, "definition": op.definition or f"{services.base}/OperationDefinition/{op.name}"}
-               for (level, _t, _), op in sorted(operations.REGISTRY.items()) if level == "system"]
+               for (level, _t, _), op in services.operations.items() if level == "system"]
     if sys_ops:
         rest["operation"] = sys_ops
-    for hook in SECURITY_HOOKS:
-        sec = hook(services)
-        if sec:
-            rest["security"] = sec
+    from service.auth import capability_security
+
+    rest["security"] = capability_security(services)
     return {
         "resourceType": "CapabilityStatement",
         "status": "active",
@@ -109,11 +104,11 @@ def build(services: Services) -> dict[str, Any]:
 _cache: dict[int, bytes] = {}
 
 
-def capability_response(req: FhirRequest, session: Session) -> FhirResponse:
-    key = id(session.services)
+def capability_response(req: FhirRequest, repo: Repository) -> FhirResponse:
+    key = id(repo.services)
     body = _cache.get(key)
     if body is None:
-        body = orjson.dumps(build(session.services))
+        body = orjson.dumps(build(repo.services))
         _cache[key] = body
     return FhirResponse(200, body)
 

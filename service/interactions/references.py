@@ -3,7 +3,7 @@
 https://hl7.org/fhir/R4/http.html#trules and #cond-update: in a transaction every string that equals
 an entry's fullUrl (Reference.reference, but also uri/url values such as `valueUri` in extensions)
 becomes the assigned `Type/id`; a `reference` of the form `Type?search` resolves to the one resource
-the search matches (412 when it matches none or several).
+the search matches among what the caller may see (`Repository.resolve_reference`; 412 otherwise).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from service.fhir.outcome import OperationOutcomeError, bad_request, precondition_failed
+from service.fhir.outcome import bad_request
 from service.fhir.types import RESOURCE_TYPES
 
 CONDITIONAL_RE = re.compile(r"^([A-Z][A-Za-z]+)\?(.+)$")
@@ -58,24 +58,3 @@ def _reference(ref: str, mapping: dict[str, str], resolve: Callable[[str], str] 
         raise bad_request(f"{path}: the reference {ref!r} names no entry's fullUrl in this Bundle, so it cannot "
                           "be resolved", code="invalid")
     return ref
-
-
-def resolver(find_ids: Callable[[str, str], list[str]]) -> Callable[[str], str]:
-    """A conditional-reference resolver over `find_ids(rtype, query)`: exactly one match required."""
-
-    def resolve(ref: str) -> str:
-        m = CONDITIONAL_RE.match(ref)
-        assert m is not None
-        rtype, query = m.group(1), m.group(2)
-        try:
-            ids = find_ids(rtype, query)
-        except OperationOutcomeError as err:
-            raise OperationOutcomeError(err.status, err.issues[0].code if err.issues else "invalid",
-                                        f"the conditional reference {ref!r} cannot be searched: {err.diagnostics}"
-                                        ) from None
-        if len(ids) != 1:
-            raise precondition_failed(f"the conditional reference {ref!r} matched {len(ids)} {rtype} resources; "
-                                      "it must match exactly one")
-        return f"{rtype}/{ids[0]}"
-
-    return resolve

@@ -1,7 +1,7 @@
 """The FHIR route table: one generic dispatcher over /{type}/{id}/... (https://hl7.org/fhir/R4/http.html).
 
-`route(req)` returns the handler call and whether it writes, so the HTTP adapter can open the right
-kind of unit of work before any storage access.
+`route(req, operations)` returns the handler call and whether it writes, so the pipeline can open the right
+kind of unit of work before any storage access. A handler is called with the request's Repository.
 """
 
 from __future__ import annotations
@@ -9,14 +9,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from service import operations
 from service.fhir.outcome import OperationOutcomeError, not_found
 from service.fhir.types import RESOURCE_TYPES
 from service.interactions import capability, crud, history
 from service.interactions.request import FhirRequest, FhirResponse
-from service.interactions.session import Session
+from service.operations import Operations
+from service.repository import Repository
 
-Call = Callable[[Session], FhirResponse]
+Call = Callable[[Repository], FhirResponse]
 
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 
@@ -40,11 +40,11 @@ def _type(rtype: str) -> str:
 
 
 def _search(req: FhirRequest, rtype: str | None) -> Call:
-    return lambda s: s.services.search.search(req, s, rtype)
+    return lambda repo: repo.search(req, rtype)
 
 
-def _operation(req: FhirRequest, level: str, rtype: str, rid: str | None, name: str) -> Route:
-    op = operations.find(level, rtype, name)
+def _operation(req: FhirRequest, ops: Operations, level: str, rtype: str, rid: str | None, name: str) -> Route:
+    op = ops.find(level, rtype, name)
     if op is None:
         where = {"system": "the server", "type": rtype, "instance": f"{rtype} instances"}[level]
         raise not_found(f"Operation ${name} is not supported on {where}")
@@ -54,7 +54,7 @@ def _operation(req: FhirRequest, level: str, rtype: str, rid: str | None, name: 
                  f"operation:{name}")
 
 
-def route(req: FhirRequest) -> Route:
+def route(req: FhirRequest, ops: Operations) -> Route:
     parts = [p for p in req.path.split("/") if p]
     m = req.method
     n = len(parts)
@@ -79,7 +79,7 @@ def route(req: FhirRequest) -> Route:
             raise _method_not_allowed(m, "_search", "POST")
         return Route(_search(req, None), False, "search-system")
     if head.startswith("$"):
-        return _operation(req, "system", "", None, head[1:]) if n == 1 else _raise(not_found(f"Unknown path {req.path!r}"))
+        return _operation(req, ops, "system", "", None, head[1:]) if n == 1 else _raise(not_found(f"Unknown path {req.path!r}"))
     rtype = _type(head)
     if n == 1:
         if m == "GET":
@@ -103,7 +103,7 @@ def route(req: FhirRequest) -> Route:
     if second.startswith("$"):
         if n != 2:
             raise not_found(f"Unknown path {req.path!r}")
-        return _operation(req, "type", rtype, None, second[1:])
+        return _operation(req, ops, "type", rtype, None, second[1:])
     rid = second
     if n == 2:
         if m == "GET":
@@ -126,18 +126,15 @@ def route(req: FhirRequest) -> Route:
             raise _method_not_allowed(m, f"{rtype}/{rid}/_history/{vid}", "GET")
         return Route(lambda s: crud.vread(req, s, rtype, rid, vid), False, "vread")
     if n == 3 and third.startswith("$"):
-        return _operation(req, "instance", rtype, rid, third[1:])
+        return _operation(req, ops, "instance", rtype, rid, third[1:])
     if n == 3:
         ctype = _type(third) if third != "*" else "*"
         if m != "GET":
             raise _method_not_allowed(m, f"{rtype}/{rid}/{third}", "GET")
-        return Route(lambda s: s.services.search.compartment(req, s, rtype, rid, ctype), False, "search-compartment")
+        return Route(lambda s: s.compartment(req, rtype, rid, ctype), False, "search-compartment")
     raise not_found(f"Unknown path {req.path!r}")
 
 
 def _raise(err: Exception) -> Route:
     raise err
 
-
-def dispatch(req: FhirRequest, session: Session) -> FhirResponse:
-    return route(req).call(session)

@@ -30,11 +30,11 @@ import copy
 from typing import Any
 
 from service.fhir.outcome import Issue, OperationOutcomeError, bad_request
+from service.fhir.stored import Stored
 from service.interactions.request import FhirRequest, FhirResponse
 from service.interactions.responses import write_response
-from service.interactions.session import Session
-from service.operations import Operation, register
-from service.storage.store import Stored
+from service.operations import Operation
+from service.repository import Repository
 from service.workflows import answers, forms, writes
 from service.workflows.codes import part
 from service.workflows.params import Params
@@ -42,12 +42,12 @@ from service.workflows.params import Params
 RTYPE = "QuestionnaireResponse"
 
 
-def load_assessment(session: Session, rid: str) -> tuple[Stored, dict[str, Any], dict[str, Any]]:
-    cur = writes.load(session, RTYPE, rid)
+def load_assessment(repo: Repository, rid: str) -> tuple[Stored, dict[str, Any], dict[str, Any]]:
+    cur = writes.load(repo, RTYPE, rid)
     current = cur.json()
     if not forms.is_joint(current.get("questionnaire")):
         raise OperationOutcomeError(422, "business-rule", f"{RTYPE}/{rid} is not a joint assessment")
-    return cur, current, forms.resolve(session, current["questionnaire"])
+    return cur, current, forms.resolve(repo, current["questionnaire"])
 
 
 def base_version(req: FhirRequest, params: Params, cur: Stored, *, required: bool) -> int | None:
@@ -79,9 +79,9 @@ def _who(unit_items: list[dict[str, Any]] | None) -> str:
     return f"{name} ({org['reference']})" if org.get("reference") else name
 
 
-def merge(req: FhirRequest, session: Session, rid: str, *, amend: bool) -> FhirResponse:
+def merge(req: FhirRequest, repo: Repository, rid: str, *, amend: bool) -> FhirResponse:
     params = Params(req)
-    cur, current, q = load_assessment(session, rid)
+    cur, current, q = load_assessment(repo, rid)
     status = current.get("status")
     if amend and status not in ("completed", "amended"):
         raise OperationOutcomeError(409, "business-rule", f"{RTYPE}/{rid} is {status}: $amend changes a completed "
@@ -109,7 +109,9 @@ def merge(req: FhirRequest, session: Session, rid: str, *, amend: bool) -> FhirR
         raise OperationOutcomeError(422, "processing", str(err), issues=[
             Issue("error", "structure", text, (f"QuestionnaireResponse.item.where(linkId='{lid}')",))
             for lid, text in err.problems]) from None
-    base_json = current if base == cur.version else session.store.vread(session.conn, RTYPE, rid, base).json()
+    base_version_stored = repo.version(RTYPE, rid, base) if base != cur.version else None
+    base_json = current if base_version_stored is None or base_version_stored.content is None \
+        else base_version_stored.json()
     base_units = answers.collect(q, base_json)
     cur_units = answers.collect(q, current)
     order = answers.unit_ids(q)
@@ -139,17 +141,19 @@ def merge(req: FhirRequest, session: Session, rid: str, *, amend: bool) -> FhirR
     if amend:
         new["status"] = "amended"
     change = writes.Change(activity="amend-assessment" if amend else "save-answers", reason=reason)
-    stored = writes.update(session, cur, new, change)
-    return write_response(req, stored, 200, session.base, f"Saved answers to {RTYPE}/{rid}")
+    stored = writes.update(repo, cur, new, change)
+    return write_response(req, stored, 200, repo.base, f"Saved answers to {RTYPE}/{rid}")
 
 
-def save_answers(req: FhirRequest, session: Session, rtype: str, rid: str) -> FhirResponse:
-    return merge(req, session, rid, amend=False)
+def save_answers(req: FhirRequest, repo: Repository, rtype: str, rid: str) -> FhirResponse:
+    return merge(req, repo, rid, amend=False)
 
 
-def amend(req: FhirRequest, session: Session, rtype: str, rid: str) -> FhirResponse:
-    return merge(req, session, rid, amend=True)
+def amend(req: FhirRequest, repo: Repository, rtype: str, rid: str) -> FhirResponse:
+    return merge(req, repo, rid, amend=True)
 
 
-register(Operation("save-answers", "instance", (RTYPE,), ("POST",), save_answers, writes=True))
-register(Operation("amend", "instance", (RTYPE,), ("POST",), amend, writes=True))
+OPERATIONS = (
+    Operation("save-answers", "instance", (RTYPE,), ("POST",), save_answers, writes=True),
+    Operation("amend", "instance", (RTYPE,), ("POST",), amend, writes=True),
+)

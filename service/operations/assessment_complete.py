@@ -13,16 +13,16 @@ import copy
 from service.fhir.outcome import OperationOutcomeError
 from service.interactions.request import FhirRequest, FhirResponse
 from service.interactions.responses import write_response
-from service.interactions.session import Session
-from service.operations import Operation, register
+from service.operations import Operation
 from service.operations.assessment_answers import RTYPE, base_version, load_assessment, precondition
+from service.repository import Repository
 from service.workflows import writes
 from service.workflows.params import Params
 
 
-def complete(req: FhirRequest, session: Session, rtype: str, rid: str) -> FhirResponse:
+def complete(req: FhirRequest, repo: Repository, rtype: str, rid: str) -> FhirResponse:
     params = Params(req)
-    cur, current, _q = load_assessment(session, rid)
+    cur, current, _q = load_assessment(repo, rid)
     if current.get("status") != "in-progress":
         raise OperationOutcomeError(409, "business-rule", f"{RTYPE}/{rid} is {current.get('status')}, not in "
                                     "progress; only an assessment in progress can be completed")
@@ -32,8 +32,10 @@ def complete(req: FhirRequest, session: Session, rtype: str, rid: str) -> FhirRe
                            "read it again before completing it")
     new = {k: copy.deepcopy(v) for k, v in current.items() if k != "meta"}
     new["status"] = "completed"
-    stored = writes.update(session, cur, new, writes.Change(activity="complete-assessment"))
-    return write_response(req, stored, 200, session.base, f"Completed {RTYPE}/{rid}")
+    stored = writes.update(repo, cur, new, writes.Change(activity="complete-assessment"))
+    return write_response(req, stored, 200, repo.base, f"Completed {RTYPE}/{rid}")
 
 
-register(Operation("complete", "instance", (RTYPE,), ("POST",), complete, writes=True))
+OPERATIONS = (
+    Operation("complete", "instance", (RTYPE,), ("POST",), complete, writes=True),
+)

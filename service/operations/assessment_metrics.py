@@ -29,11 +29,11 @@ from typing import Any
 
 import orjson
 
-from service.fhir.outcome import OperationOutcomeError, bad_request
+from service.fhir.outcome import bad_request
+from service.fhir.stored import Stored
 from service.interactions.request import FhirRequest, FhirResponse
-from service.interactions.session import Session
-from service.operations import Operation, register
-from service.storage.store import Stored
+from service.operations import Operation
+from service.repository import Repository
 from service.workflows import answers, forms, lookup
 from service.workflows.codes import COMPLETED, EPISODE, PREFILLED_ITEMS, ext_value
 from service.workflows.params import Params
@@ -60,34 +60,29 @@ def _date_param(params: Params, name: str) -> date | None:
         raise bad_request(f"Parameter '{name}' must be a date (YYYY-MM-DD), not {text!r}") from None
 
 
-def _read(session: Session, ref: str | None) -> dict[str, Any] | None:
+def _read(repo: Repository, ref: str | None) -> dict[str, Any] | None:
     if not ref or "/" not in ref:
         return None
     rtype, _, rid = ref.partition("/")
-    found = session.store.current(session.conn, rtype, rid.split("/_history")[0])
-    if found is None or found.content is None or not session.guard.can_see(session.ctx, rtype, found.json()):
-        return None
-    return found.json()
+    found = repo.get(rtype, rid.split("/_history")[0])
+    return found.json() if found is not None else None
 
 
-def _started(session: Session, stored: Stored) -> datetime | None:
+def _started(repo: Repository, stored: Stored) -> datetime | None:
     """When the assessment was started: the time of its first version."""
-    try:
-        first = session.store.vread(session.conn, "QuestionnaireResponse", stored.res_id, 1)
-    except OperationOutcomeError:
+    first = repo.version("QuestionnaireResponse", stored.res_id, 1)  # (of a response the caller may see)
+    if first is None:
         return None
     return datetime.fromtimestamp(first.last_updated / 1_000_000, tz=UTC)
 
 
-def _referral_times(session: Session, patient_ref: str) -> list[datetime]:
+def _referral_times(repo: Repository, patient_ref: str) -> list[datetime]:
     """When each referral (ServiceRequest) or task (Task) for the person was made (authoredOn)."""
     times = []
     for rtype, param, element in (("ServiceRequest", "subject", "subject"), ("Task", "patient", "for")):
-        try:
-            session.guard.check_type(session.ctx, "search-type", rtype)
-        except OperationOutcomeError:
+        if not repo.may("search-type", rtype):
             continue
-        for s in lookup.find(session, rtype, [(param, patient_ref)],
+        for s in lookup.find(repo, rtype, [(param, patient_ref)],
                              lambda r, e=element: lookup.ref(r, e) == patient_ref):
             when = _when(s.json().get("authoredOn"))
             if when is not None:
@@ -95,35 +90,35 @@ def _referral_times(session: Session, patient_ref: str) -> list[datetime]:
     return sorted(times)
 
 
-def referral_start(session: Session, stored: Stored, response: dict[str, Any], patient_ref: str,
+def referral_start(repo: Repository, stored: Stored, response: dict[str, Any], patient_ref: str,
                    completed: datetime, cache: dict[str, list[datetime]]) -> datetime | None:
     """When the person was referred for this assessment: the referral it is basedOn, else the latest
     referral or task for the person made before the assessment started (else the earliest made while it
     was in progress), else the start of its episode."""
     for based in response.get("basedOn") or ():
-        sr = _read(session, based.get("reference"))
+        sr = _read(repo, based.get("reference"))
         if sr is not None and _when(sr.get("authoredOn")):
             return _when(sr.get("authoredOn"))
     if patient_ref not in cache:
-        cache[patient_ref] = _referral_times(session, patient_ref)
-    started = _started(session, stored) or completed
+        cache[patient_ref] = _referral_times(repo, patient_ref)
+    started = _started(repo, stored) or completed
     before = [t for t in cache[patient_ref] if t <= started]
     if before:
         return before[-1]
     during = [t for t in cache[patient_ref] if t <= completed]
     if during:
         return during[0]
-    episode = _read(session, (ext_value(response, EPISODE) or {}).get("reference"))
+    episode = _read(repo, (ext_value(response, EPISODE) or {}).get("reference"))
     return _when(((episode or {}).get("period") or {}).get("start"))
 
 
-def metrics(req: FhirRequest, session: Session, rtype: str, rid: str | None) -> FhirResponse:
+def metrics(req: FhirRequest, repo: Repository, rtype: str, rid: str | None) -> FhirResponse:
     params = Params(req)
     since, until = _date_param(params, "from"), _date_param(params, "to")
     if since and until and until < since:
         raise bad_request(f"Parameter 'to' ({until.isoformat()}) is before 'from' ({since.isoformat()})")
-    session.guard.check_type(session.ctx, "search-type", "QuestionnaireResponse")
-    finished = lookup.find(session, "QuestionnaireResponse", [("status", "completed,amended")],
+    repo.require("search-type", "QuestionnaireResponse")
+    finished = lookup.find(repo, "QuestionnaireResponse", [("status", "completed,amended")],
                            lambda r: forms.is_joint(r.get("questionnaire")) and r.get("status") in ("completed", "amended"))
     counts = {"joint": 0, "health": 0, "social-care": 0, "other": 0}
     durations: list[float] = []
@@ -135,14 +130,14 @@ def metrics(req: FhirRequest, session: Session, rtype: str, rid: str | None) -> 
         if completed is None or (since and completed.date() < since) or (until and completed.date() > until):
             continue
         total += 1
-        q = forms.resolve(session, response["questionnaire"])
+        q = forms.resolve(repo, response["questionnaire"])
         units = answers.collect(q, response)
         profs = {c["profession"] for c in answers.contributions(units) if c["source"] == "entered"} & {
             "health", "social-care"}
         counts["joint" if len(profs) == 2 else (profs.pop() if profs else "other")] += 1
         prefilled += int(ext_value(response, PREFILLED_ITEMS) or 0)
         answered += sum(answers.answered_questions(items) for items in units.values())
-        start = referral_start(session, stored, response, response["subject"]["reference"], completed, cache)
+        start = referral_start(repo, stored, response, response["subject"]["reference"], completed, cache)
         if start is not None and start <= completed:
             durations.append((completed - start).total_seconds() / 86400)
 
@@ -168,4 +163,6 @@ def metrics(req: FhirRequest, session: Session, rtype: str, rid: str | None) -> 
     return FhirResponse(200, orjson.dumps(out))
 
 
-register(Operation("assessment-metrics", "type", ("QuestionnaireResponse",), ("GET",), metrics))
+OPERATIONS = (
+    Operation("assessment-metrics", "type", ("QuestionnaireResponse",), ("GET",), metrics),
+)

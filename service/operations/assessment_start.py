@@ -17,54 +17,51 @@ from __future__ import annotations
 from typing import Any
 
 from service.fhir.outcome import OperationOutcomeError
-from service.interactions.crud import visible
 from service.interactions.request import FhirRequest, FhirResponse
 from service.interactions.responses import write_response
-from service.interactions.session import Session
-from service.operations import Operation, register
+from service.operations import Operation
+from service.repository import Repository
 from service.workflows import answers, forms, lookup, prefill, writes
 from service.workflows.codes import AUTHORED_BY, EPISODE
 from service.workflows.params import Params
 
 
-def open_assessments(session: Session, patient_ref: str) -> list[Any]:
-    return lookup.find(session, "QuestionnaireResponse", [("subject", patient_ref), ("status", "in-progress")],
+def open_assessments(repo: Repository, patient_ref: str) -> list[Any]:
+    return lookup.find(repo, "QuestionnaireResponse", [("subject", patient_ref), ("status", "in-progress")],
                        lambda r: lookup.ref(r, "subject") == patient_ref and forms.is_joint(r.get("questionnaire"))
                        and r.get("status") == "in-progress")
 
 
-def _check_link(session: Session, ref: str | None, element: str, patient_ref: str, name: str) -> None:
+def _check_link(repo: Repository, ref: str | None, element: str, patient_ref: str, name: str) -> None:
     """The episode or referral named must exist, be visible to the caller and be about the same person."""
     if ref is None:
         return
     rtype, _, rid = ref.partition("/")
-    found = session.store.current(session.conn, rtype, rid)
-    resource = found.json() if found is not None and found.content is not None else None
-    if resource is None or not session.guard.can_see(session.ctx, rtype, resource):
+    found = repo.get(rtype, rid)
+    resource = found.json() if found is not None else None
+    if resource is None:
         raise OperationOutcomeError(422, "not-found", f"Parameter '{name}': {ref} is not known")
     if lookup.ref(resource, element) != patient_ref:
         raise OperationOutcomeError(422, "business-rule", f"Parameter '{name}': {ref} is about "
                                     f"{lookup.ref(resource, element) or 'someone else'}, not {patient_ref}")
 
 
-def start(req: FhirRequest, session: Session, rtype: str, rid: str) -> FhirResponse:
+def start(req: FhirRequest, repo: Repository, rtype: str, rid: str) -> FhirResponse:
     params = Params(req)
     episode = params.reference("episode", "EpisodeOfCare")
     referral = params.reference("referral", "ServiceRequest")
-    session.guard.check_type(session.ctx, "read", "Patient")
-    patient = visible(session, "read", session.store.read(session.conn, "Patient", rid)).json()
-    session.guard.check_resource(session.ctx, "read", "Patient", patient)
-    session.guard.check_type(session.ctx, "create", "QuestionnaireResponse")
+    patient = repo.read("Patient", rid).json()
+    repo.require("create", "QuestionnaireResponse")
     patient_ref = f"Patient/{rid}"
-    _check_link(session, episode, "patient", patient_ref, "episode")
-    _check_link(session, referral, "subject", patient_ref, "referral")
-    existing = open_assessments(session, patient_ref)
+    _check_link(repo, episode, "patient", patient_ref, "episode")
+    _check_link(repo, referral, "subject", patient_ref, "referral")
+    existing = open_assessments(repo, patient_ref)
     if existing:
         latest = max(existing, key=lambda s: s.last_updated)
-        return write_response(req, latest, 200, session.base,
+        return write_response(req, latest, 200, repo.base,
                               f"{patient_ref} already has an assessment in progress: QuestionnaireResponse/{latest.res_id}")
-    q = forms.current(session)
-    units, origin = prefill.prefill(session, q, patient)
+    q = forms.current(repo)
+    units, origin = prefill.prefill(repo, q, patient)
     qr: dict[str, Any] = {
         "resourceType": "QuestionnaireResponse",
         "questionnaire": f"{q['url']}|{q['version']}",
@@ -80,15 +77,17 @@ def start(req: FhirRequest, session: Session, rtype: str, rid: str) -> FhirRespo
     extensions = []
     if episode:
         extensions.append({"url": EPISODE, "valueReference": {"reference": episode}})
-    org = session.ctx.principal.organisation if session.ctx.principal else None
+    org = repo.ctx.principal.organisation if repo.ctx.principal else None
     if org:
         extensions.append({"url": AUTHORED_BY, "valueReference": {"reference": org}})
     if extensions:
         qr["extension"] = extensions
     change = writes.Change(activity="start-assessment", prefilled=origin,
                            sources=sorted({patient_ref, *origin.values(), *filter(None, (episode, referral))}))
-    stored = writes.create(session, qr, change)
-    return write_response(req, stored, 201, session.base, f"Started QuestionnaireResponse/{stored.res_id}")
+    stored = writes.create(repo, qr, change)
+    return write_response(req, stored, 201, repo.base, f"Started QuestionnaireResponse/{stored.res_id}")
 
 
-register(Operation("start-assessment", "instance", ("Patient",), ("POST",), start, writes=True))
+OPERATIONS = (
+    Operation("start-assessment", "instance", ("Patient",), ("POST",), start, writes=True),
+)

@@ -23,11 +23,10 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from service.fhir.outcome import OperationOutcomeError, bad_request, forbidden
-from service.interactions.crud import visible
 from service.interactions.request import FhirRequest, FhirResponse
 from service.interactions.responses import write_response
-from service.interactions.session import Session
-from service.operations import Operation, register
+from service.operations import Operation
+from service.repository import Repository
 from service.workflows import actors, answers, forms, lookup, plan_builder, writes
 from service.workflows.careteam_rules import lead_of
 from service.workflows.codes import AUTHORED_BY
@@ -41,21 +40,19 @@ def _today() -> date:
     return datetime.now(UTC).date()
 
 
-def require_care_team_member(session: Session, teams: list[dict[str, Any]], patient_ref: str, what: str) -> None:
-    me = actors.user_reference(session)
-    principal = session.ctx.principal
+def require_care_team_member(repo: Repository, teams: list[dict[str, Any]], patient_ref: str, what: str) -> None:
+    me = actors.user_reference(repo)
+    principal = repo.ctx.principal
     if principal is None or principal.kind not in ("practitioner",):
         return
     if not me or not any(me in lookup.members(t) for t in teams):
         raise forbidden(f"Only a professional in {patient_ref}'s care team can {what}")
 
 
-def generate(req: FhirRequest, session: Session, rtype: str, rid: str) -> FhirResponse:
+def generate(req: FhirRequest, repo: Repository, rtype: str, rid: str) -> FhirResponse:
     params = Params(req)
-    session.guard.check_type(session.ctx, "read", "QuestionnaireResponse")
-    stored = visible(session, "read", session.store.read(session.conn, "QuestionnaireResponse", rid))
+    stored = repo.read("QuestionnaireResponse", rid)
     response = stored.json()
-    session.guard.check_resource(session.ctx, "read", "QuestionnaireResponse", response)
     if not forms.is_joint(response.get("questionnaire")):
         raise OperationOutcomeError(422, "business-rule", f"QuestionnaireResponse/{rid} is not a joint assessment")
     if response.get("status") not in ("completed", "amended"):
@@ -63,22 +60,22 @@ def generate(req: FhirRequest, session: Session, rtype: str, rid: str) -> FhirRe
                                     "complete the assessment ($complete) before generating a care plan")
     patient_ref = response["subject"]["reference"]
     response_ref = f"QuestionnaireResponse/{rid}/_history/{stored.version}"
-    teams = lookup.care_teams_of_patient(session, patient_ref)
-    require_care_team_member(session, teams, patient_ref, "generate their care plan")
-    session.guard.check_type(session.ctx, "create", "CarePlan")
-    session.guard.check_type(session.ctx, "create", "Goal")
+    teams = lookup.care_teams_of_patient(repo, patient_ref)
+    require_care_team_member(repo, teams, patient_ref, "generate their care plan")
+    repo.require("create", "CarePlan")
+    repo.require("create", "Goal")
 
-    drafts = lookup.find(session, "CarePlan", [("subject", patient_ref), ("status", "draft")],
+    drafts = lookup.find(repo, "CarePlan", [("subject", patient_ref), ("status", "draft")],
                          lambda r: r.get("status") == "draft" and lookup.ref(r, "subject") == patient_ref and any(
                              s.get("reference") == response_ref for s in r.get("supportingInfo") or ()))
     if drafts:
-        return write_response(req, drafts[0], 200, session.base,
+        return write_response(req, drafts[0], 200, repo.base,
                               f"CarePlan/{drafts[0].res_id} is already the draft made from {response_ref}")
 
     coordinator_ref = params.reference("coordinator", "Practitioner")
     coordinator = {"reference": coordinator_ref} if coordinator_ref else lead_of(teams)
-    if coordinator is None and actors.user_reference(session):
-        coordinator = {"reference": actors.user_reference(session)}
+    if coordinator is None and actors.user_reference(repo):
+        coordinator = {"reference": actors.user_reference(repo)}
     if coordinator is None:
         raise OperationOutcomeError(422, "required", "The plan needs an accountable professional: give the care "
                                     "team a lead (care coordinator) or name one with parameter 'coordinator'")
@@ -91,7 +88,7 @@ def generate(req: FhirRequest, session: Session, rtype: str, rid: str) -> FhirRe
     if review < today:
         raise bad_request(f"Parameter 'reviewDate' {review.isoformat()} is in the past")
 
-    q = forms.resolve(session, response["questionnaire"])
+    q = forms.resolve(repo, response["questionnaire"])
     units = answers.collect(q, response)
     entered = [c for c in answers.contributions(units) if c["source"] == "entered"]
     orgs: dict[str, dict[str, Any]] = {}
@@ -109,7 +106,7 @@ def generate(req: FhirRequest, session: Session, rtype: str, rid: str) -> FhirRe
         if ref and ref.startswith("Practitioner/") and {"reference": ref} not in contributors:
             contributors.append({"reference": ref})
     contributors.append({"reference": patient_ref})
-    org = actors.organisation(session)
+    org = actors.organisation(repo)
     plan = plan_builder.build(q, response, response_ref, patient_ref=patient_ref, today=today, review=review,
                               coordinator=coordinator, performers=performers, contributors=contributors,
                               care_teams=[f"CareTeam/{t['id']}" for t in teams],
@@ -119,15 +116,17 @@ def generate(req: FhirRequest, session: Session, rtype: str, rid: str) -> FhirRe
     for goal in plan.goals:
         if org:
             goal["extension"] = [{"url": AUTHORED_BY, "valueReference": org}]
-        goal_refs.append({"reference": f"Goal/{writes.create(session, goal, change).res_id}"})
+        goal_refs.append({"reference": f"Goal/{writes.create(repo, goal, change).res_id}"})
     care_plan = plan.care_plan
     if goal_refs:
         care_plan["goal"] = goal_refs
     for activity, index in zip(care_plan.get("activity") or (), plan.goal_of_activity):
         if index is not None:
             activity["detail"]["goal"] = [goal_refs[index]]
-    created = writes.create(session, care_plan, change)
-    return write_response(req, created, 201, session.base, f"Created draft CarePlan/{created.res_id}")
+    created = writes.create(repo, care_plan, change)
+    return write_response(req, created, 201, repo.base, f"Created draft CarePlan/{created.res_id}")
 
 
-register(Operation("generate-careplan", "instance", ("QuestionnaireResponse",), ("POST",), generate, writes=True))
+OPERATIONS = (
+    Operation("generate-careplan", "instance", ("QuestionnaireResponse",), ("POST",), generate, writes=True),
+)

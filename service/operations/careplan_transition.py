@@ -19,8 +19,8 @@ import copy
 from service.fhir.outcome import OperationOutcomeError, bad_request
 from service.interactions.request import FhirRequest, FhirResponse
 from service.interactions.responses import write_response
-from service.interactions.session import Session
-from service.operations import Operation, register
+from service.operations import Operation
+from service.repository import Repository
 from service.workflows import careplan_rules, writes
 from service.workflows.params import Params
 
@@ -30,7 +30,7 @@ GOAL_STATUS = {"active": "active", "on-hold": "on-hold", "completed": "completed
 GOAL_FINAL = ("completed", "cancelled", "entered-in-error", "rejected")
 
 
-def transition(req: FhirRequest, session: Session, rtype: str, rid: str) -> FhirResponse:
+def transition(req: FhirRequest, repo: Repository, rtype: str, rid: str) -> FhirResponse:
     params = Params(req)
     new_status = params.string("status", required=True)
     reason = params.string("reason")
@@ -39,7 +39,7 @@ def transition(req: FhirRequest, session: Session, rtype: str, rid: str) -> Fhir
     agreed_with = params.reference("agreedWith")
     if agreed_with and agreed_with.split("/", 1)[0] not in ("Patient", "RelatedPerson"):
         raise bad_request("Parameter 'agreedWith' must refer to the Patient or a RelatedPerson")
-    cur = writes.load(session, "CarePlan", rid)
+    cur = writes.load(repo, "CarePlan", rid)
     plan = cur.json()
     old_status = plan.get("status")
     careplan_rules.check_transition(rid, old_status, new_status)
@@ -49,14 +49,14 @@ def transition(req: FhirRequest, session: Session, rtype: str, rid: str) -> Fhir
     new["status"] = new_status
     change = writes.Change(activity=f"careplan-{new_status}", reason=reason,
                            agreed_with={"reference": agreed_with} if agreed_with else None)
-    stored = writes.update(session, cur, new, change)
+    stored = writes.update(repo, cur, new, change)
     goal_status = GOAL_STATUS.get(new_status)
     for ref in plan.get("goal") or ():
         gtype, _, gid = (ref.get("reference") or "").partition("/")
         if gtype != "Goal" or goal_status is None:
             continue
         try:
-            goal_cur = writes.load(session, "Goal", gid)
+            goal_cur = writes.load(repo, "Goal", gid)
         except OperationOutcomeError as err:
             if err.status in (403, 404, 410):
                 continue  # a goal the caller may not see, or gone: left as it is
@@ -66,9 +66,11 @@ def transition(req: FhirRequest, session: Session, rtype: str, rid: str) -> Fhir
             continue
         goal = {k: v for k, v in goal.items() if k != "meta"}
         goal["lifecycleStatus"] = goal_status
-        writes.update(session, goal_cur, goal, writes.Change(activity=f"careplan-{new_status}", reason=reason,
+        writes.update(repo, goal_cur, goal, writes.Change(activity=f"careplan-{new_status}", reason=reason,
                                                              sources=[f"CarePlan/{rid}/_history/{stored.version}"]))
-    return write_response(req, stored, 200, session.base, f"CarePlan/{rid} is now {new_status}")
+    return write_response(req, stored, 200, repo.base, f"CarePlan/{rid} is now {new_status}")
 
 
-register(Operation("transition", "instance", ("CarePlan",), ("POST",), transition, writes=True))
+OPERATIONS = (
+    Operation("transition", "instance", ("CarePlan",), ("POST",), transition, writes=True),
+)

@@ -33,8 +33,8 @@ from typing import Any
 from service.fhir.outcome import OperationOutcomeError, bad_request, not_found
 from service.interactions.request import FhirRequest, FhirResponse
 from service.interactions.responses import write_response
-from service.interactions.session import Session
-from service.operations import Operation, register
+from service.operations import Operation
+from service.repository import Repository
 from service.workflows import lookup, writes
 from service.workflows.careteam_rules import LEAD_ROLE, is_lead_role
 from service.workflows.params import Params
@@ -52,16 +52,16 @@ def _role(value: Any) -> dict[str, Any] | None:
     raise bad_request("Parameter 'role' must be a Coding or CodeableConcept")
 
 
-def _default_organisation(session: Session, member: str) -> str | None:
+def _default_organisation(repo: Repository, member: str) -> str | None:
     if not member.startswith("Practitioner/"):
         return None
-    roles = lookup.find(session, "PractitionerRole", [("practitioner", member)],
+    roles = lookup.find(repo, "PractitionerRole", [("practitioner", member)],
                         lambda r: lookup.ref(r, "practitioner") == member and r.get("active", True))
     orgs = {lookup.ref(s.json(), "organization") for s in roles} - {None}
     return orgs.pop() if len(orgs) == 1 else None
 
 
-def add_member(req: FhirRequest, session: Session, rtype: str, rid: str) -> FhirResponse:
+def add_member(req: FhirRequest, repo: Repository, rtype: str, rid: str) -> FhirResponse:
     params = Params(req)
     member = params.reference("member")
     if member is None:
@@ -80,12 +80,11 @@ def add_member(req: FhirRequest, session: Session, rtype: str, rid: str) -> Fhir
                           f"not {mtype}")
     if lead and role is not None and is_lead_role(role):
         role = None  # the lead role is given below, in its one standard form
-    cur = writes.load(session, "CareTeam", rid)
-    existing = session.store.current(session.conn, mtype, mid)
-    if existing is None or existing.deleted:
+    cur = writes.load(repo, "CareTeam", rid)
+    if repo.get(mtype, mid) is None:
         raise OperationOutcomeError(422, "not-found", f"{member} is not known, so it cannot join CareTeam/{rid}")
     if on_behalf is None:
-        on_behalf = _default_organisation(session, member)
+        on_behalf = _default_organisation(repo, member)
     team = {k: copy.deepcopy(v) for k, v in cur.json().items() if k != "meta"}
     participants = team.setdefault("participant", [])
     entry = next((p for p in participants if (p.get("member") or {}).get("reference") == member), None)
@@ -110,16 +109,16 @@ def add_member(req: FhirRequest, session: Session, rtype: str, rid: str) -> Fhir
         entry["role"] = roles
     else:
         entry.pop("role", None)
-    stored = writes.update(session, cur, team, writes.Change(activity="add-member", reason=params.string("reason")))
-    return write_response(req, stored, 200, session.base, f"{member} is in CareTeam/{rid}")
+    stored = writes.update(repo, cur, team, writes.Change(activity="add-member", reason=params.string("reason")))
+    return write_response(req, stored, 200, repo.base, f"{member} is in CareTeam/{rid}")
 
 
-def remove_member(req: FhirRequest, session: Session, rtype: str, rid: str) -> FhirResponse:
+def remove_member(req: FhirRequest, repo: Repository, rtype: str, rid: str) -> FhirResponse:
     params = Params(req)
     member = params.reference("member")
     if member is None:
         raise bad_request("Parameter 'member' is required", code="required")
-    cur = writes.load(session, "CareTeam", rid)
+    cur = writes.load(repo, "CareTeam", rid)
     team = {k: copy.deepcopy(v) for k, v in cur.json().items() if k != "meta"}
     kept = [p for p in team.get("participant") or () if (p.get("member") or {}).get("reference") != member]
     if len(kept) == len(team.get("participant") or ()):
@@ -128,9 +127,11 @@ def remove_member(req: FhirRequest, session: Session, rtype: str, rid: str) -> F
         team["participant"] = kept
     else:
         team.pop("participant", None)
-    stored = writes.update(session, cur, team, writes.Change(activity="remove-member", reason=params.string("reason")))
-    return write_response(req, stored, 200, session.base, f"{member} left CareTeam/{rid}")
+    stored = writes.update(repo, cur, team, writes.Change(activity="remove-member", reason=params.string("reason")))
+    return write_response(req, stored, 200, repo.base, f"{member} left CareTeam/{rid}")
 
 
-register(Operation("add-member", "instance", ("CareTeam",), ("POST",), add_member, writes=True))
-register(Operation("remove-member", "instance", ("CareTeam",), ("POST",), remove_member, writes=True))
+OPERATIONS = (
+    Operation("add-member", "instance", ("CareTeam",), ("POST",), add_member, writes=True),
+    Operation("remove-member", "instance", ("CareTeam",), ("POST",), remove_member, writes=True),
+)

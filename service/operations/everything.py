@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from service.operations import Operation, register
+from service.operations import Operation
 
 
-def everything(req: Any, session: Any, rtype: str | None, rid: str | None) -> Any:
+def everything(req: Any, repo: Any, rtype: str | None, rid: str | None) -> Any:
     assert rid is not None
-    return session.services.search.everything(req, session, rid)
+    return repo.everything(req, rid)
 
 
-register(Operation(name="everything", level="instance", types=("Patient",), methods=("GET", "POST"),
-                   handler=everything, definition="http://hl7.org/fhir/OperationDefinition/Patient-everything"))
+OPERATIONS = (
+    Operation(name="everything", level="instance", types=("Patient",), methods=("GET", "POST"), handler=everything, definition="http://hl7.org/fhir/OperationDefinition/Patient-everything"),
+)

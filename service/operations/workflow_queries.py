@@ -25,10 +25,10 @@ import orjson
 
 from fhir_profiles.questionnaire_validation import section_profession, validate_response
 from service.fhir.outcome import bad_request
+from service.fhir.stored import Stored
 from service.interactions.request import FhirRequest, FhirResponse
-from service.interactions.session import Session
-from service.operations import Operation, register
-from service.storage.store import Stored
+from service.operations import Operation
+from service.repository import Repository
 from service.workflows import actors, answers, forms, lookup, professions
 from service.workflows.codes import REVIEW_DATE, SD, ext_value, part
 from service.workflows.params import Params
@@ -38,20 +38,20 @@ QR = "QuestionnaireResponse"
 QR_STATUSES = ("in-progress", "completed", "amended", "stopped", "entered-in-error")
 
 
-def bundle(session: Session, entries: Iterable[tuple[Stored, dict[str, Any] | None]]) -> FhirResponse:
+def bundle(repo: Repository, entries: Iterable[tuple[Stored, dict[str, Any] | None]]) -> FhirResponse:
     rows = []
     for stored, extra in entries:
         search: dict[str, Any] = {"mode": "match"}
         if extra:
             search.update(extra)
-        rows.append({"fullUrl": f"{session.base}/{stored.res_type}/{stored.res_id}",
+        rows.append({"fullUrl": f"{repo.base}/{stored.res_type}/{stored.res_id}",
                      "resource": orjson.Fragment(stored.content), "search": search})
     return FhirResponse(200, orjson.dumps({"resourceType": "Bundle", "type": "searchset", "total": len(rows),
                                            "entry": rows}))
 
 
-def _practitioner(session: Session, params: Params) -> str:
-    ref = params.reference("practitioner", "Practitioner") or actors.user_reference(session)
+def _practitioner(repo: Repository, params: Params) -> str:
+    ref = params.reference("practitioner", "Practitioner") or actors.user_reference(repo)
     if not ref or not ref.startswith("Practitioner/"):
         raise bad_request("Whose? Call as a practitioner user, or give parameter 'practitioner=Practitioner/<id>'")
     return ref
@@ -70,26 +70,26 @@ def _contributors(response: dict[str, Any]) -> set[str]:
     return found  # type: ignore[return-value]
 
 
-def my_assessments(req: FhirRequest, session: Session, rtype: str, rid: str | None) -> FhirResponse:
+def my_assessments(req: FhirRequest, repo: Repository, rtype: str, rid: str | None) -> FhirResponse:
     params = Params(req)
-    session.guard.check_type(session.ctx, "search-type", QR)
-    me = _practitioner(session, params)
+    repo.require("search-type", QR)
+    me = _practitioner(repo, params)
     status = params.string("status") or "in-progress"
     statuses = list(QR_STATUSES) if status == "all" else [s.strip() for s in status.split(",")]
     unknown = [s for s in statuses if s not in QR_STATUSES]
     if unknown:
         raise bad_request(f"Parameter 'status': {', '.join(map(repr, unknown))} is not a QuestionnaireResponse "
                           f"status (one or more of {', '.join(QR_STATUSES)}, comma-separated, or 'all')")
-    found = lookup.find(session, QR, [("status", ",".join(statuses))],
+    found = lookup.find(repo, QR, [("status", ",".join(statuses))],
                         lambda r: forms.is_joint(r.get("questionnaire")) and r.get("status") in statuses
                         and me in _contributors(r))
     found.sort(key=lambda s: -s.last_updated)
-    return bundle(session, ((s, None) for s in found))
+    return bundle(repo, ((s, None) for s in found))
 
 
-def incomplete_sections(session: Session, response: dict[str, Any]) -> dict[str, str]:
+def incomplete_sections(repo: Repository, response: dict[str, Any]) -> dict[str, str]:
     """section linkId -> its profession, for sections with an enabled required item unanswered."""
-    q = forms.resolve(session, response["questionnaire"])
+    q = forms.resolve(repo, response["questionnaire"])
     out: dict[str, str] = {}
     for issue in validate_response(q, response, completing=True):
         if issue.code == "required" and issue.link_id:
@@ -98,30 +98,30 @@ def incomplete_sections(session: Session, response: dict[str, Any]) -> dict[str,
     return out
 
 
-def awaiting_my_sections(req: FhirRequest, session: Session, rtype: str, rid: str | None) -> FhirResponse:
+def awaiting_my_sections(req: FhirRequest, repo: Repository, rtype: str, rid: str | None) -> FhirResponse:
     params = Params(req)
-    session.guard.check_type(session.ctx, "search-type", QR)
-    mine = params.string("profession") or actors.profession(session)
+    repo.require("search-type", QR)
+    mine = params.string("profession") or actors.profession(repo)
     if mine not in (professions.HEALTH, professions.SOCIAL_CARE):
         raise bad_request("Which profession? Your job role does not say; give parameter "
                           "'profession=health' or 'profession=social-care'")
-    found = lookup.find(session, QR, [("status", "in-progress")],
+    found = lookup.find(repo, QR, [("status", "in-progress")],
                         lambda r: forms.is_joint(r.get("questionnaire")) and r.get("status") == "in-progress")
     found.sort(key=lambda s: s.last_updated)
     entries = []
     for s in found:
-        waiting = [sec for sec, prof in incomplete_sections(session, s.json()).items() if prof == mine]
+        waiting = [sec for sec, prof in incomplete_sections(repo, s.json()).items() if prof == mine]
         if waiting:
             entries.append((s, {"extension": [{"url": AWAITING_URL, "valueString": sec} for sec in waiting]}))
-    return bundle(session, entries)
+    return bundle(repo, entries)
 
 
-def due_for_review(req: FhirRequest, session: Session, rtype: str, rid: str | None) -> FhirResponse:
+def due_for_review(req: FhirRequest, repo: Repository, rtype: str, rid: str | None) -> FhirResponse:
     params = Params(req)
     days = params.integer("days", 14)
     if days is None or days < 0 or days > 3660:
         raise bad_request("Parameter 'days' must be between 0 and 3660")
-    session.guard.check_type(session.ctx, "search-type", "CarePlan")
+    repo.require("search-type", "CarePlan")
     until = (datetime.now(UTC).date() + timedelta(days=days)).isoformat()
     open_ = ("draft", "active", "on-hold")
 
@@ -129,27 +129,28 @@ def due_for_review(req: FhirRequest, session: Session, rtype: str, rid: str | No
         review = ext_value(r, REVIEW_DATE)
         return r.get("status") in open_ and isinstance(review, str) and review[:10] <= until
 
-    found = lookup.find(session, "CarePlan", [("status", ",".join(open_))], due)
+    found = lookup.find(repo, "CarePlan", [("status", ",".join(open_))], due)
     found.sort(key=lambda s: (ext_value(s.json(), REVIEW_DATE), s.res_id))
-    return bundle(session, ((s, None) for s in found))
+    return bundle(repo, ((s, None) for s in found))
 
 
-def my_caseload(req: FhirRequest, session: Session, rtype: str, rid: str | None) -> FhirResponse:
+def my_caseload(req: FhirRequest, repo: Repository, rtype: str, rid: str | None) -> FhirResponse:
     params = Params(req)
-    me = _practitioner(session, params)
-    session.guard.check_type(session.ctx, "search-type", "Patient")
-    patients = {lookup.ref(t, "subject") for t in lookup.care_teams_of_member(session, me)}
-    plans = lookup.find(session, "CarePlan", [("status", "draft,active,on-hold")],
+    me = _practitioner(repo, params)
+    repo.require("search-type", "Patient")
+    patients = {lookup.ref(t, "subject") for t in lookup.care_teams_of_member(repo, me)}
+    plans = lookup.find(repo, "CarePlan", [("status", "draft,active,on-hold")],
                         lambda r: r.get("status") in ("draft", "active", "on-hold") and lookup.ref(r, "author") == me)
     patients |= {lookup.ref(p.json(), "subject") for p in plans}
     keys = [("Patient", p.split("/", 1)[1]) for p in sorted(x for x in patients if x and x.startswith("Patient/"))]
-    found = [s for s in session.store.read_many(session.conn, keys).values()
-             if session.guard.can_see(session.ctx, "Patient", s.json())]
+    found = list(repo.lookup(keys).values())
     found.sort(key=lambda s: s.res_id)
-    return bundle(session, ((s, None) for s in found))
+    return bundle(repo, ((s, None) for s in found))
 
 
-register(Operation("my-assessments", "type", (QR,), ("GET",), my_assessments))
-register(Operation("awaiting-my-sections", "type", (QR,), ("GET",), awaiting_my_sections))
-register(Operation("due-for-review", "type", ("CarePlan",), ("GET",), due_for_review))
-register(Operation("my-caseload", "type", ("Practitioner",), ("GET",), my_caseload))
+OPERATIONS = (
+    Operation("my-assessments", "type", (QR,), ("GET",), my_assessments),
+    Operation("awaiting-my-sections", "type", (QR,), ("GET",), awaiting_my_sections),
+    Operation("due-for-review", "type", ("CarePlan",), ("GET",), due_for_review),
+    Operation("my-caseload", "type", ("Practitioner",), ("GET",), my_caseload),
+)

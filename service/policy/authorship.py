@@ -16,8 +16,8 @@ from typing import Any
 from sqlalchemy.engine import Connection
 
 from service.access.context import Principal, RequestContext
+from service.fhir.stored import Stored
 from service.fhir.types import RESOURCE_TYPES
-from service.storage.store import Stored
 
 AUTHORED_BY = "https://sharedcare.example.org/fhir/StructureDefinition/authoring-organisation"
 ODS = "https://fhir.nhs.uk/Id/ods-organization-code"
@@ -47,7 +47,7 @@ def org_keys(p: Principal) -> frozenset[str]:
     return frozenset(keys)
 
 
-def _key_of(ref: Any) -> set[str]:
+def key_of(ref: Any) -> set[str]:
     out: set[str] = set()
     if not isinstance(ref, dict):
         return out
@@ -73,12 +73,12 @@ def authors(resource: dict[str, Any]) -> list[dict[str, Any]]:
 def author_keys(resource: dict[str, Any]) -> frozenset[str]:
     keys: set[str] = set()
     for ref in authors(resource):
-        keys |= _key_of(ref)
+        keys |= key_of(ref)
     return frozenset(keys)
 
 
 def _same_org(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    return bool(_key_of(a) & _key_of(b))
+    return bool(key_of(a) & key_of(b))
 
 
 def stamp(conn: Connection, resource: dict[str, Any], previous: Stored | None) -> None:

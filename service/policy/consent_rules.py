@@ -21,8 +21,8 @@ from typing import Any
 
 from consent import validate_consent
 from service.fhir.outcome import Issue, unprocessable
-from service.interactions.session import Session
 from service.policy.authorship import ODS, org_reference
+from service.repository import Change, Repository
 
 ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
 ACT_CODE_ALIASES = {ACT_CODE, "http://hl7.org/fhir/v3/ActCode", "urn:oid:2.16.840.1.113883.5.4"}
@@ -35,8 +35,8 @@ def _issue(path: str, text: str, code: str = "invalid") -> Issue:
     return Issue("error", code, f"{path}: {text}", (path,))
 
 
-def _local(session: Session, text: str) -> tuple[str, str] | None:
-    base = session.base.rstrip("/") + "/"
+def _local(repo: Repository, text: str) -> tuple[str, str] | None:
+    base = repo.base.rstrip("/") + "/"
     text = text.removeprefix(base)
     parts = text.split("/")
     if "_history" in parts:
@@ -53,21 +53,21 @@ def _identifier_of(resource: dict[str, Any], system: str) -> str | None:
     return None
 
 
-def _resolve_actor(session: Session, ref: Any, path: str, issues: list[Issue]) -> None:
+def _resolve_actor(repo: Repository, ref: Any, path: str, issues: list[Issue]) -> None:
     if not isinstance(ref, dict):
         return
     text = ref.get("reference")
     ident = ref.get("identifier") if isinstance(ref.get("identifier"), dict) else None
     if isinstance(text, str) and text:
-        local = _local(session, text)
+        local = _local(repo, text)
         if local is None:
             if ident is None:
                 issues.append(_issue(f"{path}.reference", f"{text!r} is not on this server and has no identifier, so "
                                      "it could never be matched; refer to a local resource or give its identifier"))
             return
         rtype, rid = local
-        stored = session.store.current(session.conn, rtype, rid)
-        if stored is None or stored.content is None:
+        stored = repo.server().get(rtype, rid)  # the actors named: directory entries and the person's own
+        if stored is None:
             issues.append(_issue(f"{path}.reference", f"{rtype}/{rid} is not known on this server", "not-found"))
             return
         system = IDENTIFIER_FOR.get(rtype)
@@ -77,9 +77,9 @@ def _resolve_actor(session: Session, ref: Any, path: str, issues: list[Issue]) -
                 ref["identifier"] = {"system": system, "value": value}
         return
     if ident is not None and ident.get("system") == ODS and isinstance(ident.get("value"), str):
-        ids = session.services.search.find_ids(session, "Organization", [("identifier", f"{ODS}|{ident['value']}")])
-        if len(ids) == 1:
-            ref["reference"] = f"Organization/{ids[0]}"
+        found = repo.server().find("Organization", [("identifier", f"{ODS}|{ident['value']}")])
+        if len(found) == 1:
+            ref["reference"] = f"Organization/{found[0].res_id}"
 
 
 def _provisions(node: Any, path: str) -> list[tuple[str, dict[str, Any]]]:
@@ -92,20 +92,21 @@ def _provisions(node: Any, path: str) -> list[tuple[str, dict[str, Any]]]:
 
 
 class ConsentRules:
-    """crud write hook for Consent."""
+    """The repository's write rule for Consent."""
 
-    def before(self, session: Session, rtype: str, before: dict[str, Any] | None, after: dict[str, Any]) -> None:
+    def before(self, repo: Repository, rtype: str, before: dict[str, Any] | None, after: dict[str, Any],
+               change: Change) -> None:
         issues = [_issue(problem.split(":", 1)[0], problem.split(":", 1)[1].strip() if ":" in problem else problem)
-                  for problem in validate_consent(after, base_urls=(session.base,))]
+                  for problem in validate_consent(after, base_urls=(repo.base,))]
         patient = after.get("patient") if isinstance(after.get("patient"), dict) else {}
-        local = _local(session, patient.get("reference") or "") if isinstance(patient.get("reference"), str) else None
+        local = _local(repo, patient.get("reference") or "") if isinstance(patient.get("reference"), str) else None
         if local is None or local[0] != "Patient":
             issues.append(_issue("Consent.patient.reference", "must refer to the Patient on this server whose consent "
                                  "this is (an NHS number alone cannot be enforced)", "required"))
-        elif session.store.current(session.conn, "Patient", local[1]) is None:
+        elif repo.server().get("Patient", local[1]) is None:  # (the caller may write to this person's record)
             issues.append(_issue("Consent.patient.reference", f"Patient/{local[1]} is not known", "not-found"))
         if before is not None and isinstance(before.get("patient"), dict) and local is not None:
-            was = _local(session, before["patient"].get("reference") or "")
+            was = _local(repo, before["patient"].get("reference") or "")
             if was is not None and was != local:
                 issues.append(_issue("Consent.patient", "a consent cannot move to another patient; record a new one"))
         for i, rule in enumerate(after.get("policyRule", {}).get("coding") or []
@@ -117,14 +118,14 @@ class ConsentRules:
         for path, node in _provisions(after.get("provision"), "Consent.provision"):
             for j, a in enumerate(node.get("actor") or []):
                 if isinstance(a, dict):
-                    _resolve_actor(session, a.get("reference"), f"{path}.actor[{j}]", issues)
-        self._recorder_rules(session, after, issues)
+                    _resolve_actor(repo, a.get("reference"), f"{path}.actor[{j}]", issues)
+        self._recorder_rules(repo, after, issues)
         if issues:
             raise unprocessable(issues)
 
     @staticmethod
-    def _recorder_rules(session: Session, after: dict[str, Any], issues: list[Issue]) -> None:
-        p = session.ctx.principal
+    def _recorder_rules(repo: Repository, after: dict[str, Any], issues: list[Issue]) -> None:
+        p = repo.ctx.principal
         if p is None or p.kind == "admin":
             return
         if p.kind in ("patient", "relatedPerson"):
@@ -143,7 +144,7 @@ class ConsentRules:
             if org is not None:
                 after["organization"] = [org]
 
-    def after(self, session: Session, rtype: str, stored: Any, before: dict[str, Any] | None) -> None:
+    def after(self, repo: Repository, stored: Any, before: dict[str, Any] | None, change: Change) -> None:
         return None
 
 

@@ -84,28 +84,73 @@ def with_shapes(conn: Connection, patients: Any, base: str) -> dict[str, list[tu
     return out
 
 
-def _facts_statement() -> Any:
-    """One round trip for everything a decision about one patient needs: their active consents ('c'),
-    whether the caller has a current care relationship with them ('r') and the caller's open break-glass
-    grant for them ('g'). Built once; the parameters are bound per call."""
-    from sqlalchemy import bindparam, exists, literal, null, or_, union_all
+def _facts_parts(pid: Any, width: int) -> list[Any]:
+    """The facts about patient `pid` (a bind parameter or a scalar subquery) as union members of `width`
+    columns: ('c', consent content), ('r', care relationship), ('g', open grant id)."""
+    from sqlalchemy import bindparam, exists, literal, null, or_
 
     from service.policy.tables import break_glass as BG
     from service.policy.tables import care_relationship as CR
 
-    pid, now = bindparam("pid"), bindparam("now")
-    consents = select(literal("c").label("k"), R.c.content.label("v")).where(
+    now = bindparam("now")
+    pad = [null() for _ in range(width - 2)]
+    consents = select(literal("c").label("k"), *pad, R.c.content.label("v")).where(
         R.c.res_type == "Consent", R.c.deleted.is_(False), _active(),
         R.c.res_id.in_(select(C.c.res_id).where(C.c.res_type == "Consent", C.c.patient_id == pid)))
-    related = select(literal("r").label("k"), null().label("v")).where(exists().where(
+    related = select(literal("r").label("k"), *pad, null().label("v")).where(exists().where(
         CR.c.patient_id == pid, CR.c.party.in_(bindparam("parties", expanding=True)),
         or_(CR.c.start_us.is_(None), CR.c.start_us <= now), or_(CR.c.end_us.is_(None), CR.c.end_us > now)))
-    grant = select(literal("g").label("k"), BG.c.id.label("v")).where(
+    grant = select(literal("g").label("k"), *pad, BG.c.id.label("v")).where(
         BG.c.subject == bindparam("subject"), BG.c.patient_id == pid, BG.c.expires_us > now)
-    return union_all(consents, related, grant)
+    return [consents, related, grant]
+
+
+def _facts_statement() -> Any:
+    """One round trip for everything a decision about one patient needs: their active consents ('c'),
+    whether the caller has a current care relationship with them ('r') and the caller's open break-glass
+    grant for them ('g'). Built once; the parameters are bound per call."""
+    from sqlalchemy import bindparam, union_all
+
+    return union_all(*_facts_parts(bindparam("pid"), 2))
+
+
+def row_and_facts_statement() -> Any:
+    """One round trip for a read: the current row of (:rtype, :rid) ('x': version, last_updated, deleted,
+    owners, content) and the facts about its primary owner, so a resource the caller may not see costs
+    exactly what a missing one does."""
+    from sqlalchemy import bindparam, literal, union_all
+
+    rtype, rid = bindparam("rtype"), bindparam("rid")
+    row = select(literal("x").label("k"), R.c.version, R.c.last_updated, R.c.deleted, R.c.owners,
+                 R.c.content.label("v")).where(R.c.res_type == rtype, R.c.res_id == rid)
+    owner = select(R.c.patient_id).where(R.c.res_type == rtype, R.c.res_id == rid).scalar_subquery()
+    return union_all(row, *_facts_parts(owner, 6))
 
 
 _FACTS = None
+_ROW_AND_FACTS = None
+
+
+def read_row_and_facts(conn: Connection, rtype: str, rid: str, base: str, params: dict[str, Any]
+                       ) -> tuple[tuple[Any, ...] | None, list[ParsedConsent], bool, str | None]:
+    """(row, consents, related, grant) from `row_and_facts_statement`; row is (version, last_updated,
+    deleted, owners, content) or None."""
+    global _ROW_AND_FACTS
+    if _ROW_AND_FACTS is None:
+        _ROW_AND_FACTS = row_and_facts_statement()
+    row = None
+    found: list[ParsedConsent] = []
+    related, grant = False, None
+    for k, version, lu, deleted, owners, value in conn.execute(_ROW_AND_FACTS, {"rtype": rtype, "rid": rid, **params}):
+        if k == "x":
+            row = (version, lu, deleted, owners, value)
+        elif k == "c":
+            found.append(_parse(value, base))
+        elif k == "r":
+            related = True
+        elif grant is None:
+            grant = value
+    return row, found, related, grant
 
 
 def patient_facts(conn: Connection, patient_id: str, base: str, *, parties: Iterable[str], subject: str | None,

@@ -27,12 +27,12 @@ from sqlalchemy import and_, delete, exists, insert, or_, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
-from service.auth.compartment import reference_id
-from service.policy.authorship import _key_of
+from service.fhir.stored import Stored
+from service.ownership import reference_id
+from service.policy.authorship import key_of
 from service.policy.config import PolicySettings
 from service.policy.tables import care_relationship as CR
 from service.search.values import MAX_US, MIN_US, period_range
-from service.storage.store import Stored
 
 SOURCES = ("CareTeam", "EpisodeOfCare", "ServiceRequest", "Task", "Patient", "CarePlan")
 PLAN_OPEN = frozenset({"draft", "active", "on-hold"})
@@ -43,7 +43,7 @@ GENERATION = "sharedcare.policy.generation"
 
 def _parties(ref: Any) -> set[str]:
     """The keys a Reference names a party by (only people and organisations)."""
-    keys = _key_of(ref)
+    keys = key_of(ref)
     return {k for k in keys if k.split("/", 1)[0] in PARTY_TYPES or "|" in k}
 
 

@@ -3,7 +3,7 @@
 - `index_listener` runs inside every write transaction (create, update, patch, delete, bundle entries)
   and replaces the resource's index rows, so indexes never drift from the record.
 - `find_ids` answers conditional create/update/delete and conditional references (strict: an unknown
-  parameter is an error, never ignored).
+  parameter is an error, never ignored), with the caller's access condition: only what they may see matches.
 - `search`, `compartment` and `everything` build one SQL query (criteria AND access filter), count it,
   and page it by keyset (see `service.search.paging`); `_include`/`_revinclude` cost a bounded number
   of queries per page (one per include spec and per target type, never one per resource).
@@ -15,35 +15,48 @@ import logging
 from typing import Any
 from urllib.parse import parse_qsl
 
-from sqlalchemy import false, select
+from sqlalchemy import false, select, true
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
-from service.fhir.outcome import bad_request
+from service.fhir.outcome import OperationOutcomeError, bad_request
+from service.fhir.stored import Stored
 from service.fhir.types import RESOURCE_TYPES
 from service.interactions.request import FhirRequest, FhirResponse
+from service.ownership import is_patient_data
 from service.search import indexer
 from service.search.filter import SearchFilter
-from service.search.params import compartment_params, params_for
-from service.search.query import Context, UnknownParameter, compartment_cond, criterion, now_us, security_cond
-from service.storage.store import Stored
+from service.search.params import params_for
+from service.search.query import (
+    Context,
+    UnknownParameter,
+    compartment_cond,
+    criterion,
+    now_us,
+    security_cond,
+)
 from service.storage.tables import resource as R
 
 log = logging.getLogger("sharedcare.search")
 
 
 def compartment_types() -> set[str]:
-    return set(compartment_params()) | {"Patient"}
+    """The types whose resources can belong to a patient (service.ownership)."""
+    return {t for t in RESOURCE_TYPES if is_patient_data(t)}
 
 
 class SearchEngine:
-    def __init__(self, services: Any) -> None:
-        self.services = services
+    def __init__(self, settings: Any) -> None:
+        self.settings = settings
+        self.base = settings.fhir_base
         self._revincludes: dict[str, list[str]] | None = None
 
     @property
-    def base(self) -> str:
-        return self.services.settings.fhir_base
+    def secret(self) -> bytes:
+        """The key that signs paging cursors (service.search.paging)."""
+        from service.secrets import server_secret
+
+        return server_secret(self.settings)
 
     # -- indexing --------------------------------------------------------------------------------
     def index_listener(self, conn: Connection, stored: Stored, resource: dict[str, Any] | None) -> None:
@@ -52,28 +65,32 @@ class SearchEngine:
             indexer.clear(conn, [key])
         if resource is None or stored.deleted:
             return
-        indexer.insert_rows(conn, indexer.index_rows(stored.res_type, stored.res_id, resource, self.base))
+        indexer.insert_rows(conn, indexer.index_rows(stored.res_type, stored.res_id, resource, self.base,
+                                                     stored.owners))
 
     # -- access filters in SQL -------------------------------------------------------------------
-    def filter_for(self, session: Any, rtype: str) -> SearchFilter | None:
-        hook = getattr(session.guard, "search_filter", None)
-        if hook is None:
-            return None
-        sf = hook(session.ctx, rtype)
+    @staticmethod
+    def filter_for(repo: Any, rtype: str) -> SearchFilter | None:
+        sf = repo._access.search_filter(rtype)
         return None if sf is None or sf.is_noop else sf
 
     @staticmethod
-    def filter_sql(rtype: str | None, sf: SearchFilter, types: set[str] | None = None) -> ColumnElement[bool] | None:
+    def filter_sql(rtype: str | None, sf: SearchFilter, cx: Context, types: set[str] | None = None
+                   ) -> ColumnElement[bool] | None:
         """SQL for a SearchFilter on `resource` rows of `rtype` (or, rtype None, of the given types)."""
+        from sqlalchemy import and_, or_
+
         if sf.deny_all:
             return false()
         conds: list[ColumnElement[bool]] = []
         for part in sf.all_of:
-            sub = SearchEngine.filter_sql(rtype, part, types)
+            sub = SearchEngine.filter_sql(rtype, part, cx, types)
             if sub is not None:
                 conds.append(sub)
         if sf.where is not None:
             conds.append(sf.where.sql(rtype))
+        if sf.scopes is not None:
+            conds.append(_scope_sql(rtype, sf, cx, types))
         if sf.patients is not None:
             in_comp = rtype in compartment_types() if rtype is not None else None
             if rtype is not None:
@@ -82,7 +99,6 @@ class SearchEngine:
                 elif sf.confine_non_compartment:
                     return false()
             else:
-                from sqlalchemy import or_
                 ctypes = compartment_types()
                 comp = [t for t in (types or RESOURCE_TYPES) if t in ctypes]
                 other = [t for t in (types or RESOURCE_TYPES) if t not in ctypes]
@@ -94,41 +110,42 @@ class SearchEngine:
             conds.append(security_cond(rtype, sf.exclude_security))
         if not conds:
             return None
-        from sqlalchemy import and_
         return and_(*conds)
 
-    def access_cond(self, session: Any, rtype: str | None, types: set[str] | None = None
+    def access_cond(self, repo: Any, rtype: str | None, types: set[str] | None = None, cx: Context | None = None
                     ) -> ColumnElement[bool] | None:
-        hook = getattr(session.guard, "search_filter", None)
-        if hook is None:
-            return None
-        if rtype is not None:
-            sf = self.filter_for(session, rtype)
-            return None if sf is None else self.filter_sql(rtype, sf)
-        # system level: group the types by their filter
         from sqlalchemy import and_, or_
+
+        cx = cx or self.context(repo)
+        if rtype is not None:
+            sf = self.filter_for(repo, rtype)
+            return None if sf is None else self.filter_sql(rtype, sf, cx)
+        # system level: group the types by their filter
         groups: dict[SearchFilter | None, list[str]] = {}
         for t in sorted(types or RESOURCE_TYPES):
-            groups.setdefault(self.filter_for(session, t), []).append(t)
+            groups.setdefault(self.filter_for(repo, t), []).append(t)
         if list(groups) == [None]:
             return None
         parts = []
         for sf, ts in groups.items():
-            cond = None if sf is None else self.filter_sql(None, sf, set(ts))
+            cond = None if sf is None else self.filter_sql(None, sf, cx, set(ts))
             parts.append(R.c.res_type.in_(ts) if cond is None else and_(R.c.res_type.in_(ts), cond))
         return or_(*parts)
 
-    def context(self, session: Any) -> Context:
-        return Context(base=self.base, filters=lambda t: self.access_cond(session, t), now_us=now_us())
+    def context(self, repo: Any) -> Context:
+        cx = Context(base=self.base, now_us=now_us())
+        cx.filters = lambda t: self.access_cond(repo, t, cx=cx)
+        return cx
 
     # -- conditional interactions ----------------------------------------------------------------
-    def find_ids(self, session: Any, rtype: str, criteria: str | list[tuple[str, str]]) -> list[str]:
-        """Ids of current `rtype` resources matching every criterion (no access filter: callers check)."""
+    def find_ids(self, repo: Any, rtype: str, criteria: str | list[tuple[str, str]]) -> list[str]:
+        """Ids of current `rtype` resources matching every criterion that the caller may see (the access
+        condition is part of the query: a hidden resource never matches, and is never counted)."""
         params = parse_qsl(criteria.lstrip("?"), keep_blank_values=True) if isinstance(criteria, str) \
             else list(criteria)
         if not params:
             raise bad_request(f"Conditional criteria for {rtype} are empty")
-        cx = Context(base=self.base, now_us=now_us())
+        cx = self.context(repo)
         conds: list[ColumnElement[bool]] = [R.c.res_type == rtype, R.c.deleted.is_(False)]
         for key, value in params:
             if key in ("_format", "_pretty"):
@@ -138,23 +155,26 @@ class SearchEngine:
             except UnknownParameter as exc:
                 raise bad_request(f"Conditional criteria: unknown search parameter {exc.name!r} ({exc.why})",
                                   code="not-supported") from None
-        return [r[0] for r in session.conn.execute(select(R.c.res_id).where(*conds).order_by(R.c.res_id))]
+        access = self.access_cond(repo, rtype, cx=cx)
+        if access is not None:
+            conds.append(access)
+        return [r[0] for r in repo._conn.execute(select(R.c.res_id).where(*conds).order_by(R.c.res_id))]
 
     # -- search ----------------------------------------------------------------------------------
-    def search(self, req: FhirRequest, session: Any, rtype: str | None) -> FhirResponse:
+    def search(self, req: FhirRequest, repo: Any, rtype: str | None) -> FhirResponse:
         from service.search.run import run_search
 
-        return run_search(self, req, session, rtype)
+        return run_search(self, req, repo, rtype)
 
-    def compartment(self, req: FhirRequest, session: Any, ctype: str, cid: str, rtype: str) -> FhirResponse:
+    def compartment(self, req: FhirRequest, repo: Any, ctype: str, cid: str, rtype: str) -> FhirResponse:
         from service.search.run import run_compartment
 
-        return run_compartment(self, req, session, ctype, cid, rtype)
+        return run_compartment(self, req, repo, ctype, cid, rtype)
 
-    def everything(self, req: FhirRequest, session: Any, pid: str) -> FhirResponse:
+    def everything(self, req: FhirRequest, repo: Any, pid: str) -> FhirResponse:
         from service.search.run import run_everything
 
-        return run_everything(self, req, session, pid)
+        return run_everything(self, req, repo, pid)
 
     # -- capability ------------------------------------------------------------------------------
     def capability_params(self, rtype: str) -> list[dict[str, Any]]:
@@ -178,3 +198,25 @@ class SearchEngine:
         if not inc and not revs:
             return None
         return (inc + ["*"] if inc else []), revs
+
+
+def _scope_sql(rtype: str | None, sf: SearchFilter, cx: Context, types: set[str] | None) -> ColumnElement[bool]:
+    """What the scopes reach, as SQL: any one clause (its patient's data, and its restrictions as search
+    criteria). A restriction the type has no parameter for matches nothing (it never widens)."""
+    from sqlalchemy import and_, or_
+
+    assert sf.scopes is not None
+    if rtype is None and any(c.criteria for c in sf.scopes):
+        return or_(*[and_(R.c.res_type == t, _scope_sql(t, sf, cx, None)) for t in sorted(types or RESOURCE_TYPES)])
+    alternatives = []
+    for clause in sf.scopes:
+        parts: list[ColumnElement[bool]] = []
+        if clause.patient is not None:
+            parts.append(compartment_cond(rtype, [clause.patient]))
+        for key, value in clause.criteria:
+            try:
+                parts.append(criterion(rtype, key, value, cx))
+            except (UnknownParameter, OperationOutcomeError):  # a restriction we cannot compile reaches nothing
+                parts.append(false())
+        alternatives.append(and_(*parts) if parts else true())
+    return or_(*alternatives) if alternatives else false()

@@ -1,7 +1,7 @@
 """Index extraction: a resource -> rows for the index tables (evaluating each parameter's FHIRPath).
 
-`extract(resource, base)` returns {table name: [row dict, ...]} plus the patient ids whose compartment
-the resource belongs to. Pure (no I/O): the write listener, `search reindex` and the benchmark loader
+`extract(resource, base)` returns {table name: [row dict, ...]} (whose patients the resource belongs to is
+service.ownership's answer, kept with the version). Pure (no I/O): the write listener, `search reindex` and the benchmark loader
 all call it.
 """
 
@@ -14,7 +14,7 @@ from functools import lru_cache
 from typing import Any
 
 from service.fhir.types import RESOURCE_TYPES
-from service.search.params import SearchParam, compartment_params, params_for
+from service.search.params import SearchParam, params_for
 from service.search.values import MAX_US, MIN_US, cut, date_range, normalize, period_range
 
 log = logging.getLogger("sharedcare.search")
@@ -215,7 +215,7 @@ def values_of(param: SearchParam, resource: dict[str, Any]) -> list[tuple[Any, s
     return out
 
 
-def extract(resource: dict[str, Any], base: str = "") -> tuple[Rows, set[str]]:
+def extract(resource: dict[str, Any], base: str = "") -> Rows:
     rtype = resource["resourceType"]
     rows: Rows = {}
     for code, param in params_for(rtype).items():
@@ -240,17 +240,4 @@ def extract(resource: dict[str, Any], base: str = "") -> tuple[Rows, set[str]]:
                 _quantity_rows(code, value, rows)
             elif ptype == "uri" and isinstance(value, str) and value:
                 rows.setdefault("uri", []).append({"param": code, "value": cut(value)})
-    return rows, compartment_of(rtype, resource.get("id"), rows)
-
-
-def compartment_of(rtype: str, rid: str | None, rows: Rows) -> set[str]:
-    patients: set[str] = set()
-    if rtype == "Patient" and rid:
-        patients.add(rid)
-    cparams = compartment_params().get(rtype)
-    if cparams:
-        wanted = set(cparams)
-        for row in rows.get("reference", []):
-            if row["param"] in wanted and row["target_type"] == "Patient" and row["target_id"]:
-                patients.add(row["target_id"])
-    return patients
+    return rows

@@ -19,6 +19,9 @@ restriction". A `SearchFilter` combines (AND) these restrictions:
   carries one of these labels (e.g. ("http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "R")).
   A code with system "" matches that code in any system.
 
+- `scopes`: the SMART scopes that reach this type, as alternatives (any one suffices): each may confine to
+  one patient's data and carry `?param=value` restrictions, compiled as search criteria, so totals and
+  includes honour a restricted scope exactly as the per-resource check does.
 - `where`: an object with `sql(rtype: str | None) -> ColumnElement[bool]` (a condition on `resource` rows
   of that type, or of any type when rtype is None): what a policy cannot say with the fields above (the
   consent policy's care relationships and per-patient redactions, service/policy/sqlfilter.py). Filters
@@ -40,12 +43,19 @@ from typing import Any
 
 
 @dataclass(frozen=True)
+class ScopeClause:
+    patient: str | None = None  # only this patient's data
+    criteria: tuple[tuple[str, str], ...] = ()  # search parameters that must all match
+
+
+@dataclass(frozen=True)
 class SearchFilter:
     deny_all: bool = False
     patients: frozenset[str] | None = None
     exclude_security: frozenset[tuple[str, str]] = frozenset()
     confine_non_compartment: bool = False
     where: Any = None
+    scopes: tuple[ScopeClause, ...] | None = None
     all_of: tuple[SearchFilter, ...] = ()
 
     @classmethod
@@ -70,4 +80,4 @@ class SearchFilter:
     @property
     def is_noop(self) -> bool:
         return (not self.deny_all and self.patients is None and not self.exclude_security and self.where is None
-                and all(f.is_noop for f in self.all_of))
+                and self.scopes is None and all(f.is_noop for f in self.all_of))

@@ -3,8 +3,9 @@
 Each round costs one query per include spec and source (or target) type on `sp_reference`, then one
 query per included resource type to read the resources (with that type's access filter), never one
 query per resource. `:iterate` repeats over what the previous round added, at most MAX_ROUNDS times.
-Every included type is checked with `guard.check_type(ctx, "search-type", type)` first: a 403 there
-fails the whole search (strict; a partial answer would silently drop data the caller asked for).
+Every included type is checked with the repository's type check first (`repo.require`): a 403 there fails the
+whole search (strict; a partial answer would silently drop data the caller asked for). Included rows come
+through the same access condition as matches, and the same per-resource backstop.
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ from typing import Any
 
 from sqlalchemy import select
 
+from service.fhir.stored import Stored
 from service.fhir.types import RESOURCE_TYPES
 from service.search.params import lookup
 from service.search.query import UnknownParameter
 from service.search.tables import sp_reference as T
-from service.storage.store import Stored, _row_to_stored
+from service.storage.store import row_to_stored
 from service.storage.tables import resource as R
 
 MAX_ROUNDS = 4
@@ -58,9 +60,9 @@ def _chunks(ids: list[str]) -> list[list[str]]:
     return [ids[i:i + CHUNK] for i in range(0, len(ids), CHUNK)]
 
 
-def fetch_includes(engine: Any, session: Any, specs: list[IncludeSpec], matches: list[Stored],
+def fetch_includes(engine: Any, repo: Any, specs: list[IncludeSpec], matches: list[Stored],
                    seen: set[tuple[str, str]], include_guard: Any = None) -> list[Stored]:
-    conn = session.conn
+    conn = repo._conn
     out: list[Stored] = []
     frontier = [(s.res_type, s.res_id) for s in matches]
     for rnd in range(MAX_ROUNDS):
@@ -97,26 +99,21 @@ def fetch_includes(engine: Any, session: Any, specs: list[IncludeSpec], matches:
         for ttype in sorted(wanted):
             if include_guard is not None and not include_guard(ttype):
                 continue
-            session.guard.check_type(session.ctx, "search-type", ttype)
-            access = engine.access_cond(session, ttype)
+            repo.require("search-type", ttype)
+            access = engine.access_cond(repo, ttype)
             for chunk in _chunks(sorted(wanted[ttype])):
                 stmt = select(R).where(R.c.res_type == ttype, R.c.res_id.in_(chunk), R.c.deleted.is_(False))
                 if access is not None:
                     stmt = stmt.where(access)
+                rows = []
                 for row in conn.execute(stmt.order_by(R.c.res_id)):
-                    s = _row_to_stored(row)
+                    s = row_to_stored(row)
                     key = (s.res_type, s.res_id)
                     if key in seen or s.content is None:
                         continue
                     seen.add(key)
-                    if filtered_can_see(session)(session.ctx, s.res_type, s.json()):
-                        new.append(s)
+                    rows.append(s)
+                new += repo.visible(rows, filtered=True)
         out += new
         frontier = [(s.res_type, s.res_id) for s in new]
     return out
-
-
-def filtered_can_see(session: Any) -> Any:
-    """The per-resource check for rows the access filter already let through: the guard's
-    `can_see_filtered` when it has one (it may skip what its SQL condition decided exactly), else `can_see`."""
-    return getattr(session.guard, "can_see_filtered", None) or session.guard.can_see

@@ -12,9 +12,11 @@ from service.search.extract import extract
 from service.search.tables import INDEX_TABLES, sp_compartment
 
 
-def index_rows(rtype: str, rid: str, resource: dict[str, Any], base: str) -> dict[str, list[dict[str, Any]]]:
-    """All rows to insert for one resource, by table name (deduplicated), including 'compartment'."""
-    rows, patients = extract(resource, base)
+def index_rows(rtype: str, rid: str, resource: dict[str, Any], base: str, owners: Iterable[str]
+               ) -> dict[str, list[dict[str, Any]]]:
+    """All rows to insert for one resource, by table name (deduplicated), including 'compartment': one row per
+    owner (service.ownership), which is what compartment searches, `$everything` and the policy read."""
+    rows = extract(resource, base)
     out: dict[str, list[dict[str, Any]]] = {}
     for name, rs in rows.items():
         seen: set[tuple[Any, ...]] = set()
@@ -25,7 +27,7 @@ def index_rows(rtype: str, rid: str, resource: dict[str, Any], base: str) -> dic
                 seen.add(k)
                 uniq.append({"res_type": rtype, "res_id": rid, **r})
         out[name] = uniq
-    out["compartment"] = [{"res_type": rtype, "res_id": rid, "patient_id": p} for p in sorted(patients)]
+    out["compartment"] = [{"res_type": rtype, "res_id": rid, "patient_id": p} for p in dict.fromkeys(owners)]
     return out
 
 

@@ -13,6 +13,7 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from service.fhir.outcome import Issue, OperationOutcomeError, bad_request, not_found
+from service.fhir.stored import Stored
 from service.fhir.types import RESOURCE_TYPES
 from service.interactions.request import FhirRequest, FhirResponse
 from service.search import paging
@@ -29,7 +30,7 @@ from service.search.query import (
 from service.search.render import apply_summary, check_elements, check_summary
 from service.search.tables import INDEX_TABLES, sp_compartment
 from service.search.values import date_range
-from service.storage.store import Stored, _row_to_stored
+from service.storage.store import row_to_stored
 from service.storage.tables import resource as R
 
 log = logging.getLogger("sharedcare.search")
@@ -125,12 +126,12 @@ def _control(req: FhirRequest, plan: Plan, key: str, value: str) -> None:
     plan.applied.append((key, value))
 
 
-def build_plan(engine: Any, req: FhirRequest, session: Any, rtype: str | None, path: str,
+def build_plan(engine: Any, req: FhirRequest, repo: Any, rtype: str | None, path: str,
                *, extra: dict[str, str] | None = None, driven: bool = False) -> Plan:
     """`driven`: the query is already driven by something more selective (a patient's compartment), so
     every criterion becomes a probe."""
     plan = Plan(rtype=rtype, path=path)
-    cx = engine.context(session)
+    cx = engine.context(repo)
     criteria: list[Criterion] = []
     for key, value in req.params:
         if key == "_cursor":
@@ -214,7 +215,7 @@ def page_statement(plan: Plan, conds: list[ColumnElement[bool]], direction: str 
     """The keyset page query (LIMIT count + 1) and the number of sort keys."""
     keys = _keys(plan)
     labelled = [expr.label(f"k{i}") for i, (expr, _) in enumerate(keys)]
-    inner = select(R.c.res_type, R.c.res_id, R.c.version, R.c.last_updated, R.c.deleted, R.c.content,
+    inner = select(R.c.res_type, R.c.res_id, R.c.version, R.c.last_updated, R.c.deleted, R.c.content, R.c.owners,
                    *labelled).select_from(_source(plan)).where(*conds).subquery()
     cols = [inner.c[f"k{i}"] for i in range(len(keys))]
     descs = [d for _, d in keys]
@@ -237,7 +238,7 @@ def fetch_page(conn: Any, plan: Plan, conds: list[ColumnElement[bool]], directio
     rows = rows[:plan.count]
     if backwards:
         rows.reverse()
-    stored = [_row_to_stored(r) for r in rows]
+    stored = [row_to_stored(r) for r in rows]
     kv = [[r._mapping[f"k{i}"] for i in range(nkeys)] for r in rows]
     if backwards:
         has_prev, has_next = more, True
@@ -246,11 +247,11 @@ def fetch_page(conn: Any, plan: Plan, conds: list[ColumnElement[bool]], directio
     return Page(stored, kv[0] if kv else None, kv[-1] if kv else None, has_next, has_prev)
 
 
-def plan_statements(engine: Any, req: FhirRequest, session: Any, rtype: str) -> tuple[Any, Any]:
+def plan_statements(engine: Any, req: FhirRequest, repo: Any, rtype: str) -> tuple[Any, Any]:
     """(count query, first-page query) for a type search: for EXPLAIN checks and benchmarks."""
-    plan = build_plan(engine, req, session, rtype, rtype)
+    plan = build_plan(engine, req, repo, rtype, rtype)
     conds = _base_conds(plan)
-    access = engine.access_cond(session, rtype)
+    access = engine.access_cond(repo, rtype)
     if access is not None:
         conds.append(access)
     return select(func.count()).select_from(_source(plan)).where(*conds), page_statement(plan, conds, None, None)[0]
@@ -258,56 +259,54 @@ def plan_statements(engine: Any, req: FhirRequest, session: Any, rtype: str) -> 
 
 # -- running ---------------------------------------------------------------------------------------
 
-def _who(session: Any) -> str:
-    p = session.ctx.principal
+def _who(repo: Any) -> str:
+    p = repo.ctx.principal
     return f"{p.kind}:{p.subject}" if p is not None else ""
 
 
-def _link(session: Any, plan: Plan, cursor: str | None) -> str:
+def _link(repo: Any, plan: Plan, cursor: str | None) -> str:
     params = list(plan.applied) + ([("_cursor", cursor)] if cursor else [])
     q = urlencode(params, safe=":|,/$*")
-    return f"{session.base}/{plan.path}" + (f"?{q}" if q else "")
+    return f"{repo.base}/{plan.path}" + (f"?{q}" if q else "")
 
 
-def execute(engine: Any, req: FhirRequest, session: Any, plan: Plan, conds: list[ColumnElement[bool]]
+def execute(engine: Any, req: FhirRequest, repo: Any, plan: Plan, conds: list[ColumnElement[bool]]
             ) -> FhirResponse:
-    from service.secrets import server_secret
-
-    secret = server_secret(engine.services.settings)
+    secret = engine.secret
     direction, cursor_keys = None, None
     if plan.cursor is not None:
-        direction, cursor_keys = paging.verify(secret, plan.cursor, plan.path, plan.applied, _who(session))
-    conn = session.conn
+        direction, cursor_keys = paging.verify(secret, plan.cursor, plan.path, plan.applied, _who(repo))
+    conn = repo._conn
     total = None
     if plan.total != "none" or plan.summary == "count" or plan.count == 0:
         total = conn.execute(select(func.count()).select_from(_source(plan)).where(*conds)).scalar_one()
     bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset"}
     if total is not None:
         bundle["total"] = total
-    links = [{"relation": "self", "url": _link(session, plan, plan.cursor)}]
+    links = [{"relation": "self", "url": _link(repo, plan, plan.cursor)}]
     entries: list[dict[str, Any]] = []
     returned: list[Stored] = []
     if plan.summary != "count" and plan.count > 0:
         page = fetch_page(conn, plan, conds, direction, cursor_keys)
-        links.append({"relation": "first", "url": _link(session, plan, None)})
+        links.append({"relation": "first", "url": _link(repo, plan, None)})
         if page.has_prev and page.first_keys is not None:
-            links.append({"relation": "previous", "url": _link(session, plan, paging.sign(
-                secret, "prev", page.first_keys, plan.path, plan.applied, _who(session)))})
+            links.append({"relation": "previous", "url": _link(repo, plan, paging.sign(
+                secret, "prev", page.first_keys, plan.path, plan.applied, _who(repo)))})
         if page.has_next and page.last_keys is not None:
-            links.append({"relation": "next", "url": _link(session, plan, paging.sign(
-                secret, "next", page.last_keys, plan.path, plan.applied, _who(session)))})
-        matches = returned = _visible(session, page.rows)
+            links.append({"relation": "next", "url": _link(repo, plan, paging.sign(
+                secret, "next", page.last_keys, plan.path, plan.applied, _who(repo)))})
+        matches = returned = repo.visible(page.rows, filtered=True)
         if len(matches) != len(page.rows):
             log.warning("search filter let through %d resources that can_see hid", len(page.rows) - len(matches))
             bundle.pop("total", None)
         seen = {(s.res_type, s.res_id) for s in page.rows}
         for s in matches:
-            entries.append(_entry(session, s, "match", plan))
+            entries.append(_entry(repo, s, "match", plan))
         if plan.includes:
-            for s in fetch_includes(engine, session, plan.includes, matches, seen, plan.include_guard):
-                entries.append(_entry(session, s, "include", plan))
+            for s in fetch_includes(engine, repo, plan.includes, matches, seen, plan.include_guard):
+                entries.append(_entry(repo, s, "include", plan))
     bundle["link"] = links
-    issues = [i.to_json() for i in plan.notes] + _suppressed(session, req, returned)
+    issues = [i.to_json() for i in plan.notes] + _suppressed(repo, req, returned)
     if issues:
         entries.append({"resource": {"resourceType": "OperationOutcome", "issue": issues},
                         "search": {"mode": "outcome"}})
@@ -316,40 +315,24 @@ def execute(engine: Any, req: FhirRequest, session: Any, plan: Plan, conds: list
     return FhirResponse(200, orjson.dumps(bundle))
 
 
-def _suppressed(session: Any, req: FhirRequest, returned: list[Stored]) -> list[dict[str, Any]]:
-    """`suppressed` issues from the access policy (guard.search_notes(ctx, patients)): content of people in
-    the results, or named in the query, that the caller may not see because of their consents."""
-    hook = getattr(session.guard, "search_notes", None)
-    if hook is None or not hook(session.ctx, None):
+def _suppressed(repo: Any, req: FhirRequest, returned: list[Stored]) -> list[dict[str, Any]]:
+    """`suppressed` issues from the access policy: content of people in the results, or named in the query,
+    that the caller may not see because of their consents."""
+    notes = repo._access.search_notes
+    if not notes(None):
         return []
-    from service.auth.compartment import patients_of
-
     named = set(re.findall(r"Patient/([A-Za-z0-9.-]{1,64})", req.path + "?" + "&".join(v for _, v in req.params)))
     for s in returned:
-        named |= patients_of(s.res_type, s.json())
-    return [{"severity": "information", "code": "suppressed", "diagnostics": text}
-            for text in hook(session.ctx, named)]
+        named |= set(s.owners)
+    return [{"severity": "information", "code": "suppressed", "diagnostics": text} for text in notes(named)]
 
 
-def _visible(session: Any, rows: list[Stored]) -> list[Stored]:
-    from service.search.includes import filtered_can_see
-
-    can_see = filtered_can_see(session)
-    out = []
-    for s in rows:
-        if s.content is None:
-            continue
-        if can_see(session.ctx, s.res_type, s.json()):
-            out.append(s)
-    return out
-
-
-def _entry(session: Any, s: Stored, mode: str, plan: Plan) -> dict[str, Any]:
+def _entry(repo: Any, s: Stored, mode: str, plan: Plan) -> dict[str, Any]:
     assert s.content is not None
     content: Any = orjson.Fragment(s.content)
     if plan.summary in ("true", "text", "data") or plan.elements is not None:
         content = apply_summary(s.json(), plan.summary, plan.elements)
-    return {"fullUrl": f"{session.base}/{s.res_type}/{s.res_id}", "resource": content, "search": {"mode": mode}}
+    return {"fullUrl": f"{repo.base}/{s.res_type}/{s.res_id}", "resource": content, "search": {"mode": mode}}
 
 
 def _source(plan: Plan) -> Any:
@@ -381,18 +364,21 @@ def _base_conds(plan: Plan) -> list[ColumnElement[bool]]:
     return conds + plan.conds
 
 
-def run_search(engine: Any, req: FhirRequest, session: Any, rtype: str | None) -> FhirResponse:
-    session.guard.check_type(session.ctx, "search-type" if rtype else "search-system", rtype)
+def run_search(engine: Any, req: FhirRequest, repo: Any, rtype: str | None) -> FhirResponse:
+    repo.require("search-type" if rtype else "search-system", rtype)
     path = rtype or ""
-    plan = build_plan(engine, req, session, rtype, path)
+    plan = build_plan(engine, req, repo, rtype, path)
     conds = _base_conds(plan)
-    access = engine.access_cond(session, rtype, set(plan.types) if plan.types else None)
+    if rtype is None:  # a system search covers only the types the caller may search
+        plan.types = [t for t in (plan.types or sorted(RESOURCE_TYPES)) if repo.may("search-type", t)]
+        conds = _base_conds(plan)
+    access = engine.access_cond(repo, rtype, set(plan.types) if plan.types else None)
     if access is not None:
         conds.append(access)
-    return execute(engine, req, session, plan, conds)
+    return execute(engine, req, repo, plan, conds)
 
 
-def run_compartment(engine: Any, req: FhirRequest, session: Any, ctype: str, cid: str, rtype: str
+def run_compartment(engine: Any, req: FhirRequest, repo: Any, ctype: str, cid: str, rtype: str
                     ) -> FhirResponse:
     from service.search.engine import compartment_types
 
@@ -402,30 +388,24 @@ def run_compartment(engine: Any, req: FhirRequest, session: Any, ctype: str, cid
     if rtype != "*" and rtype not in types:
         raise bad_request(f"{rtype} is not in the Patient compartment")
     target = None if rtype == "*" else rtype
-    session.guard.check_type(session.ctx, "search-type" if target else "search-system", target)
-    plan = build_plan(engine, req, session, target, f"{ctype}/{cid}/{rtype}", driven=True)
+    repo.require("search-type" if target else "search-system", target)
+    plan = build_plan(engine, req, repo, target, f"{ctype}/{cid}/{rtype}", driven=True)
     if target is None:
-        plan.types = sorted(set(plan.types or types) & types)
-        for t in plan.types:
-            session.guard.check_type(session.ctx, "search-type", t)
+        plan.types = sorted(t for t in set(plan.types or types) & types if repo.may("search-type", t))
     joined = _in_compartment(plan, cid)
     conds = _base_conds(plan) + joined
-    access = engine.access_cond(session, target, set(plan.types) if plan.types else None)
+    access = engine.access_cond(repo, target, set(plan.types) if plan.types else None)
     if access is not None:
         conds.append(access)
-    return execute(engine, req, session, plan, conds)
+    return execute(engine, req, repo, plan, conds)
 
 
-def run_everything(engine: Any, req: FhirRequest, session: Any, pid: str) -> FhirResponse:
+def run_everything(engine: Any, req: FhirRequest, repo: Any, pid: str) -> FhirResponse:
     from service.search.engine import compartment_types
 
-    session.guard.check_type(session.ctx, "search-type", "Patient")
-    stmt = select(R).where(R.c.res_type == "Patient", R.c.res_id == pid, R.c.deleted.is_(False))
-    access = engine.access_cond(session, "Patient")
-    row = session.conn.execute(stmt if access is None else stmt.where(access)).first()
-    patient = _row_to_stored(row) if row is not None else None
-    if patient is None or patient.content is None or not session.guard.can_see(
-            session.ctx, "Patient", patient.json()):
+    repo.require("search-type", "Patient")
+    patient = repo.get("Patient", pid)  # the same decision as a read: a hidden patient is a missing one
+    if patient is None:
         raise not_found(f"Patient/{pid} is not known")
     plan = Plan(rtype=None, path=f"Patient/{pid}/$everything")
     since = None
@@ -442,32 +422,22 @@ def run_everything(engine: Any, req: FhirRequest, session: Any, pid: str) -> Fhi
             plan.applied.append((key, value))
         else:
             _unknown(req, plan, key, "$everything takes _since, _type and _count")
-    present = {r[0] for r in session.conn.execute(
+    present = {r[0] for r in repo._conn.execute(
         select(sp_compartment.c.res_type).where(sp_compartment.c.patient_id == pid).distinct())}
     types = sorted((set(plan.types) if plan.types else compartment_types()) & (present | {"Patient"}))
-    types = [t for t in types if _may_search(session, t)]  # $everything leaves out what the caller may not see
+    types = [t for t in types if repo.may("search-type", t)]  # $everything leaves out what the caller may not see
     plan.types = types or ["Patient"]
     joined = _in_compartment(plan, pid)
     conds = _base_conds(plan) + joined
     if since is not None:
         conds.append(R.c.last_updated >= since)
-    access = engine.access_cond(session, None, set(plan.types))
+    access = engine.access_cond(repo, None, set(plan.types))
     if access is not None:
         conds.append(access)
     ctypes = compartment_types()
     plan.includes = [IncludeSpec(reverse=False, iterate=False, source="*", param="*", target=None)]
-    plan.include_guard = lambda t: t not in ctypes
-    return execute(engine, req, session, plan, conds)
-
-
-def _may_search(session: Any, rtype: str) -> bool:
-    try:
-        session.guard.check_type(session.ctx, "search-type", rtype)
-    except OperationOutcomeError as err:
-        if err.status == 403:
-            return False
-        raise
-    return True
+    plan.include_guard = lambda t: t not in ctypes and repo.may("search-type", t)
+    return execute(engine, req, repo, plan, conds)
 
 
 def split_types(value: str) -> list[str]:

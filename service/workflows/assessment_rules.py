@@ -20,10 +20,9 @@ from typing import Any
 
 from fhir_profiles.questionnaire_validation import validate_response
 from service.fhir.outcome import Issue, OperationOutcomeError
-from service.interactions.session import Session
+from service.repository import Change, Repository
 from service.workflows import actors, answers, forms
 from service.workflows.codes import ANSWER_AUTHOR, COMPLETED, EPISODE, PREFILLED_ITEMS, ext_value, set_ext
-from service.workflows.writes import Change
 
 STATUS_FLOW = {
     None: {"in-progress", "completed"},
@@ -34,6 +33,7 @@ STATUS_FLOW = {
     "entered-in-error": {"entered-in-error"},
 }
 FINISHED = ("completed", "amended")
+PERSON_SECTIONS = ("about-me",)  # what the person (or their proxy) may answer
 
 
 def _refuse(status: int, text: str, code: str = "business-rule", expression: str | None = None) -> OperationOutcomeError:
@@ -61,12 +61,12 @@ def validation_error(issues: list[Any]) -> OperationOutcomeError:
     return OperationOutcomeError(422, "processing", summary, issues=out)
 
 
-def author_extension(session: Session, revision: int, source: str | None = None) -> dict[str, Any]:
-    parts: list[dict[str, Any]] = [{"url": "author", "valueReference": actors.who(session)}]
-    org = actors.organisation(session)
+def author_extension(repo: Repository, revision: int, source: str | None = None) -> dict[str, Any]:
+    parts: list[dict[str, Any]] = [{"url": "author", "valueReference": actors.who(repo)}]
+    org = actors.organisation(repo)
     if org is not None:
         parts.append({"url": "organisation", "valueReference": org})
-    prof = actors.profession(session)
+    prof = actors.profession(repo)
     if prof is not None:
         parts.append({"url": "profession", "valueCode": prof})
     parts += [{"url": "recorded", "valueDateTime": actors.now()},
@@ -77,7 +77,7 @@ def author_extension(session: Session, revision: int, source: str | None = None)
     return {"url": ANSWER_AUTHOR, "extension": parts}
 
 
-def prepare(session: Session, before: dict[str, Any] | None, after: dict[str, Any], change: Change) -> None:
+def prepare(repo: Repository, before: dict[str, Any] | None, after: dict[str, Any], change: Change) -> None:
     canonical = after.get("questionnaire")
     rid = after.get("id") or (before or {}).get("id")
     if before is not None and before.get("questionnaire") != canonical and (
@@ -86,7 +86,7 @@ def prepare(session: Session, before: dict[str, Any] | None, after: dict[str, An
                            "the questionnaire of a response cannot change", expression="QuestionnaireResponse.questionnaire")
     if not forms.is_joint(canonical):
         return
-    q = forms.resolve(session, canonical)
+    q = forms.resolve(repo, canonical)
     subject = (after.get("subject") or {}).get("reference")
     if not isinstance(subject, str) or not subject.startswith("Patient/"):
         raise _refuse(422, "A joint assessment's subject must be the Patient it is about (subject.reference "
@@ -107,12 +107,13 @@ def prepare(session: Session, before: dict[str, Any] | None, after: dict[str, An
             answers.content(new_units.get(u)) != answers.content(old_units.get(u)) for u in set(old_units) | set(new_units)):
         raise _refuse(409, f"QuestionnaireResponse/{rid} is completed: changing its answers is an amendment "
                            "(use $amend with a reason, or set status 'amended')", expression="QuestionnaireResponse.status")
+    _person_may_change(repo, rid, old_units, new_units)
     revision = int((before or {}).get("meta", {}).get("versionId", 0)) + 1
     for unit, items in list(new_units.items()):
         if before is not None and answers.content(items) == answers.content(old_units.get(unit)):
             new_units[unit] = old_units[unit]  # unchanged: keeps who said it
         else:
-            new_units[unit] = answers.stamp(items, author_extension(session, revision, change.prefilled.get(unit)))
+            new_units[unit] = answers.stamp(items, author_extension(repo, revision, change.prefilled.get(unit)))
     items = answers.build(q, new_units)
     if items:
         after["item"] = items
@@ -135,8 +136,23 @@ def prepare(session: Session, before: dict[str, Any] | None, after: dict[str, An
         episode = ext_value(before, EPISODE)
         set_ext(after, EPISODE, {"valueReference": episode} if episode else None)
     elif not after.get("author"):
-        after["author"] = actors.who(session)
+        after["author"] = actors.who(repo)
     after["authored"] = actors.now()
+
+
+def _person_may_change(repo: Repository, rid: Any, old: answers.Units, new: answers.Units) -> None:
+    """The person (and a proxy acting for them) tells their own story, "about me" and what matters to them; the
+    professionals' answers (health, Care Act outcomes, risks, ...) are theirs to give: 403 naming them."""
+    p = repo.principal
+    if p is None or p.kind not in ("patient", "relatedPerson"):
+        return
+    changed = sorted(u for u in set(old) | set(new) if answers.content(new.get(u)) != answers.content(old.get(u))
+                     and answers.section(u) not in PERSON_SECTIONS)
+    if changed:
+        raise _refuse(403, f"You may change your own answers in 'About me and what matters to me' ({', '.join(PERSON_SECTIONS)}"
+                           f"), not the professionals' answers: {', '.join(changed[:10])}"
+                           + (f" and {len(changed) - 10} more" if len(changed) > 10 else ""), code="forbidden",
+                      expression="QuestionnaireResponse.item")
 
 
 def _prefilled_count(units: answers.Units, change: Change) -> int:

@@ -17,10 +17,9 @@ from __future__ import annotations
 from typing import Any
 
 from service.fhir.outcome import OperationOutcomeError
-from service.interactions.session import Session
+from service.repository import Change, Repository
 from service.workflows import actors
 from service.workflows.codes import AGREEMENT, STATUS_REASON, set_ext
-from service.workflows.writes import Change
 
 STATUSES = ("draft", "active", "on-hold", "revoked", "completed", "entered-in-error", "unknown")
 TRANSITIONS: dict[str, frozenset[str]] = {
@@ -55,7 +54,7 @@ def _agreement(resource: dict[str, Any] | None) -> dict[str, Any] | None:
     return None
 
 
-def prepare(session: Session, before: dict[str, Any] | None, after: dict[str, Any], change: Change) -> None:
+def prepare(repo: Repository, before: dict[str, Any] | None, after: dict[str, Any], change: Change) -> None:
     old = (before or {}).get("status")
     new = after.get("status")
     if before is not None:
@@ -65,7 +64,7 @@ def prepare(session: Session, before: dict[str, Any] | None, after: dict[str, An
     if agreement is None and new == "active" and old == "draft":
         agreed_with = change.agreed_with or after.get("subject") or {}
         agreement = {"url": AGREEMENT, "extension": [
-            {"url": "agreedBy", "valueReference": actors.who(session)},
+            {"url": "agreedBy", "valueReference": actors.who(repo)},
             {"url": "agreedWith", "valueReference": agreed_with},
             {"url": "date", "valueDateTime": actors.now()}]}
     if agreement is not None:

@@ -14,9 +14,8 @@ from __future__ import annotations
 from typing import Any
 
 from service.fhir.outcome import OperationOutcomeError
-from service.interactions.session import Session
+from service.repository import Change, Repository
 from service.workflows.codes import CARE_COORDINATOR, SNOMED
-from service.workflows.writes import Change
 
 LEAD_ROLE = {"coding": [{"system": SNOMED, "code": CARE_COORDINATOR, "display": "Care coordinator"}]}
 _LEGACY_LEAD = "768730001"
@@ -53,7 +52,7 @@ def lead_of(teams: list[dict[str, Any]]) -> dict[str, Any] | None:
     return None
 
 
-def prepare(session: Session, before: dict[str, Any] | None, after: dict[str, Any], change: Change) -> None:
+def prepare(repo: Repository, before: dict[str, Any] | None, after: dict[str, Any], change: Change) -> None:
     found = leads(after)
     if len(found) > 1:
         raise OperationOutcomeError(

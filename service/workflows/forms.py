@@ -25,12 +25,10 @@ from functools import cache
 from importlib.resources import files
 from typing import Any
 
-from sqlalchemy.exc import SQLAlchemyError
-
 from fhir_profiles.questionnaire_validation import check_questionnaire
 from fhir_profiles.questionnaires import JOINT_ASSESSMENT_URL
 from service.fhir.outcome import OperationOutcomeError
-from service.interactions.session import Services, Session
+from service.repository import Change, Repository
 
 log = logging.getLogger("sharedcare.workflows")
 
@@ -74,31 +72,32 @@ def version_key(version: Any) -> tuple[tuple[int, int | str], ...]:
     return tuple((0, int(p)) if p.isdigit() else (1, p) for p in parts)
 
 
-def publish(services: Services, conn: Any) -> int:
-    """Write the packaged forms the store lacks; returns how many were written. A packaged version is
-    written when the form is absent (or deleted), or when it is newer than the stored current version
-    and was never stored: an operator's newer version (published with PUT) is never replaced by an
-    older file, and a version once stored is not written again."""
+def publish(server: Repository) -> int:
+    """Write the packaged forms the record lacks (with the server's own repository); returns how many were
+    written. A packaged version is written when the form is absent (or deleted), or when it is newer than the
+    stored current version and was never stored: an operator's newer version (published with PUT) is never
+    replaced by an older file, and a version once stored is not written again."""
     written = 0
     for q in current_packaged():
-        cur = services.store.current(conn, "Questionnaire", q["id"], lock=True)
-        if cur is not None and not cur.deleted and cur.content is not None:
-            stored_version = cur.json().get("version")
-            if version_key(stored_version) >= version_key(q["version"]):
+        cur = server.get("Questionnaire", q["id"])
+        if cur is not None:
+            if version_key(cur.json().get("version")) >= version_key(q["version"]):
                 continue
             if any(v.content and json.loads(v.content).get("version") == q["version"]
-                   for v in services.store.history(conn, rtype="Questionnaire", rid=q["id"], count=1000)):
+                   for v in server.versions("Questionnaire", q["id"])):
                 continue
-        services.store.update(conn, q, q["id"])
+        server.update("Questionnaire", q["id"], json.loads(json.dumps(q)), if_match=cur.version if cur else None)
         written += 1
     return written
 
 
-def ensure_questionnaires(services: Services) -> dict[str, int]:
+def ensure_questionnaires(services: Any) -> dict[str, int]:
     """Publish the packaged forms in their own transaction (idempotent; safe on many processes)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
     try:
         with services.db.write() as conn:
-            return {"questionnaires published": publish(services, conn)}
+            return {"questionnaires published": publish(Repository.internal(services, conn))}
     except OperationOutcomeError as err:  # another process published it at the same moment
         log.info("questionnaires not published here: %s", err.diagnostics)
     except SQLAlchemyError as exc:  # e.g. the database is not migrated yet
@@ -106,38 +105,39 @@ def ensure_questionnaires(services: Services) -> dict[str, int]:
     return {"questionnaires published": 0}
 
 
-def ensure_in_session(session: Session) -> None:
-    """Publish missing forms inside the current request's transaction."""
+def ensure_in_session(repo: Repository) -> None:
+    """Publish missing forms inside the current request's transaction (as the server)."""
+    server = repo.server()
     for q in current_packaged():
-        cur = session.store.current(session.conn, "Questionnaire", q["id"])
-        if cur is None or cur.deleted:
-            publish(session.services, session.conn)
+        if server.get("Questionnaire", q["id"]) is None:
+            publish(server)
             return
 
 
-def current(session: Session, url: str = JOINT_ASSESSMENT_URL) -> dict[str, Any]:
+def current(repo: Repository, url: str = JOINT_ASSESSMENT_URL) -> dict[str, Any]:
     """The form's current version as stored (published on demand)."""
     rid = ids_by_url().get(url)
     if rid is None:
         raise OperationOutcomeError(422, "not-found", f"Questionnaire {url!r} is not a form of this service")
-    ensure_in_session(session)
-    return session.store.read(session.conn, "Questionnaire", rid).json()
+    ensure_in_session(repo)
+    return repo.server().read("Questionnaire", rid).json()
 
 
-def resolve(session: Session, canonical: str) -> dict[str, Any]:
+def resolve(repo: Repository, canonical: str) -> dict[str, Any]:
     """The Questionnaire a response pinned (`url|version`, or `url` for the current version)."""
     url, _, version = canonical.partition("|")
     rid = ids_by_url().get(url)
     if rid is None:
         raise OperationOutcomeError(422, "not-found", f"Questionnaire {url!r} is not a form of this service",
                                     expression=("QuestionnaireResponse.questionnaire",))
-    cur = session.store.current(session.conn, "Questionnaire", rid)
+    server = repo.server()  # the form a response pinned is the server's reference data, whoever asks
+    cur = server.get("Questionnaire", rid)
     if cur is not None and cur.content is not None:
         q = _parsed(cur.content)
         if not version or q.get("version") == version:
             return q
-    if cur is not None and version:  # an earlier version, also when the form was deleted since
-        for v in session.store.history(session.conn, rtype="Questionnaire", rid=rid, count=1000):
+    if version:  # an earlier version, also when the form was deleted since
+        for v in server.versions("Questionnaire", rid):
             if v.content is not None:
                 old = _parsed(v.content)
                 if old.get("version") == version:
@@ -165,10 +165,10 @@ def _parsed(content: bytes) -> dict[str, Any]:
     return found
 
 
-def published(session: Session, url: str, version: str) -> dict[str, Any] | None:
+def published(repo: Repository, url: str, version: str) -> dict[str, Any] | None:
     """The published `url|version` of one of the service's forms, or None."""
     try:
-        return resolve(session, f"{url}|{version}")
+        return resolve(repo, f"{url}|{version}")
     except OperationOutcomeError:
         return None
 
@@ -179,7 +179,8 @@ class FormHooks:
     a new version instead), so every response stays valid against the version it pinned. Its status (for
     example retired) and descriptive elements may change."""
 
-    def before(self, session: Session, rtype: str, before: dict[str, Any] | None, after: dict[str, Any]) -> None:
+    def before(self, repo: Repository, rtype: str, before: dict[str, Any] | None, after: dict[str, Any],
+               change: Change) -> None:
         urls = ids_by_url()
         url, rid = after.get("url"), after.get("id") or (before or {}).get("id")
         own_url = next((u for u, i in urls.items() if i == rid), None)
@@ -199,11 +200,11 @@ class FormHooks:
         if problems:
             raise OperationOutcomeError(422, "business-rule", f"The form {url}|{version} has design problems: "
                                         + "; ".join(problems[:10]), expression=("Questionnaire.item",))
-        existing = published(session, url, version)
+        existing = published(repo, url, version)
         if existing is not None and existing.get("item") != after.get("item"):
             raise OperationOutcomeError(
                 409, "business-rule", f"Version {version} of the form {url} is published and answered against: "
                 "its items cannot change. Publish the change as a new version", expression=("Questionnaire.item",))
 
-    def after(self, session: Session, rtype: str, stored: Any, before: dict[str, Any] | None) -> None:
+    def after(self, repo: Repository, stored: Any, before: dict[str, Any] | None, change: Change) -> None:
         return None

@@ -20,7 +20,7 @@ from typing import Any
 
 from fhir_profiles.questionnaire_validation import prefill_sources, questionnaire_index, validate_response
 from service.fhir.outcome import OperationOutcomeError
-from service.interactions.session import Session
+from service.repository import Repository
 from service.workflows import answers, forms, lookup
 
 NHS_NUMBER = "https://fhir.nhs.uk/Id/nhs-number"
@@ -78,8 +78,8 @@ def _codings_for(q_item: dict[str, Any], codings: list[dict[str, Any]]) -> list[
 class _Record:
     """What the caller may see of the patient's record, read lazily."""
 
-    def __init__(self, session: Session, patient: dict[str, Any]) -> None:
-        self.session = session
+    def __init__(self, repo: Repository, patient: dict[str, Any]) -> None:
+        self.repo = repo
         self.patient = patient
         self.ref = f"Patient/{patient['id']}"
         self._related: list[dict[str, Any]] | None = None
@@ -87,8 +87,7 @@ class _Record:
     def related(self) -> list[dict[str, Any]]:
         if self._related is None:
             try:
-                self.session.guard.check_type(self.session.ctx, "search-type", "RelatedPerson")
-                found = lookup.find(self.session, "RelatedPerson", [("patient", self.ref)],
+                found = lookup.find(self.repo, "RelatedPerson", [("patient", self.ref)],
                                     lambda r: lookup.ref(r, "patient") == self.ref and r.get("active", True))
                 self._related = [s.json() for s in sorted(found, key=lambda s: s.res_id)]
             except OperationOutcomeError:
@@ -101,15 +100,11 @@ class _Record:
             return []
         value = {"reference": refs[0]["reference"]}
         rtype, _, rid = refs[0]["reference"].partition("/")
-        try:
-            self.session.guard.check_type(self.session.ctx, "read", rtype)
-            org = self.session.store.current(self.session.conn, rtype, rid)
-            if org is not None and org.content and self.session.guard.can_see(self.session.ctx, rtype, org.json()):
-                name = org.json().get("name") or _name_text(org.json().get("name"))
-                if isinstance(name, str):
-                    value["display"] = name
-        except OperationOutcomeError:
-            pass
+        org = self.repo.get(rtype, rid)
+        if org is not None:
+            name = org.json().get("name") or _name_text(org.json().get("name"))
+            if isinstance(name, str):
+                value["display"] = name
         return [{"valueReference": value}]
 
     def patient_answers(self, key: str, q_item: dict[str, Any]) -> list[dict[str, Any]]:
@@ -150,9 +145,9 @@ def _related_answers(key: str, q_item: dict[str, Any], rp: dict[str, Any]) -> li
     return []
 
 
-def from_record(session: Session, q: dict[str, Any], patient: dict[str, Any]) -> tuple[answers.Units, dict[str, str]]:
+def from_record(repo: Repository, q: dict[str, Any], patient: dict[str, Any]) -> tuple[answers.Units, dict[str, str]]:
     """Units pre-filled from the Patient and their RelatedPersons, and unit -> source reference."""
-    record = _Record(session, patient)
+    record = _Record(repo, patient)
     sources = prefill_sources(q)
     index = questionnaire_index(q)
     unit_map = answers.unit_of(q)
@@ -184,32 +179,30 @@ def from_record(session: Session, q: dict[str, Any], patient: dict[str, Any]) ->
     return units, origin
 
 
-def from_previous(session: Session, q: dict[str, Any], patient_ref: str) -> tuple[answers.Units, dict[str, str]]:
+def from_previous(repo: Repository, q: dict[str, Any], patient_ref: str) -> tuple[answers.Units, dict[str, str]]:
     """Units of the patient's latest finished joint assessment (authorship removed)."""
-    try:
-        session.guard.check_type(session.ctx, "search-type", "QuestionnaireResponse")
-    except OperationOutcomeError:
+    if not repo.may("search-type", "QuestionnaireResponse"):
         return {}, {}
-    found = lookup.find(session, "QuestionnaireResponse", [("subject", patient_ref), ("status", "completed,amended")],
+    found = lookup.find(repo, "QuestionnaireResponse", [("subject", patient_ref), ("status", "completed,amended")],
                         lambda r: lookup.ref(r, "subject") == patient_ref and forms.is_joint(r.get("questionnaire"))
                         and r.get("status") in ("completed", "amended"))
     if not found:
         return {}, {}
     latest = max(found, key=lambda s: (s.json().get("authored") or "", s.last_updated))
     previous = latest.json()
-    old_q = forms.resolve(session, previous["questionnaire"])
+    old_q = forms.resolve(repo, previous["questionnaire"])
     units = {u: [answers.strip_author(i) for i in items] for u, items in answers.collect(old_q, previous).items()}
     source = f"QuestionnaireResponse/{latest.res_id}/_history/{latest.version}"
     return units, {u: source for u in units}
 
 
-def prefill(session: Session, q: dict[str, Any], patient: dict[str, Any]) -> tuple[answers.Units, dict[str, str]]:
+def prefill(repo: Repository, q: dict[str, Any], patient: dict[str, Any]) -> tuple[answers.Units, dict[str, str]]:
     """The pre-filled units (valid under `q`) and where each came from."""
-    units, origin = from_previous(session, q, f"Patient/{patient['id']}")
+    units, origin = from_previous(repo, q, f"Patient/{patient['id']}")
     known = set(answers.unit_of(q).values())
     units = {u: v for u, v in units.items() if u in known}
     origin = {u: origin[u] for u in units}
-    rec_units, rec_origin = from_record(session, q, patient)
+    rec_units, rec_origin = from_record(repo, q, patient)
     units.update(rec_units)
     origin.update(rec_origin)
     unit_map = answers.unit_of(q)

@@ -1,7 +1,8 @@
 """Provenance for every create and update of an assessment, plan, goal or care team.
 
 Written by the server in the same transaction as the write it describes (never by the client, never
-for a Provenance: these go straight to the store, so nothing recurses). Shape (R4 Provenance):
+for a Provenance: the repository stores these as server-owned, so nothing recurses; each belongs to whoever
+its target belongs to). Shape (R4 Provenance):
 - target: the version written (`Type/id/_history/n`);
 - recorded: now; agent: type author, who = the caller (Practitioner, or a system client's identifier),
   onBehalfOf = the caller's organisation;
@@ -18,8 +19,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from service.interactions.session import Session
-from service.storage.store import Stored
+from service.fhir.stored import Stored
+from service.repository import Repository
 from service.workflows import actors
 from service.workflows.codes import (
     ACT_REASON,
@@ -39,7 +40,7 @@ def server_recorded(resource: dict[str, Any] | None) -> bool:
         t.get("code") for t in (resource or {}).get("meta", {}).get("tag") or ()]
 
 
-def record(session: Session, stored: Stored, *, created: bool, activity: str | None = None,
+def record(repo: Repository, stored: Stored, *, created: bool, activity: str | None = None,
            reason: str | None = None, sources: list[str] | None = None) -> Stored:
     operation = "CREATE" if created else "UPDATE"
     codings = [{"system": DATA_OPERATION, "code": operation, "display": operation.lower()}]
@@ -47,12 +48,12 @@ def record(session: Session, stored: Stored, *, created: bool, activity: str | N
         codings.append({"system": WORKFLOW_ACTIVITY, "code": activity})
     agent: dict[str, Any] = {
         "type": {"coding": [{"system": PARTICIPANT_TYPE, "code": "author", "display": "Author"}]},
-        "who": actors.who(session),
+        "who": actors.who(repo),
     }
-    org = actors.organisation(session)
+    org = actors.organisation(repo)
     if org is not None:
         agent["onBehalfOf"] = org
-    purposes = session.ctx.purpose_of_use or ("TREAT",)
+    purposes = repo.ctx.purpose_of_use or ("TREAT",)
     reason_cc: dict[str, Any] = {"coding": [{"system": ACT_REASON, "code": p} for p in purposes]}
     if reason:
         reason_cc["text"] = reason
@@ -69,4 +70,4 @@ def record(session: Session, stored: Stored, *, created: bool, activity: str | N
         prov["entity"] = [{"role": "source", "what": {"reference": s}} for s in sources]
     if org is not None:
         prov["extension"] = [{"url": AUTHORED_BY, "valueReference": org}]
-    return session.store.create(session.conn, prov)
+    return repo.store_server_owned(prov)

@@ -138,23 +138,17 @@ def test_body_over_the_limit_is_413_and_writes_nothing(clean_services, settings)
         assert len(all_versions(client)) == 1
 
 
-class _BrokenGuard:
-    """An access guard with a bug: the client must get a 500 OperationOutcome, never the trace."""
+class _BrokenPolicy:
+    """An access policy with a bug: the client must get a 500 OperationOutcome, never the trace."""
 
-    def check_type(self, ctx: Any, interaction: str, rtype: str | None) -> None:
+    def bind(self, *args: Any) -> Any:
         raise RuntimeError("secret internal detail /srv/app/guard.py line 42")
-
-    def check_resource(self, ctx: Any, interaction: str, rtype: str, resource: dict[str, Any]) -> None:
-        return None
-
-    def can_see(self, ctx: Any, rtype: str, resource: dict[str, Any]) -> bool:
-        return True
 
 
 def test_no_stack_trace_reaches_the_client(clean_services, settings):
     from service.api.app import create_app
 
-    app = create_app(settings, services=replace(clean_services, guard=_BrokenGuard()))
+    app = create_app(settings, services=replace(clean_services, policy=_BrokenPolicy()))
     with TestClient(app, raise_server_exceptions=False, headers=make_auth_headers(clean_services)) as client:
         for r in (client.get("/fhir/Patient/x"), client.post("/fhir/Patient", json=patient())):
             assert_outcome(r, 500, "Internal error")

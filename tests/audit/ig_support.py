@@ -21,11 +21,13 @@ def load_demo(services: Any) -> None:
     """The demo records plus the IG lead's and administrator's Practitioner records."""
     from service.auth.demo import extra_records
     from service.demo.loader import load_records
+    from service.repository import Repository
 
     load_records(services)
     with services.db.write() as conn:
+        repo = Repository.internal(services, conn)
         for res in extra_records():
-            services.store.update(conn, res, res["id"])
+            repo.update(res["resourceType"], res["id"], res)
 
 
 def staff(user: str, *, purpose: tuple[str, ...] = ("TREAT",), reason: str | None = None,

@@ -68,9 +68,15 @@ def staff_context(*, practitioner: str, organisation: str, ods: str = "RX1", rol
 
 
 def as_user(services: Any, ctx: RequestContext, method: str, path: str,
-            params: list[tuple[str, str]] | None = None) -> FhirResponse:
-    """A request through the real pipeline with a given context (as the web pages will do)."""
-    return handle(FhirRequest(method=method, path=path, params=params or []), services, ctx)
+            params: list[tuple[str, str]] | None = None, notes: tuple[str, ...] = ()) -> FhirResponse:
+    """A request through the real pipeline with a given context (as the web pages will do); `notes`: policy notes
+    already on the request's record (as the enforcement point writes them)."""
+    from service.access.record import RequestRecord
+
+    record = RequestRecord()
+    for n in notes:
+        record.note(n)
+    return handle(FhirRequest(method=method, path=path, params=params or []), services, ctx, record)
 
 
 def sql(services: Any, statement: str, **params: Any) -> Any:

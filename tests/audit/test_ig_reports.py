@@ -119,9 +119,8 @@ def test_denials_report_groups_refused_requests_by_reason_organisation_and_user(
                               "policy: deny Consent/objection-1 provision (deny) decides",
                               "policy: deny Patient/pat-paula: no care relationship")):
         ctx = staff("nurse.nina", trusted=True)
-        audit.note(ctx, "policy: permit Patient/pat-x (default:direct-care)")  # not a denial: ignored
-        audit.note(ctx, text)
-        assert as_user(demo, ctx, "GET", f"Patient/gone-{n}").status == 404
+        notes = ("policy: permit Patient/pat-x (default:direct-care)", text)  # (the first is not a denial: ignored)
+        assert as_user(demo, ctx, "GET", f"Patient/gone-{n}", notes=notes).status == 404
     # a policy-decision event and the refused interaction of the same request count once
     wes = staff("ward.wes", trusted=True)
     with demo.db.write() as conn:
@@ -162,7 +161,7 @@ def test_denials_report_groups_refused_requests_by_reason_organisation_and_user(
 
 
 def test_denials_report_streams_more_events_than_one_batch(client, demo, iris, monkeypatch):
-    from service.operations import ig_report_denials
+    from service.audit.reports import denials as ig_report_denials
 
     monkeypatch.setattr(ig_report_denials, "BATCH", 3)
     start = _instant(datetime.now(UTC))
@@ -310,6 +309,6 @@ def test_a_withdrawn_objection_leaves_the_report(client, demo, iris):
     ("break-glass: access to Patient/p1 under grant g1", None),
 ])
 def test_denial_reasons_are_read_from_the_policy_notes(note, basis):
-    from service.operations.ig_report_denials import policy_basis
+    from service.audit.reports.denials import policy_basis
 
     assert policy_basis(note) == basis

@@ -6,6 +6,7 @@ import orjson
 import pytest
 
 from service.access.context import Principal, RequestContext
+from service.access.record import RequestRecord
 from service.audit import codes as c
 from service.audit import index as fast
 from service.audit.events import audit_event, rest_event
@@ -30,13 +31,17 @@ def _events() -> list[dict]:
     oo = orjson.dumps({"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "not-found",
                                                                        "diagnostics": "Patient/x is not known"}]})
     out = [
-        rest_event(_ctx(), BASE, interaction="read", method="GET", path="Patient/pat-1", params=[], status=200,
+        rest_event(_ctx(), RequestRecord(interaction="read"), BASE, method="GET", path="Patient/pat-1", params=[],
+                   status=200,
                    body=patient, headers={"ETag": 'W/"2"'})[0],
-        rest_event(_ctx(purpose=("BTG",)), BASE, interaction="search-type", method="GET", path="Observation",
+        rest_event(_ctx(purpose=("BTG",)), RequestRecord(interaction="search-type", patients={"pat-1": None}), BASE,
+                   method="GET", path="Observation",
                    params=[("subject", "Patient/pat-1")], status=200, body=bundle, headers={})[0],
-        rest_event(_ctx("system"), BASE, interaction="read", method="GET", path="Patient/x", params=[], status=404,
+        rest_event(_ctx("system"), RequestRecord(interaction="read"), BASE, method="GET", path="Patient/x", params=[],
+                   status=404,
                    body=oo, headers={})[0],
-        rest_event(None, BASE, interaction="unknown", method="GET", path="Nope", params=[], status=401, body=oo,
+        rest_event(None, RequestRecord(interaction="unknown"), BASE, method="GET", path="Nope", params=[], status=401,
+                   body=oo,
                    headers={})[0],
         audit_event(_ctx(), BASE, type=c.TYPE_LOGIN, subtype=[c.SUBTYPE_LOGIN], outcome="4", outcome_desc="bad"),
     ]
@@ -49,7 +54,7 @@ def _events() -> list[dict]:
 @pytest.mark.parametrize("event", _events(), ids=lambda e: e["id"])
 def test_native_index_rows_equal_the_generic_ones(event):
     assert fast.index_rows("AuditEvent", event["id"], event, BASE) == \
-        indexer.index_rows("AuditEvent", event["id"], event, BASE)
+        indexer.index_rows("AuditEvent", event["id"], event, BASE, ())
 
 
 def test_native_index_has_purpose_rows_from_the_event_and_its_agents():

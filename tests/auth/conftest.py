@@ -40,7 +40,8 @@ def worker(demo, settings):  # type: ignore[no-untyped-def]
     """Build an application as a worker process does: its own services, engine and keys loaded from disk."""
     from fastapi.testclient import TestClient
 
-    from service.api.app import build_services, create_app
+    from service.api.app import create_app
+    from service.bootstrap import build_services
 
     built: list[Any] = []
 

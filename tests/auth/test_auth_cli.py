@@ -90,7 +90,8 @@ def cli(cli_db: str, tmp_path: Path, pycache: Path) -> Cli:
 @pytest.fixture
 def api(cli: Cli, settings: Any, tmp_path: Path) -> Iterator[Any]:
     """An application on the CLI's database and keys, as the server started with the same configuration."""
-    from service.api.app import build_services, create_app
+    from service.api.app import create_app
+    from service.bootstrap import build_services
 
     made: list[Any] = []
 

@@ -57,7 +57,7 @@ def test_introspection_says_inactive_for_revoked_expired_unknown_and_foreign_tok
     assert _introspect(anon_client, tok["access_token"]).json() == {"active": False}
     assert _introspect(anon_client, "garbage").json() == {"active": False}
     # A token signed by us but expired.
-    tokens = demo.extras["auth"].tokens
+    tokens = demo.auth.tokens
     past = int(time.time()) - 3600
     old = tokens.sign({"iss": "http://testserver", "aud": "http://testserver/fhir", "sub": "patient.pat",
                        "iat": past - 60, "exp": past, "jti": "old-1", "client_id": "demo-app",

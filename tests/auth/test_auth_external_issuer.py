@@ -103,7 +103,7 @@ def _context(app_client: Any, token: str) -> Any:
     from service.interactions.request import FhirRequest
 
     services = app_client.app.state.services
-    return services.extras["authenticate"](
+    return services.authenticator(
         FhirRequest("GET", "Patient/pat-pat", headers={"authorization": f"Bearer {token}"}), services)
 
 
@@ -147,7 +147,7 @@ def test_es384_and_a_rotated_idp_key(demo, external, idp):
     assert external.get("/fhir/metadata").status_code == 200
     # The JWKS was fetched before the new key existed? Then an unknown kid makes the server fetch again (not more
     # often than every 30 seconds, so a flood of made-up kids cannot hammer the issuer).
-    tokens = external.app.state.services.extras["auth"].tokens
+    tokens = external.app.state.services.auth.tokens
     first = _cis2_nurse(idp)
     assert external.get("/fhir/Patient/pat-pat", headers=bearer(first)).status_code == 200
     fetched = idp.fetches

@@ -25,7 +25,7 @@ def _claims(services, **over):  # type: ignore[no-untyped-def]
 
 
 def _sign(services, claims, typ="at+jwt"):  # type: ignore[no-untyped-def]
-    return services.extras["auth"].tokens.sign(claims, typ)
+    return services.auth.tokens.sign(claims, typ)
 
 
 def _b64(data: dict) -> str:
@@ -146,7 +146,7 @@ def test_insufficient_scope_is_403_with_an_operation_outcome(anon_client, clean_
 def test_purpose_of_use_headers_reach_the_context(clean_services, auth_headers):
     from service.interactions.request import FhirRequest
 
-    authn = clean_services.extras["authenticate"]
+    authn = clean_services.authenticator
     h = {k.lower(): v for k, v in auth_headers("nurse.nina").items()}
     ctx = authn(FhirRequest("GET", "Patient/pat-pat", headers=h), clean_services)
     assert ctx.purpose_of_use == ("TREAT",) and ctx.break_glass_reason is None

@@ -121,7 +121,7 @@ def test_a_token_without_any_resource_scope_reaches_nothing(observations, anon_c
     from tests.auth.conftest import bearer
 
     ada = next(u for u in auth_demo.users() if u.username == "admin.ada")
-    token, _ = clean_services.extras["auth"].tokens.access_token(scope=ScopeSet.parse("openid fhirUser"),
+    token, _ = clean_services.auth.tokens.access_token(scope=ScopeSet.parse("openid fhirUser"),
                                                                  client_id="t", user=ada, ttl=300)
     h = bearer(token)
     assert anon_client.get(f"/fhir/Observation/{observations['laboratory']}", headers=h).status_code == 403

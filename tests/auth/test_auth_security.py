@@ -68,7 +68,7 @@ def _token(services: Any, **over: Any) -> str:
               "iat": now, "nbf": now, "exp": now + 300, "jti": f"j-{time.time_ns()}", "scope": "user/*.rs",
               "kind": "admin", "client_id": "t"}
     claims.update(over)
-    return services.extras["auth"].tokens.sign({k: v for k, v in claims.items() if v is not None}, "at+jwt")
+    return services.auth.tokens.sign({k: v for k, v in claims.items() if v is not None}, "at+jwt")
 
 
 def _status(http: Any, token: str) -> int:

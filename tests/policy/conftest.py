@@ -24,7 +24,7 @@ def who(demo, client, auth_headers) -> dict[str, Any]:  # type: ignore[no-untype
 @pytest.fixture
 def policy(demo):  # type: ignore[no-untyped-def]
     """The installed PolicyGuard; tests that change its settings restore them."""
-    guard = demo.extras["policy"]
+    guard = demo.policy
     saved = guard.settings
     yield guard
     guard.settings = saved

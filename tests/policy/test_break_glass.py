@@ -82,14 +82,13 @@ def test_break_glass_overrides_an_objection_but_not_restricted_labels(who, polic
     assert [g["patient"]["reference"] for g in _queue(who)] == ["Patient/pat-pat"]
     # a deployment may refuse to let break-glass override objections
     policy.settings = replace(policy.settings, btg_overrides_objections=False)
-    policy.config = replace(policy.config, btg_override=False)
     try:
         r = who["gary"].get(f"/fhir/Observation/{gp['id']}")  # the GP wrote it: always
         assert r.status_code == 200
         assert who["cara"].get(f"/fhir/Observation/{gp['id']}", headers={**BTG, "X-Purpose-Of-Use": "TREAT"}
                                ).status_code == 403
     finally:
-        policy.config = replace(policy.config, btg_override=True)
+        policy.settings = replace(policy.settings, btg_overrides_objections=True)
 
 
 def test_break_glass_search_opens_grants_for_the_patients_returned(who):

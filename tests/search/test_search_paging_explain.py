@@ -12,7 +12,7 @@ from sqlalchemy.dialects import postgresql
 
 from service.access.context import RequestContext
 from service.interactions.request import FhirRequest
-from service.interactions.session import Session
+from service.repository import Repository
 
 
 def _create(services, res):  # type: ignore[no-untyped-def]
@@ -56,7 +56,7 @@ def pg_session(services, backend):  # type: ignore[no-untyped-def]
     if backend != "postgresql":
         pytest.skip("PostgreSQL plans")
     with services.db.read() as conn:
-        yield Session(services, conn, RequestContext.system())
+        yield Repository.internal(services, conn)
 
 
 SEARCHES = [
@@ -84,7 +84,7 @@ def test_common_searches_use_indexes_on_postgresql(pg_session, rtype, params):  
 
     engine = pg_session.services.search
     req = FhirRequest("GET", rtype, params=list(params))
-    conn = pg_session.conn
+    conn = pg_session._conn
     conn.execute(text("SET LOCAL enable_seqscan = off"))
     for stmt in plan_statements(engine, req, pg_session, rtype):
         sql = str(stmt.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}))
@@ -98,7 +98,7 @@ def sqlite_session(services, backend):  # type: ignore[no-untyped-def]
     if backend != "sqlite":
         pytest.skip("SQLite plans")
     with services.db.read() as conn:
-        yield Session(services, conn, RequestContext.system())
+        yield Repository.internal(services, conn)
 
 
 @pytest.mark.parametrize("rtype,params", SEARCHES, ids=[f"{t}?{'&'.join(k for k, _ in p)}" for t, p in SEARCHES])
@@ -112,7 +112,7 @@ def test_common_searches_use_indexes_on_sqlite(sqlite_session, rtype, params):  
     req = FhirRequest("GET", rtype, params=list(params))
     for stmt in plan_statements(engine, req, sqlite_session, rtype):
         sql = str(stmt.compile(dialect=sqlite.dialect(), compile_kwargs={"literal_binds": True}))
-        plan = [str(r[-1]) for r in sqlite_session.conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql)]
+        plan = [str(r[-1]) for r in sqlite_session._conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql)]
         assert not [line for line in plan if line.startswith("SCAN ")], plan
         assert any("USING" in line and "INDEX" in line for line in plan), plan
         # one criterion drives; the others are probes per candidate, never a materialised list of every

@@ -259,8 +259,9 @@ def test_compartment_search(client, people):  # type: ignore[no-untyped-def]
     assert matches(get(client, f"Patient/{p0}/Observation?code:text=weight")) == [obs["id"]]
     assert matches(get(client, f"Patient/{p0}/Observation?code:text=height")) == []
     everything = get(client, f"Patient/{p0}/*?_count=100")
+    # the server's Provenance of each plan belongs to the plan's patient too (service.ownership)
     assert {(e["resource"]["resourceType"]) for e in everything["entry"]} - {"AuditEvent"} == {
-        "Patient", "CarePlan", "Observation"}
+        "Patient", "CarePlan", "Observation", "Provenance"}
     assert get(client, "Patient/nobody/CarePlan")["total"] == 0
     r = client.get(f"/fhir/Patient/{p0}/Organization")
     assert r.status_code == 400 and "compartment" in r.text

@@ -16,58 +16,70 @@ def test_create_read_update_vread_delete(clean_services):
     with db.write() as conn:
         s1 = store.create(conn, pat())
         assert s1.version == 1 and s1.json()["meta"]["versionId"] == "1" and s1.json()["id"] == s1.res_id
-        s2, created = store.update(conn, pat(gender="male"), s1.res_id, if_match=1)
+        s2, created = store.update(conn, pat(gender="male"), s1.res_id, s1)
         assert not created and s2.version == 2 and s2.last_updated > s1.last_updated
     with db.read() as conn:
-        assert store.read(conn, "Patient", s1.res_id).json()["gender"] == "male"
-        assert store.vread(conn, "Patient", s1.res_id, 1).json()["gender"] == "female"
-        assert store.read(conn, "Patient", s1.res_id).content == s2.content  # stored bytes are served
+        assert store.current(conn, "Patient", s1.res_id).json()["gender"] == "male"
+        assert store.version(conn, "Patient", s1.res_id, 1).json()["gender"] == "female"
+        assert store.current(conn, "Patient", s1.res_id).content == s2.content  # stored bytes are served
     with db.write() as conn:
-        d = store.delete(conn, "Patient", s1.res_id)
-        assert d is not None and d.version == 3 and d.deleted and d.content is None
-        assert store.delete(conn, "Patient", s1.res_id) is None  # already deleted
+        d = store.delete(conn, store.current(conn, "Patient", s1.res_id, lock=True))
+        assert d.version == 3 and d.deleted and d.content is None
     with db.read() as conn:
-        with pytest.raises(OperationOutcomeError) as gone:
-            store.read(conn, "Patient", s1.res_id)
-        assert gone.value.status == 410
-        with pytest.raises(OperationOutcomeError) as gone_version:
-            store.vread(conn, "Patient", s1.res_id, 3)
-        assert gone_version.value.status == 410
-        with pytest.raises(OperationOutcomeError) as missing:
-            store.read(conn, "Patient", "nope")
-        assert missing.value.status == 404
+        kept = store.current(conn, "Patient", s1.res_id)
+        assert kept.deleted and kept.json()["gender"] == "male"  # the current row keeps what was deleted
+        gone = store.version(conn, "Patient", s1.res_id, 3)
+        assert gone.deleted and gone.content is None
+        assert store.current(conn, "Patient", "nope") is None
 
 
 def test_compare_and_set_refuses_a_stale_version_and_rolls_back(clean_services):
     store, db = clean_services.store, clean_services.db
     with db.write() as conn:
-        rid = store.create(conn, pat()).res_id
-        store.update(conn, pat(gender="male"), rid)
+        first = store.create(conn, pat())
+        store.update(conn, pat(gender="male"), first.res_id, first)
     with pytest.raises(OperationOutcomeError) as err, db.write() as conn:
-        store.update(conn, pat(gender="other"), rid, if_match=1)
-    assert err.value.status == 412 and "version 2" in err.value.diagnostics
+        store.update(conn, pat(gender="other"), first.res_id, first)  # written against version 1: stale
+    assert err.value.status == 412
     with db.read() as conn:
-        assert [s.version for s in store.history(conn, rtype="Patient", rid=rid)] == [2, 1]
+        assert [s.version for s in store.history(conn, rtype="Patient", rid=first.res_id)] == [2, 1]
 
 
 def test_update_as_create_and_recreate_after_delete(clean_services):
     store, db = clean_services.store, clean_services.db
     with db.write() as conn:
-        s, created = store.update(conn, pat(), "client-id")
+        s, created = store.update(conn, pat(), "client-id", None)
         assert created and s.version == 1
-        store.delete(conn, "Patient", "client-id")
-        again, recreated = store.update(conn, pat(), "client-id")
-        assert recreated and again.version == 3
-        with pytest.raises(OperationOutcomeError) as err:
-            store.update(conn, pat(), "other-id", allow_create=False)
-        assert err.value.status == 404
+        deleted = store.delete(conn, s)
+        again, recreated = store.update(conn, pat(), "client-id", store.current(conn, "Patient", "client-id"))
+        assert deleted.version == 2 and recreated and again.version == 3
+
+
+def test_every_version_carries_its_owners(clean_services):
+    """The store keeps service.ownership's answer with every version: a Provenance belongs to its target's
+    patient, found in the record at write time."""
+    store, db = clean_services.store, clean_services.db
+    with db.write() as conn:
+        p = store.create(conn, pat())
+        obs = store.create(conn, {"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+                                  "subject": {"reference": f"Patient/{p.res_id}"}})
+        prov = store.create(conn, {"resourceType": "Provenance", "recorded": "2026-01-01T00:00:00Z",
+                                   "target": [{"reference": f"Observation/{obs.res_id}/_history/1"}],
+                                   "agent": [{"who": {"display": "x"}}]})
+        org = store.create(conn, {"resourceType": "Organization", "name": "x"})
+    assert p.owners == (p.res_id,) and obs.owners == (p.res_id,) and prov.owners == (p.res_id,)
+    assert org.owners == ()
+    with db.read() as conn:
+        assert store.current(conn, "Provenance", prov.res_id).owners == (p.res_id,)
+        assert store.version(conn, "Observation", obs.res_id, 1).owners == (p.res_id,)
 
 
 def test_history_is_newest_first_and_pages_by_keyset(clean_services):
     store, db = clean_services.store, clean_services.db
     with db.write() as conn:
-        ids = [store.create(conn, pat()).res_id for _ in range(5)]
-        store.update(conn, pat(gender="male"), ids[0])
+        made = [store.create(conn, pat()) for _ in range(5)]
+        store.update(conn, pat(gender="male"), made[0].res_id, made[0])
+    ids = [m.res_id for m in made]
     with db.read() as conn:
         everything = store.history(conn, count=100)
         assert [(s.res_id, s.version) for s in everything][:2] == [(ids[0], 2), (ids[4], 1)]
@@ -76,7 +88,6 @@ def test_history_is_newest_first_and_pages_by_keyset(clean_services):
         page1 = store.history(conn, count=3)
         page2 = store.history(conn, count=3, before=(page1[-1].last_updated, page1[-1].seq))
         assert [s.seq for s in page1 + page2] == [s.seq for s in everything]
-        assert store.history_count(conn, rtype="Patient") == 6
         since = store.history(conn, since=everything[1].last_updated, count=100)
         assert len(since) == 2
 
@@ -97,7 +108,7 @@ def test_a_read_is_one_indexed_lookup(clean_services):
 
         event.listen(conn, "before_cursor_execute", record)
         try:
-            assert store.read(conn, "Patient", rid).res_id == rid
+            assert store.current(conn, "Patient", rid).res_id == rid
         finally:
             event.remove(conn, "before_cursor_execute", record)
         assert len(seen) == 1, seen

@@ -15,13 +15,12 @@ import orjson
 from sqlalchemy import select
 
 from service.audit import codes as c
+from service.audit.reports.common import display_name, is_ig
 from service.audit.tables import audit_patient as AP
-from service.fhir.outcome import bad_request
-from service.interactions.crud import _check_id, visible
+from service.fhir.outcome import OperationOutcomeError, bad_request, forbidden
 from service.interactions.request import FhirRequest, FhirResponse
-from service.interactions.session import Session
-from service.operations import Operation, register
-from service.operations.ig_common import display_name
+from service.operations import Operation
+from service.repository import Repository
 
 DEFAULT_COUNT, MAX_COUNT = 100, 1000
 
@@ -68,19 +67,26 @@ def _ref(agent: dict[str, Any] | None) -> str | None:
     return ref if isinstance(ref, str) and ref.count("/") == 1 else None
 
 
-def access_log(req: FhirRequest, session: Session, rtype: str | None, rid: str | None) -> FhirResponse:
-    session.guard.check_type(session.ctx, "read", "AuditEvent")
+def access_log(req: FhirRequest, repo: Repository, rtype: str | None, rid: str | None) -> FhirResponse:
     assert rid is not None
-    _check_id("Patient", rid)
-    visible(session, "read", session.store.read(session.conn, "Patient", rid))
+    p = repo.principal
+    if p is None:
+        raise OperationOutcomeError(401, "login", "$access-log needs an authenticated caller")
+    if not is_ig(p) and p.kind != "patient":
+        raise forbidden("Who has looked at a person's record is for the person themselves and the information-"
+                        "governance lead")
+    repo._access.scopes.check_type(repo.ctx, "read", "AuditEvent")
+    repo.read("Patient", rid)  # a record the caller may not see answers as one that does not exist
+    if not is_ig(p) and p.patient != rid:
+        raise forbidden("You may see who has looked at your own record")
     raw = req.param("_count")
     if raw is not None and not raw.isdigit():
         raise bad_request(f"_count={raw!r} must be a whole number")
     count = min(int(raw) if raw is not None else DEFAULT_COUNT, MAX_COUNT)
-    ids = [r.event_id for r in session.conn.execute(
+    ids = [r.event_id for r in repo._conn.execute(
         select(AP.c.event_id).where(AP.c.patient_id == rid).order_by(AP.c.recorded.desc(), AP.c.event_id)
         .limit(count))]
-    found = session.store.read_many(session.conn, [("AuditEvent", i) for i in ids])
+    found = repo._store.read_many(repo._conn, [("AuditEvent", i) for i in ids])
     events = [found[("AuditEvent", i)].json() for i in ids if ("AuditEvent", i) in found]
     refs: set[tuple[str, str]] = set()
     for ev in events:
@@ -88,7 +94,7 @@ def access_log(req: FhirRequest, session: Session, rtype: str | None, rid: str |
             ref = _ref(agent)
             if ref:
                 refs.add(tuple(ref.split("/", 1)))  # type: ignore[arg-type]
-    named = {f"{t}/{i}": s.json() for (t, i), s in session.store.read_many(session.conn, sorted(refs)).items()}
+    named = {f"{t}/{i}": s.json() for (t, i), s in repo.server().lookup(sorted(refs)).items()}  # actors' names
     params = [{"name": "patient", "valueReference": {"reference": f"Patient/{rid}"}},
               {"name": "count", "valueInteger": len(events)}]
     for ev in events:
@@ -130,4 +136,6 @@ def _access_parts(ev: dict[str, Any], named: dict[str, dict[str, Any]]) -> list[
     return parts
 
 
-register(Operation(name="access-log", level="instance", types=("Patient",), methods=("GET",), handler=access_log))
+OPERATIONS = (
+    Operation(name="access-log", level="instance", types=("Patient",), methods=("GET",), handler=access_log),
+)

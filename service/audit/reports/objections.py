@@ -36,10 +36,11 @@ from sqlalchemy import exists, func, select
 
 from consent import codes as cc
 from consent import time as ftime
+from service.audit.reports.common import org_parts, organisations, organisations_by_ods, require_ig
 from service.interactions.request import FhirRequest, FhirResponse
-from service.interactions.session import Session
-from service.operations.ig_common import org_parts, organisations, organisations_by_ods, require_ig
+from service.operations import Operation
 from service.policy.tables import data_opt_out
+from service.repository import Repository
 from service.search.tables import sp_token
 from service.storage.clock import fhir_instant, from_datetime
 from service.storage.tables import resource as R
@@ -189,7 +190,7 @@ class _Tally:
         self.orgs.update(found.orgs)
 
 
-def _stream(session: Session, tally: _Tally, now: datetime) -> None:
+def _stream(repo: Repository, tally: _Tally, now: datetime) -> None:
     active = exists().where(sp_token.c.res_type == "Consent", sp_token.c.res_id == R.c.res_id,
                             sp_token.c.param == "status", sp_token.c.code == "active")
     last = None
@@ -198,7 +199,7 @@ def _stream(session: Session, tally: _Tally, now: datetime) -> None:
                                                    active)
         if last is not None:
             q = q.where(R.c.res_id > last)
-        rows = session.conn.execute(q.order_by(R.c.res_id).limit(BATCH)).all()
+        rows = repo._conn.execute(q.order_by(R.c.res_id).limit(BATCH)).all()
         for _rid, content in rows:
             if content:
                 tally.add(orjson.loads(content), now)
@@ -218,10 +219,10 @@ def _coding_parts(counter: Counter[tuple[str, str]], label: str,
     return out
 
 
-def _merged_orgs(session: Session, orgs: Counter[tuple[str, str]]) -> list[tuple[tuple[str, str, str | None], int]]:
+def _merged_orgs(repo: Repository, orgs: Counter[tuple[str, str]]) -> list[tuple[tuple[str, str, str | None], int]]:
     """Organisations named by reference or by ODS code, resolved and merged: ((reference, ODS, name), n)."""
-    info = organisations(session, [ref for ref, _ in orgs if ref])
-    by_ods = organisations_by_ods(session, [ods for ref, ods in orgs if ods and not ref])
+    info = organisations(repo, [ref for ref, _ in orgs if ref])
+    by_ods = organisations_by_ods(repo, [ods for ref, ods in orgs if ods and not ref])
     merged: Counter[tuple[str, str]] = Counter()
     names_of: dict[tuple[str, str], str | None] = {}
     for (ref, ods), n in orgs.items():
@@ -237,13 +238,13 @@ def _merged_orgs(session: Session, orgs: Counter[tuple[str, str]]) -> list[tuple
             for (ref, ods), n in sorted(merged.items(), key=lambda kv: (-kv[1], kv[0]))]
 
 
-def objections_report(req: FhirRequest, session: Session, rtype: str | None, rid: str | None) -> FhirResponse:
-    require_ig(session, "objections-report")
+def objections_report(req: FhirRequest, repo: Repository, rtype: str | None, rid: str | None) -> FhirResponse:
+    require_ig(repo, "objections-report")
     Params(req)  # no parameters; rejects a malformed body
     now = datetime.now(UTC)
     tally = _Tally()
-    _stream(session, tally, now)
-    ndoo = session.conn.execute(select(func.count()).select_from(data_opt_out)).scalar_one()
+    _stream(repo, tally, now)
+    ndoo = repo._conn.execute(select(func.count()).select_from(data_opt_out)).scalar_one()
     params: list[dict[str, Any]] = [
         {"name": "asOf", "valueInstant": fhir_instant(from_datetime(now))},
         {"name": "consentsInForce", "valueInteger": tally.consents},
@@ -255,9 +256,12 @@ def objections_report(req: FhirRequest, session: Session, rtype: str | None, rid
                                                 {"name": "count", "valueInteger": tally.kinds[code]}]})
     params += _coding_parts(tally.scopes, "scope") + _coding_parts(tally.rules, "policyRule")
     params += _coding_parts(tally.labels, "dataClass", tally.displays)
-    for (ref, ods, name), n in _merged_orgs(session, tally.orgs):
+    for (ref, ods, name), n in _merged_orgs(repo, tally.orgs):
         params.append({"name": "organisation",
                        "part": org_parts(ref or None, ods or None, name) + [{"name": "consents", "valueInteger": n}]})
     params.append({"name": "notEvaluable", "valueInteger": tally.not_evaluable})
     params.append({"name": "nationalDataOptOutList", "valueInteger": ndoo})
     return FhirResponse(200, orjson.dumps({"resourceType": "Parameters", "parameter": params}))
+
+
+OPERATIONS = (Operation(name="objections-report", level="system", types=(), methods=("GET",), handler=objections_report),)

@@ -25,9 +25,7 @@ from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.sql import Select
 
 from service.audit import codes as c
-from service.interactions.request import FhirRequest, FhirResponse
-from service.interactions.session import Session
-from service.operations.ig_common import (
+from service.audit.reports.common import (
     names,
     org_parts,
     organisations_by_ods,
@@ -35,6 +33,9 @@ from service.operations.ig_common import (
     window,
     window_parts,
 )
+from service.interactions.request import FhirRequest, FhirResponse
+from service.operations import Operation
+from service.repository import Repository
 from service.search.tables import sp_date, sp_reference, sp_token
 from service.workflows.params import Params
 
@@ -72,7 +73,7 @@ def _token(alias: str, param: str, **match: str) -> tuple[Any, Any]:
     return t, and_(*conds)
 
 
-def _rows(session: Session, start: int, end: int, by_org: bool) -> dict[tuple[str, str], dict[str, int]]:
+def _rows(repo: Repository, start: int, end: int, by_org: bool) -> dict[tuple[str, str], dict[str, int]]:
     ev, org = _events(start, end), _orgs()
     out: dict[tuple[str, str], dict[str, int]] = {}
     keys = [func.coalesce(org.c.org_id, "").label("org_id"), func.coalesce(org.c.ods, "").label("ods")] \
@@ -91,7 +92,7 @@ def _rows(session: Session, start: int, end: int, by_org: bool) -> dict[tuple[st
     q = base(st.c.code.label("code"), oc.c.code.label("outcome"), func.count(func.distinct(ev.c.res_id)))
     q = (q.outerjoin(st, and_(st_on, st.c.res_id == ev.c.res_id)).outerjoin(oc, and_(oc_on, oc.c.res_id == ev.c.res_id))
          .group_by(*keys, st.c.code, oc.c.code))
-    for row in session.conn.execute(q):
+    for row in repo._conn.execute(q):
         group, (code, outcome, n) = key(row)
         fig = out.setdefault(group, dict.fromkeys(FIGURES, 0))
         fig["events"] += n
@@ -113,7 +114,7 @@ def _rows(session: Session, start: int, end: int, by_org: bool) -> dict[tuple[st
     q = base(func.count(func.distinct(ev.c.res_id)))
     q = (q.join(ok, and_(ok_on, ok.c.res_id == ev.c.res_id)).join(pu, and_(pu_on, pu.c.res_id == ev.c.res_id))
          .group_by(*keys))
-    for row in session.conn.execute(q):
+    for row in repo._conn.execute(q):
         group, (n,) = key(row)
         out.setdefault(group, dict.fromkeys(FIGURES, 0))["breakGlass"] = n
     # distinct patients concerned by successful events
@@ -124,7 +125,7 @@ def _rows(session: Session, start: int, end: int, by_org: bool) -> dict[tuple[st
          .join(pr, and_(pr.c.res_type == A, pr.c.res_id == ev.c.res_id, pr.c.param == "entity",
                         pr.c.target_type == "Patient"))
          .group_by(*keys))
-    for row in session.conn.execute(q):
+    for row in repo._conn.execute(q):
         group, (n,) = key(row)
         out.setdefault(group, dict.fromkeys(FIGURES, 0))["patients"] = n
     return out
@@ -134,14 +135,14 @@ def _figure_parts(fig: dict[str, int]) -> list[dict[str, Any]]:
     return [{"name": k, "valueInteger": fig[k]} for k in FIGURES]
 
 
-def access_report(req: FhirRequest, session: Session, rtype: str | None, rid: str | None) -> FhirResponse:
-    require_ig(session, "access-report")
+def access_report(req: FhirRequest, repo: Repository, rtype: str | None, rid: str | None) -> FhirResponse:
+    require_ig(repo, "access-report")
     start, end = window(Params(req))
-    groups = _rows(session, start, end, by_org=True)
-    total = _rows(session, start, end, by_org=False).get(NONE, dict.fromkeys(FIGURES, 0))
+    groups = _rows(repo, start, end, by_org=True)
+    total = _rows(repo, start, end, by_org=False).get(NONE, dict.fromkeys(FIGURES, 0))
     refs = [f"Organization/{org_id}" for org_id, _ in groups if org_id]
-    named = names(session, refs)
-    by_ods = organisations_by_ods(session, [ods for org_id, ods in groups if ods and not org_id])
+    named = names(repo, refs)
+    by_ods = organisations_by_ods(repo, [ods for org_id, ods in groups if ods and not org_id])
     params: list[dict[str, Any]] = window_parts(start, end)
     params.append({"name": "total", "part": _figure_parts(total)})
     for (org_id, ods), fig in sorted(groups.items(), key=lambda kv: (-kv[1]["events"], kv[0])):
@@ -152,3 +153,6 @@ def access_report(req: FhirRequest, session: Session, rtype: str | None, rid: st
         who = org_parts(ref, ods or None, name) or [{"name": "name", "valueString": "(no organisation)"}]
         params.append({"name": "organisation", "part": who + _figure_parts(fig)})
     return FhirResponse(200, orjson.dumps({"resourceType": "Parameters", "parameter": params}))
+
+
+OPERATIONS = (Operation(name="access-report", level="system", types=(), methods=("GET",), handler=access_report),)

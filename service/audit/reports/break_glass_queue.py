@@ -14,7 +14,7 @@
     grant (nobody reviews their own emergency access); 400 malformed or missing parameters, 422 an
     inappropriate outcome without a note (each OperationOutcome names the parameter).
 
-Only the IG lead and administrators may use them (ig_common.require_ig). Both are audited by the
+Only the IG lead and administrators may use them (common.require_ig). Both are audited by the
 pipeline like any operation; a review also adds a policy note (grant, patient, outcome) to its event.
 Names (staff, organisations) are resolved in one query per page.
 """
@@ -28,15 +28,14 @@ from urllib.parse import urlencode
 import orjson
 from sqlalchemy import func, select
 
-from service import audit
 from service.audit import codes as c
+from service.audit.reports.common import names, org_parts, param_error, require_ig
 from service.fhir.outcome import conflict, forbidden, not_found
 from service.interactions.request import FhirRequest, FhirResponse
-from service.interactions.session import Session
-from service.operations import Operation, register
-from service.operations.ig_common import names, org_parts, param_error, require_ig
+from service.operations import Operation
 from service.policy import break_glass as bg
 from service.policy.tables import break_glass as T
+from service.repository import Repository
 from service.search.values import date_range
 from service.storage.clock import fhir_instant, now_us
 from service.workflows.params import Params
@@ -111,16 +110,16 @@ def grant_parts(g: bg.Grant, named: dict[str, str], at_us: int) -> list[dict[str
     return parts
 
 
-def _names_for(session: Session, grants: list[bg.Grant]) -> dict[str, str]:
-    return names(session, [r for g in grants for r in (g.fhir_user, g.organisation) if r])
+def _names_for(repo: Repository, grants: list[bg.Grant]) -> dict[str, str]:
+    return names(repo, [r for g in grants for r in (g.fhir_user, g.organisation) if r])
 
 
 def _body(params: list[dict[str, Any]]) -> FhirResponse:
     return FhirResponse(200, orjson.dumps({"resourceType": "Parameters", "parameter": params}))
 
 
-def queue(req: FhirRequest, session: Session, rtype: str | None, rid: str | None) -> FhirResponse:
-    require_ig(session, "break-glass-queue")
+def queue(req: FhirRequest, repo: Repository, rtype: str | None, rid: str | None) -> FhirResponse:
+    require_ig(repo, "break-glass-queue")
     params = Params(req)
     status_text = params.string("status") or "pending"
     if status_text not in STATUSES:
@@ -136,14 +135,14 @@ def queue(req: FhirRequest, session: Session, rtype: str | None, rid: str | None
             raise param_error("before", f"Parameter 'before' must be an instant such as the 'opened' of a grant, "
                                         f"not {before_text!r}")
         before = rng[0]
-    grants = bg.queue(session.conn, status=status, patient_id=patient_id, limit=count, before_us=before)
+    grants = bg.queue(repo._conn, status=status, patient_id=patient_id, limit=count, before_us=before)
     total_q = select(func.count()).select_from(T)
     if status is not None:
         total_q = total_q.where(T.c.status == status)
     if patient_id is not None:
         total_q = total_q.where(T.c.patient_id == patient_id)
-    total = session.conn.execute(total_q).scalar_one()
-    named = _names_for(session, grants)
+    total = repo._conn.execute(total_q).scalar_one()
+    named = _names_for(repo, grants)
     at = now_us()
     out: list[dict[str, Any]] = [{"name": "status", "valueCode": status_text},
                                  {"name": "total", "valueInteger": total},
@@ -163,8 +162,8 @@ def _boolean(params: Params, name: str, default: bool) -> bool:
     raise param_error(name, f"Parameter '{name}' must be a boolean (true or false), not {v!r}")
 
 
-def review(req: FhirRequest, session: Session, rtype: str | None, rid: str | None) -> FhirResponse:
-    p = require_ig(session, "break-glass-review")
+def review(req: FhirRequest, repo: Repository, rtype: str | None, rid: str | None) -> FhirResponse:
+    p = require_ig(repo, "break-glass-review")
     params = Params(req)
     gid = params.string("grant")
     if gid is None:
@@ -183,7 +182,7 @@ def review(req: FhirRequest, session: Session, rtype: str | None, rid: str | Non
     close = _boolean(params, "close", True)
     # Lock the grant's row (PostgreSQL; SQLite serialises writers): of two concurrent reviews, one wins
     # and the other sees it reviewed.
-    row = session.conn.execute(select(T.c.id, T.c.status, T.c.subject).where(T.c.id == gid)
+    row = repo._conn.execute(select(T.c.id, T.c.status, T.c.subject).where(T.c.id == gid)
                                .with_for_update()).first()
     if row is None:
         raise not_found(f"There is no break-glass grant {gid!r}")
@@ -191,13 +190,14 @@ def review(req: FhirRequest, session: Session, rtype: str | None, rid: str | Non
         raise conflict(f"Break-glass grant {gid!r} has already been reviewed")
     if row.subject == p.subject:
         raise forbidden("Nobody may review their own break-glass access; another IG lead or administrator must")
-    grant = bg.review(session.conn, gid, reviewer=p.subject, outcome=outcome, note=note, close=close)
+    grant = bg.review(repo._conn, gid, reviewer=p.subject, outcome=outcome, note=note, close=close)
     assert grant is not None
-    audit.note(session.ctx, f"break-glass review: grant {gid} for Patient/{grant.patient_id} by {grant.subject}: "
+    repo.record.note(f"break-glass review: grant {gid} for Patient/{grant.patient_id} by {grant.subject}: "
                             f"{outcome}{' (closed)' if close else ''}")
-    return _body([{"name": "grant", "part": grant_parts(grant, _names_for(session, [grant]), now_us())}])
+    return _body([{"name": "grant", "part": grant_parts(grant, _names_for(repo, [grant]), now_us())}])
 
 
-register(Operation(name="break-glass-queue", level="system", types=(), methods=("GET",), handler=queue))
-register(Operation(name="break-glass-review", level="system", types=(), methods=("POST",), handler=review,
-                   writes=True))
+OPERATIONS = (
+    Operation(name="break-glass-queue", level="system", types=(), methods=("GET",), handler=queue),
+    Operation(name="break-glass-review", level="system", types=(), methods=("POST",), handler=review, writes=True),
+)

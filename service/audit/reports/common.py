@@ -16,7 +16,7 @@ from sqlalchemy import select
 from service.access.context import Principal
 from service.audit import codes as c
 from service.fhir.outcome import OperationOutcomeError, forbidden
-from service.interactions.session import Session
+from service.repository import Repository
 from service.search.tables import sp_token
 from service.search.values import date_range
 from service.storage.clock import fhir_instant, now_us
@@ -33,14 +33,14 @@ def is_ig(p: Principal | None) -> bool:
     return p is not None and (p.kind in IG_KINDS or bool(IG_ROLES & p.roles))
 
 
-def require_ig(session: Session, operation: str) -> Principal:
+def require_ig(repo: Repository, operation: str) -> Principal:
     """403 unless the caller is the IG lead or an administrator (checked before any storage access)."""
-    p = session.ctx.principal
+    p = repo.ctx.principal
     if p is None:
         raise OperationOutcomeError(401, "login", f"${operation} needs an authenticated caller")
     if not is_ig(p):
         raise forbidden(f"${operation} is for the information-governance lead and administrators only")
-    session.guard.check_type(session.ctx, "search-type", "AuditEvent")
+    repo.require("search-type", "AuditEvent")
     return p
 
 
@@ -96,10 +96,10 @@ def display_name(res: dict[str, Any] | None) -> str | None:
     return None
 
 
-def names(session: Session, refs: Iterable[str]) -> dict[str, str]:
+def names(repo: Repository, refs: Iterable[str]) -> dict[str, str]:
     """`Type/id` -> display name, for every resolvable reference, in one query."""
     keys = sorted({tuple(r.split("/", 1)) for r in refs if isinstance(r, str) and r.count("/") == 1})
-    found = session.store.read_many(session.conn, keys)  # type: ignore[arg-type]
+    found = repo._store.read_many(repo._conn, keys)  # type: ignore[arg-type]
     out = {}
     for (t, i), stored in found.items():
         name = display_name(stored.json())
@@ -108,12 +108,12 @@ def names(session: Session, refs: Iterable[str]) -> dict[str, str]:
     return out
 
 
-def organisations(session: Session, refs: Iterable[str]) -> dict[str, tuple[str | None, str | None]]:
+def organisations(repo: Repository, refs: Iterable[str]) -> dict[str, tuple[str | None, str | None]]:
     """`Organization/id` -> (name, ODS code), in one query."""
     keys = sorted({("Organization", r.split("/", 1)[1]) for r in refs if isinstance(r, str)
                    and r.startswith("Organization/") and r.count("/") == 1})
     out: dict[str, tuple[str | None, str | None]] = {}
-    for (_t, i), stored in session.store.read_many(session.conn, keys).items():
+    for (_t, i), stored in repo._store.read_many(repo._conn, keys).items():
         res = stored.json()
         ods = next((str(x.get("value")) for x in res.get("identifier") or [] if isinstance(x, dict)
                     and x.get("system") == c.ODS and x.get("value")), None)
@@ -121,18 +121,18 @@ def organisations(session: Session, refs: Iterable[str]) -> dict[str, tuple[str 
     return out
 
 
-def organisations_by_ods(session: Session, codes: Iterable[str]) -> dict[str, tuple[str, str | None]]:
+def organisations_by_ods(repo: Repository, codes: Iterable[str]) -> dict[str, tuple[str, str | None]]:
     """ODS code -> (Organization reference, name), in two queries (index, then the records)."""
     wanted = sorted({x for x in codes if x})
     if not wanted:
         return {}
-    rows = session.conn.execute(select(sp_token.c.code, sp_token.c.res_id).where(
+    rows = repo._conn.execute(select(sp_token.c.code, sp_token.c.res_id).where(
         sp_token.c.res_type == "Organization", sp_token.c.param == "identifier", sp_token.c.system == c.ODS,
         sp_token.c.code.in_(wanted)).order_by(sp_token.c.code, sp_token.c.res_id))
     ref_of: dict[str, str] = {}
     for code, rid in rows:
         ref_of.setdefault(code, f"Organization/{rid}")
-    named = names(session, ref_of.values())
+    named = names(repo, ref_of.values())
     return {code: (ref, named.get(ref)) for code, ref in ref_of.items()}
 
 

@@ -29,9 +29,7 @@ import orjson
 from sqlalchemy import and_, exists, or_, select
 
 from service.audit import codes as c
-from service.interactions.request import FhirRequest, FhirResponse
-from service.interactions.session import Session
-from service.operations.ig_common import (
+from service.audit.reports.common import (
     names,
     org_parts,
     organisations_by_ods,
@@ -39,6 +37,9 @@ from service.operations.ig_common import (
     window,
     window_parts,
 )
+from service.interactions.request import FhirRequest, FhirResponse
+from service.operations import Operation
+from service.repository import Repository
 from service.search.tables import sp_date, sp_token
 from service.storage.tables import resource as R
 from service.workflows.params import Params
@@ -171,7 +172,7 @@ class _Tally:
             self.users[user] += 1
 
 
-def _stream(session: Session, start: int, end: int, tally: _Tally) -> None:
+def _stream(repo: Repository, start: int, end: int, tally: _Tally) -> None:
     denied = exists().where(sp_token.c.res_type == A, sp_token.c.res_id == sp_date.c.res_id,
                             sp_token.c.param == "outcome", sp_token.c.code == "4")
     last: tuple[int, str] | None = None
@@ -182,7 +183,7 @@ def _stream(session: Session, start: int, end: int, tally: _Tally) -> None:
                     denied))
         if last is not None:
             q = q.where(or_(sp_date.c.low > last[0], and_(sp_date.c.low == last[0], sp_date.c.res_id > last[1])))
-        rows = session.conn.execute(q.add_columns(sp_date.c.res_id).order_by(sp_date.c.low, sp_date.c.res_id)
+        rows = repo._conn.execute(q.add_columns(sp_date.c.res_id).order_by(sp_date.c.low, sp_date.c.res_id)
                                     .limit(BATCH)).all()
         for low, content, _rid in rows:
             if content:
@@ -197,17 +198,17 @@ def _top(counter: Counter[Any]) -> tuple[list[tuple[Any, int]], bool]:
     return items[:TOP], len(items) > TOP
 
 
-def denials_report(req: FhirRequest, session: Session, rtype: str | None, rid: str | None) -> FhirResponse:
-    require_ig(session, "denials-report")
+def denials_report(req: FhirRequest, repo: Repository, rtype: str | None, rid: str | None) -> FhirResponse:
+    require_ig(repo, "denials-report")
     start, end = window(Params(req))
     tally = _Tally()
-    _stream(session, start, end, tally)
+    _stream(repo, start, end, tally)
     tally.flush()
     reasons, more_reasons = _top(tally.reasons)
     orgs, more_orgs = _top(tally.orgs)
     users, more_users = _top(tally.users)
-    named = names(session, [r for (r, _), _n in orgs if r] + [r for (_, r), _n in users if r])
-    by_ods = organisations_by_ods(session, [ods for (r, ods), _n in orgs if ods and not r])
+    named = names(repo, [r for (r, _), _n in orgs if r] + [r for (_, r), _n in users if r])
+    by_ods = organisations_by_ods(repo, [ods for (r, ods), _n in orgs if ods and not r])
     params: list[dict[str, Any]] = window_parts(start, end)
     params += [{"name": "total", "valueInteger": tally.requests}, {"name": "events", "valueInteger": tally.events}]
     for (reason, kind), n in reasons:
@@ -231,3 +232,6 @@ def denials_report(req: FhirRequest, session: Session, rtype: str | None, rid: s
     if more_reasons or more_orgs or more_users:
         params.append({"name": "truncated", "valueBoolean": True})
     return FhirResponse(200, orjson.dumps({"resourceType": "Parameters", "parameter": params}))
+
+
+OPERATIONS = (Operation(name="denials-report", level="system", types=(), methods=("GET",), handler=denials_report),)

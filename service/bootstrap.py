@@ -1,0 +1,45 @@
+"""The one bootstrap: every process-wide service built once, explicitly, as typed objects (service.wiring).
+
+Order: settings -> database -> identity (keys, tokens, the scope guard) -> the access policy on the scope guard
+-> search -> the store with its write listeners (search index, care relationships, the audit's append-only
+rule) and stamper (authorship) -> the audit -> the write rules per type -> the operations registry.
+"""
+
+from __future__ import annotations
+
+from service.config import Settings
+from service.db import Database
+from service.wiring import Services
+
+
+def build_services(settings: Settings, db: Database | None = None) -> Services:
+    from service import audit, auth, workflows
+    from service.auth.demo import load_identities
+    from service.operations import Operations
+    from service.policy import authorship, config, consent_rules, relationships
+    from service.policy.guard import PolicyGuard
+    from service.policy.recorder import AfterAccess
+    from service.repository import WriteRules
+    from service.search.engine import SearchEngine
+    from service.storage.store import Store
+    from service.workflows import forms
+
+    db = db or Database(settings)
+    layer, authenticator = auth.build(settings)
+    policy_settings = config.load()
+    policy = PolicyGuard(layer.guard, settings.fhir_base, policy_settings)
+    authorship.register_search_param()
+    search = SearchEngine(settings)
+    recorder = audit.register(db, settings.fhir_base)
+    store = Store(postgres=db.is_postgres,
+                  listeners=[search.index_listener, relationships.Listener(policy_settings), recorder.listener],
+                  stampers=[authorship.stamp])
+    rules = WriteRules()
+    rules.add("Consent", consent_rules.ConsentRules())
+    workflows.add_rules(rules)
+    services = Services(settings=settings, db=db, store=store, search=search, policy=policy, auth=layer,
+                        authenticator=authenticator, audit=recorder, after_access=AfterAccess(policy), rules=rules,
+                        operations=Operations.from_modules(), loaders=[load_identities, forms.ensure_questionnaires])
+    services.app_installers.append(auth.routes_installer(services))
+    forms.ensure_questionnaires(services)  # best effort: a database not migrated yet gets them on first use
+    return services
