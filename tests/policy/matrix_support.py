@@ -30,7 +30,8 @@ def missing(rtype: str, n: int | str = 1) -> str:
 
 
 def record(rtype: str, pid: str, label: str, qr: str | None = None) -> dict[str, Any]:
-    """A record of `rtype` belonging to Patient/`pid` (a Provenance: about `qr`, the patient's assessment)."""
+    """A record of `rtype` belonging to Patient/`pid` (a Provenance: about `qr`, the patient's assessment: a
+    reference, or the fullUrl of a Bundle entry)."""
     ident = [{"system": TAG, "value": label}]
     subject = {"reference": f"Patient/{pid}"}
     if rtype == "Observation":
@@ -39,7 +40,8 @@ def record(rtype: str, pid: str, label: str, qr: str | None = None) -> dict[str,
         return {"resourceType": "Task", "status": "requested", "intent": "order", "for": subject,
                 "description": f"{label}: home visit", "identifier": ident, "extension": by("org-gp-practice")}
     if rtype == "Provenance":
-        return {"resourceType": "Provenance", "target": [{"reference": f"QuestionnaireResponse/{qr}"}],
+        target = qr if qr and qr.startswith("urn:") else f"QuestionnaireResponse/{qr}"
+        return {"resourceType": "Provenance", "target": [{"reference": target}],
                 "recorded": "2026-11-01T09:00:00Z", "agent": [{"who": {"reference": "Organization/org-gp-practice"}}]}
     if rtype == "Flag":
         return {"resourceType": "Flag", "status": "active", "code": {"text": f"{label}: key safe code 1234"},
@@ -104,29 +106,37 @@ class Fixture:
 
 
 def build(admin: Any) -> list[Fixture]:
-    """As the administrator: one live record of each type for each patient, and one deleted one (not of
-    AuditEvent: the audit trail is append-only). Each is checked to be there (admin reads it: 200, or 410)."""
-    out: list[Fixture] = []
-    qrs: dict[tuple[str, bool], str] = {}
+    """As the administrator, in one transaction: one live record of each type for each patient, and one more that
+    a second transaction deletes (not of AuditEvent: the audit trail is append-only). The test of who reads what
+    checks that the administrator reads every one (200, or 410 for the deleted ones)."""
+    plan: list[tuple[str, str, bool, str]] = []  # (type, owner, deleted, fullUrl)
+    entries = []
     for rtype in sorted(TYPES, key=lambda t: t != "QuestionnaireResponse"):  # a Provenance needs its target
         for owner, pid in PATIENTS.items():
-            for deleted in (False, True):
-                if deleted and rtype == "AuditEvent":
-                    continue
+            for deleted in (False, True) if rtype != "AuditEvent" else (False,):
                 label = f"{rtype}-{owner}-{'deleted' if deleted else 'live'}"
-                qr = qrs.get((owner, False))
-                body = record(rtype, pid, label, qr)
-                r = admin.post(f"/fhir/{rtype}", json=body)
-                assert r.status_code == 201, (label, r.text)
-                rid = r.json()["id"]
-                if rtype == "QuestionnaireResponse":
-                    qrs[(owner, deleted)] = rid
-                if deleted:
-                    assert admin.delete(f"/fhir/{rtype}/{rid}").status_code == 204, label
-                anchor = f"QuestionnaireResponse/{qr}" if rtype == "Provenance" else f"Patient/{pid}"
-                out.append(Fixture(rtype, rid, owner, deleted, anchor, r.json()))
-    for f in out:
-        assert admin.get(f.url).status_code == (410 if f.deleted else 200), f
+                full_url = f"urn:uuid:00000000-0000-4000-8000-{len(plan):012d}"
+                qr = next((u for t, o, d, u in plan if t == "QuestionnaireResponse" and o == owner and not d), None)
+                entries.append({"fullUrl": full_url, "resource": record(rtype, pid, label, qr),
+                                "request": {"method": "POST", "url": rtype}})
+                plan.append((rtype, owner, deleted, full_url))
+    r = admin.post("/fhir", json={"resourceType": "Bundle", "type": "transaction", "entry": entries})
+    assert r.status_code == 200, r.text
+    made = [e["resource"] for e in r.json()["entry"]]
+    assert [e["response"]["status"][:3] for e in r.json()["entry"]] == ["201"] * len(plan)
+    ids = {u: f"{m['resourceType']}/{m['id']}" for (_, _, _, u), m in zip(plan, made, strict=True)}
+    out = []
+    for (rtype, owner, deleted, full_url), body in zip(plan, made, strict=True):
+        if rtype == "Provenance":
+            anchor = body["target"][0]["reference"]
+            assert anchor == ids[next(u for t, o, d, u in plan if t == "QuestionnaireResponse" and o == owner
+                                      and not d)], anchor
+        else:
+            anchor = f"Patient/{PATIENTS[owner]}"
+        out.append(Fixture(rtype, body["id"], owner, deleted, anchor, body))
+    gone = [{"request": {"method": "DELETE", "url": f"{f.rtype}/{f.rid}"}} for f in out if f.deleted]
+    r = admin.post("/fhir", json={"resourceType": "Bundle", "type": "transaction", "entry": gone})
+    assert r.status_code == 200 and all(e["response"]["status"][:3] == "204" for e in r.json()["entry"]), r.text
     return sorted(out, key=lambda f: TYPES.index(f.rtype))
 
 
