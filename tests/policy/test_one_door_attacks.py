@@ -100,7 +100,9 @@ def test_b_provenance_of_an_assessment_is_found_only_by_those_who_may_see_the_as
 # c -------------------------------------------------------------------------------------------------------------
 def test_c_conditional_delete_is_no_oracle(who):
     obs = hidden_obs(who)
-    hit = who["wes"].delete(f"/fhir/Observation?patient=pat-pat&code={SYSTOLIC[0]}|{SYSTOLIC[1]}")
+    query = f"patient=pat-pat&code={SYSTOLIC[0]}|{SYSTOLIC[1]}"
+    assert entry_ids(who["ada"].get(f"/fhir/Observation?{query}").json()) == [obs["id"]]  # the criteria match it
+    hit = who["wes"].delete(f"/fhir/Observation?{query}")
     miss = who["wes"].delete(f"/fhir/Observation?patient=pat-pat&code={NOTHING[0]}|{NOTHING[1]}")
     assert shape(hit) == shape(miss), (hit.status_code, hit.text, miss.status_code, miss.text)
     unchanged(who, obs)
@@ -247,7 +249,8 @@ def test_j_an_objection_applies_the_same_on_every_path(who):
     answers = {"read": who["sam"].get(url), "search": who["sam"].get(f"/fhir/QuestionnaireResponse?_id={qr}"),
                "$my-assessments": who["sam"].get("/fhir/QuestionnaireResponse/$my-assessments?status=all"),
                "$everything": who["sam"].get("/fhir/Patient/pat-pat/$everything?_count=1000")}
-    for path, resp in answers.items():
+    versions = {f"vread {v}": who["sam"].get(f"{url}/_history/{v}") for v in range(1, 5)}
+    for path, resp in {**answers, **versions, "history": who["sam"].get(f"{url}/_history")}.items():
         shown = _health_link_ids(resp.json())
         assert not shown and "health.falls" not in resp.text, f"{path} shows the nurse's answers {shown[:5]}"
     views = {path: of(resp) for path, resp in answers.items()}
