@@ -14,7 +14,8 @@ import importlib
 import sys
 import time
 
-MODULES = ["bench.store_bench", "bench.audit_bench", "bench.policy_bench", "bench.search_bench"]
+MODULES = ["bench.store_bench", "bench.audit_bench", "bench.policy_bench", "bench.search_bench",
+           "bench.http_bench"]
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
