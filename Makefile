@@ -43,6 +43,10 @@ lint: venv
 
 bench: venv
 	@if [ "$${SHAREDCARE_TEST_SKIP_POSTGRES:-0}" != "1" ]; then bash scripts/ensure-postgres.sh; fi
+	@# the http benchmark drives the server with wrk (Debian package); without it only that benchmark fails
+	@command -v wrk >/dev/null || { if [ "$$(id -u)" = 0 ]; then export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y wrk || { apt-get update && apt-get install -y wrk; } || echo "could not install wrk" >&2; \
+	  else echo "wrk is missing (the http benchmark needs it): sudo apt-get install -y wrk" >&2; fi; }
 	$(VENV)/bin/python -m bench.run $(BENCH_ARGS)
 
 clean:

@@ -1,0 +1,196 @@
+"""HTTP under load (wrk -t2 -c32): read, search, create on `sharedcare serve --workers 2` vs reference apps.
+
+A minimal Starlette + psycopg app and a bare Starlette app are measured in the same run as references.
+
+    make bench BENCH_ARGS="--only http [--quick] [--backend sqlite|postgresql|both]"
+
+Per backend: a fresh database (SQLite file, or a new PostgreSQL database dropped afterwards), `sharedcare
+db upgrade` and `demo load`, the server on a free port, a token for nurse.nina (on Pat's care team; Pat has
+an active Consent). Each operation is checked once, warmed up for 2 s, then timed (10 s, --quick 3 s;
+SHAREDCARE_BENCH_HTTP_SECONDS overrides). The references (bench/reference_apps.py) run after the service
+has stopped: the minimal app on PostgreSQL only, the bare app on both. Targets (docs/interfaces.md, on
+PostgreSQL): read >= 0.5x the minimal app's req/s, search >= 0.25x, create >= 0.2x, read p99 < 50 ms;
+they are reported, never fail the run. Figures also go to var/bench/http-<backend>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench import wrk
+from bench.http_servers import ROOT, cli, free_port, log_errors, serving, stored_content
+from bench.search_bench import fresh_database
+
+NAME = "http"
+BIN = ROOT / ".venv" / "bin"
+OUT = ROOT / "var" / "bench"
+TARGETS = {"read": 0.5, "search": 0.25, "create": 0.2}
+READ_P99_MS = 50.0
+OBSERVATION = {"resourceType": "Observation", "status": "final",
+               "code": {"coding": [{"system": "http://loinc.org", "code": "29463-7",
+                                    "display": "Body weight"}]},
+               "subject": {"reference": "Patient/pat-pat"}, "effectiveDateTime": "2026-01-15T09:00:00Z",
+               "valueQuantity": {"value": 72.5, "unit": "kg", "system": "http://unitsofmeasure.org",
+                                 "code": "kg"}}
+
+
+@dataclass(frozen=True)
+class Op:
+    name: str
+    method: str
+    path: str
+    body: bytes | None = None
+
+
+OPS = [Op("read", "GET", "/fhir/Patient/pat-pat"),
+       Op("search", "GET", "/fhir/CarePlan?subject=Patient/pat-pat"),
+       Op("create", "POST", "/fhir/Observation", json.dumps(OBSERVATION).encode())]
+READ_REF = Op("read", "GET", "/fhir/Patient/pat-pat")
+
+
+def _log(msg: str) -> None:
+    print(f"   {msg}", file=sys.stderr, flush=True)
+
+
+def _check(base: str, headers: dict[str, str], op: Op) -> None:
+    """One request with httpx before timing: 200/201 expected, else fail loudly with the body."""
+    resp = httpx.request(op.method, base + op.path, headers=headers, content=op.body, timeout=30)
+    if resp.status_code not in (200, 201):
+        raise RuntimeError(f"{op.name}: {op.method} {op.path} answered {resp.status_code}: "
+                           f"{resp.text[:2000]}")
+
+
+def _measure(base: str, headers: dict[str, str], op: Op, tmp: Path, label: str, seconds: int) -> wrk.Result:
+    if op.body is not None:
+        headers = {**headers, "Content-Type": "application/fhir+json"}
+    _check(base, headers, op)
+    lua = tmp / f"{label}.lua"
+    lua.write_text(wrk.script(headers, op.method, op.body))
+    wrk.run(base + op.path, lua, 2)  # warm-up, not reported
+    result = wrk.run(base + op.path, lua, seconds)
+    _log(f"{label}: {result.rps:.0f} req/s, p50 {result.p50_ms:.1f} ms, p99 {result.p99_ms:.1f} ms, "
+         f"non-2xx {result.non_2xx}, socket errors {result.socket_errors}")
+    return result
+
+
+def _service(url: str, tmp: Path, seconds: int) -> tuple[dict[str, wrk.Result], int]:
+    """Migrate, load the demo, serve with two workers, time every operation; also the server log's errors."""
+    port = free_port()
+    env = {**os.environ, "SHAREDCARE_DATABASE_URL": url, "SHAREDCARE_DEMO": "1",
+           "SHAREDCARE_VAR_DIR": str(tmp), "SHAREDCARE_KEYS_DIR": str(tmp / "keys"),
+           "SHAREDCARE_BASE_URL": f"http://127.0.0.1:{port}"}
+    cli([str(BIN / "sharedcare"), "db", "upgrade"], env)
+    cli([str(BIN / "sharedcare"), "demo", "load"], env)
+    token = cli([str(BIN / "sharedcare"), "token", "--user", "nurse.nina", "--ttl", "3600"], env).strip()
+    headers = {"Authorization": f"Bearer {token}"}
+    base, log = f"http://127.0.0.1:{port}", tmp / "service.log"
+    cmd = [str(BIN / "sharedcare"), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "2"]
+    with serving(cmd, env, base + "/healthz", log):
+        results = {op.name: _measure(base, headers, op, tmp, op.name, seconds) for op in OPS}
+    return results, log_errors(log)
+
+
+def _reference(app: str, env: dict[str, str], tmp: Path, seconds: int) -> wrk.Result:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    cmd = [str(BIN / "uvicorn"), "--workers", "2", "--host", "127.0.0.1", "--port", str(port),
+           "--log-level", "warning", "--no-access-log", f"bench.reference_apps:{app}"]
+    with serving(cmd, {**os.environ, **env}, base + READ_REF.path, tmp / f"{app}.log"):
+        return _measure(base, {}, READ_REF, tmp, f"reference {app}", seconds)
+
+
+def measure(backend: str, seconds: int) -> dict[str, Any]:
+    """Every figure for one backend, as written to var/bench/http-<backend>.json."""
+    load = os.getloadavg()[0]  # other work on the machine skews every figure: say so
+    with tempfile.TemporaryDirectory(prefix="sc-http-bench-") as name, \
+            fresh_database(backend, Path(name)) as url:
+        tmp = Path(name)
+        _log(f"{backend}: serving {url.split('@')[-1]}")
+        ops, log_error_lines = _service(url, tmp, seconds)
+        body = tmp / "pat-pat.json"
+        body.write_bytes(stored_content(url))
+        refs = {"bare": _reference("bare", {"BENCH_REF_BODY": str(body)}, tmp, seconds)}
+        if backend == "postgresql":
+            from sqlalchemy.engine import make_url
+
+            dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+            refs["minimal"] = _reference("minimal", {"BENCH_REF_DSN": dsn}, tmp, seconds)
+    minimal = refs.get("minimal")
+    figures: dict[str, Any] = {
+        "backend": backend, "seconds": seconds, "threads": 2, "connections": 32, "server_workers": 2,
+        "cpus": os.cpu_count(), "machine": platform.platform(),
+        "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "loadavg_1min_before": load,
+        "service_log_error_lines": log_error_lines,
+        "references": {k: v.as_dict() for k, v in refs.items()}, "operations": {}}
+    for name, res in ops.items():
+        row: dict[str, Any] = res.as_dict()
+        if minimal is not None:
+            row["x_minimal"] = res.rps / minimal.rps if minimal.rps else 0.0
+            row["target_x_minimal"] = TARGETS[name]
+            row["pass_x_minimal"] = row["x_minimal"] >= TARGETS[name]
+        row["x_bare"] = res.rps / refs["bare"].rps if refs["bare"].rps else 0.0
+        if name == "read":
+            row["target_p99_ms"] = READ_P99_MS
+            row["pass_p99"] = res.p99_ms < READ_P99_MS
+        figures["operations"][name] = row
+    return figures
+
+
+def _figures(r: dict[str, Any]) -> str:
+    return (f"{r['rps']:8.0f} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f} {r['non_2xx']:8d} "
+            f"{r['socket_errors']:8d}")
+
+
+def table(f: dict[str, Any]) -> list[str]:
+    b = f["backend"]
+    title = (f"{b}: wrk -t{f['threads']} -c{f['connections']} -d{f['seconds']}s against `sharedcare serve "
+             f"--workers {f['server_workers']}` as nurse.nina ({f['cpus']} CPUs shared by wrk and servers; "
+             f"load average {f['loadavg_1min_before']:.1f} before the run)")
+    header = (f"{b:10s} {'operation':18s} {'req/s':>8s} {'p50 ms':>8s} {'p99 ms':>8s} {'non-2xx':>8s} "
+              f"{'sock err':>8s} {'x minimal':>9s} {'x bare':>7s}  targets")
+    lines = [title, header]
+    for name, r in f["operations"].items():
+        targets = []
+        if "x_minimal" in r:
+            targets.append(f">= {r['target_x_minimal']:.2f}x {'PASS' if r['pass_x_minimal'] else 'FAIL'}")
+        if "pass_p99" in r:
+            targets.append(f"p99 < {r['target_p99_ms']:.0f} ms {'PASS' if r['pass_p99'] else 'FAIL'}")
+        ratio = f"{r['x_minimal']:8.2f}x" if "x_minimal" in r else f"{'-':>9s}"
+        row = f"{b:10s} {name:18s} {_figures(r)} {ratio} {r['x_bare']:6.3f}x  {'; '.join(targets)}"
+        lines.append(row.rstrip())
+    for name, r in f["references"].items():
+        lines.append(f"{b:10s} {'reference ' + name:18s} {_figures(r)}")
+    if f["service_log_error_lines"]:
+        lines.append(f"{b:10s} the service logged {f['service_log_error_lines']} error lines during the run")
+    if "minimal" not in f["references"]:
+        lines.append(f"{b:10s} (ratio targets are against the minimal app on PostgreSQL: that run only)")
+    return lines
+
+
+def run(args: argparse.Namespace) -> list[str]:
+    wrk.ensure_wrk()
+    seconds = int(os.environ.get("SHAREDCARE_BENCH_HTTP_SECONDS", "3" if args.quick else "10"))
+    lines: list[str] = []
+    for backend in args.backends:
+        figures = measure(backend, seconds)
+        OUT.mkdir(parents=True, exist_ok=True)
+        (OUT / f"http-{backend}.json").write_text(json.dumps(figures, indent=2) + "\n")
+        lines += table(figures) + [f"{backend:10s} figures written to {OUT / f'http-{backend}.json'}"]
+    return lines
+
+
+if __name__ == "__main__":
+    from bench.run import main
+
+    sys.exit(main(["--only", NAME, *sys.argv[1:]]))
