@@ -242,7 +242,7 @@ def _searches(services: Any, backend: str, pids: list[str], ops: int, concurrenc
 
     from service.access.context import RequestContext
     from service.api.pipeline import handle
-    from service.interactions.request import FhirRequest
+    from service.fhir.request import FhirRequest
 
     patients = len(pids)
     rnd = random.Random(1)

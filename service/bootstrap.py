@@ -16,13 +16,13 @@ def build_services(settings: Settings, db: Database | None = None) -> Services:
     from service import audit, auth, workflows
     from service.auth.demo import load_identities
     from service.operations import Operations
-    from service.policy import authorship, config, consent_rules, relationships
+    from service.policy import authorship, config, relationships
     from service.policy.guard import PolicyGuard
     from service.policy.recorder import AfterAccess
     from service.repository import WriteRules
     from service.search.engine import SearchEngine
     from service.storage.store import Store
-    from service.workflows import forms
+    from service.workflows import consent_rules, forms
 
     db = db or Database(settings)
     layer, authenticator = auth.build(settings)
@@ -33,7 +33,7 @@ def build_services(settings: Settings, db: Database | None = None) -> Services:
     recorder = audit.register(db, settings.fhir_base)
     store = Store(postgres=db.is_postgres,
                   listeners=[search.index_listener, relationships.Listener(policy_settings), recorder.listener],
-                  stampers=[authorship.stamp])
+                  stampers=[authorship.stamp], identified=search.patients_identified)
     rules = WriteRules()
     rules.add("Consent", consent_rules.ConsentRules())
     workflows.add_rules(rules)

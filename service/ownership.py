@@ -47,7 +47,9 @@ NOT_PATIENT_DATA = frozenset({
 })
 # Where the owners are what the resource is about, not who it names.
 THROUGH = {"Provenance": ("target",), "AuditEvent": ("entity.what",)}
-MAX_INDIRECT = 100  # references followed for one resource (a bound on the write's cost)
+MAX_INDIRECT = 100
+# The elements that say whom a resource is about, before those that name someone involved (performer, author).
+PRIMARY = ("subject", "patient", "for", "beneficiary", "individual")  # references followed for one resource (a bound on the write's cost)
 
 Resolver = Callable[[set[str]], dict[str, tuple[str, ...]]]
 
@@ -56,12 +58,22 @@ Resolver = Callable[[set[str]], dict[str, tuple[str, ...]]]
 def compartment_paths() -> dict[str, tuple[tuple[str, ...], ...]]:
     """The R4 patient CompartmentDefinition's elements per type (they name the primary owner first)."""
     raw = json.loads(DATA.read_text())
-    return {t: tuple(tuple(p.split(".")) for p in paths) for t, paths in raw.items()}
+    first = {name: i for i, name in enumerate(PRIMARY)}
+    return {t: tuple(tuple(p.split(".")) for p in sorted(paths, key=lambda p: first.get(p.split(".")[0], len(first))))
+            for t, paths in raw.items()}
 
 
 def is_patient_data(rtype: str | None) -> bool:
     """Whether resources of this type may hold a person's data."""
     return rtype is not None and rtype not in NOT_PATIENT_DATA
+
+
+@lru_cache(maxsize=1)
+def patient_data_types() -> frozenset[str]:
+    """The types whose resources can belong to a patient (the patient compartment, in our sense)."""
+    from service.fhir.types import RESOURCE_TYPES
+
+    return frozenset(t for t in RESOURCE_TYPES if t not in NOT_PATIENT_DATA)
 
 
 def _values(node: Any, path: tuple[str, ...]) -> list[Any]:

@@ -30,6 +30,29 @@ class Principal:
 
 
 INTERNAL = "sharedcare-internal"
+ODS = "https://fhir.nhs.uk/Id/ods-organization-code"
+
+
+def org_reference(p: Principal) -> dict[str, Any] | None:
+    """The caller's organisation as a Reference (reference and ODS code), or None."""
+    if not p.organisation and not p.ods_code:
+        return None
+    ref: dict[str, Any] = {}
+    if p.organisation:
+        ref["reference"] = p.organisation
+    if p.ods_code:
+        ref["identifier"] = {"system": ODS, "value": p.ods_code}
+    return ref
+
+
+def org_keys(p: Principal) -> frozenset[str]:
+    """The keys the caller's organisation is known by: its reference and its ODS code token."""
+    keys = set()
+    if p.organisation:
+        keys.add(p.organisation)
+    if p.ods_code:
+        keys.add(f"{ODS}|{p.ods_code}")
+    return frozenset(keys)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 
 from service.api.pipeline import handle
 from service.fhir.outcome import OperationOutcomeError
-from service.interactions.request import FhirRequest, FhirResponse, error_response
+from service.fhir.request import FhirRequest, FhirResponse, error_response
 
 router = APIRouter()
 

@@ -17,10 +17,9 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from service.access.context import RequestContext
 from service.access.record import RequestRecord
-from service.audit.recorder import refuse_changes
 from service.fhir.outcome import OperationOutcomeError
-from service.interactions.request import FhirRequest, FhirResponse, error_response
-from service.interactions.router import route
+from service.fhir.request import FhirRequest, FhirResponse, error_response
+from service.interactions.router import allowed, route
 from service.repository import Repository
 from service.wiring import Services
 
@@ -37,7 +36,7 @@ def handle(req: FhirRequest, services: Services, ctx: RequestContext | None = No
                 ctx = services.authenticator(req, services, defer=True)
             r = route(req, services.operations)
             record.interaction = r.interaction
-            refuse_changes(req, r.interaction)
+            allowed(req, r)
         except OperationOutcomeError as err:
             resp = error_response(err)
             services.audit.on_failure(ctx, record, req, resp)

@@ -16,7 +16,7 @@ import orjson
 from service.access.context import RequestContext
 from service.access.record import RequestRecord
 from service.audit import codes as c
-from service.storage.clock import fhir_instant, now_us
+from service.clock import fhir_instant, now_us
 
 PATIENT_FIELDS = ("subject", "patient", "beneficiary", "for", "individual")
 _PATIENT_REF = re.compile(r"(?:^|/)Patient/([A-Za-z0-9\-.]{1,64})(?:/_history/[^/]+)?$")

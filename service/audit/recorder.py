@@ -20,8 +20,8 @@ from service.audit import chain
 from service.audit.events import rest_event
 from service.audit.tables import audit_patient
 from service.fhir.outcome import OperationOutcomeError
+from service.fhir.request import FhirRequest, FhirResponse
 from service.fhir.stored import Stored
-from service.interactions.request import FhirRequest, FhirResponse
 from service.storage.store import Store
 
 _INTERNAL = "sharedcare.audit.internal"
@@ -78,7 +78,7 @@ class Recorder:
         import orjson
 
         from service.audit import index, pipelined
-        from service.storage.clock import now_us
+        from service.clock import now_us
         from service.storage.store import canonical, new_id
 
         rid, lu = new_id(), now_us()
@@ -138,12 +138,6 @@ def _entity_patients(event: dict[str, Any]) -> list[str]:
             if pid:
                 out.append(pid)
     return list(dict.fromkeys(out))
-
-
-def refuse_changes(req: FhirRequest, interaction: str) -> None:
-    """Before any storage access: PUT, PATCH and DELETE on AuditEvent are refused (405)."""
-    if interaction in ("update", "patch", "delete") and req.path.split("/", 1)[0] == "AuditEvent":
-        raise append_only_error(f"{req.method} {req.path}")
 
 
 def register(db: Any, base: str) -> Recorder:

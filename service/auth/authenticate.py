@@ -14,7 +14,7 @@ from typing import Any
 from service.access.context import RequestContext
 from service.auth.tokens import InvalidToken, TokenService
 from service.fhir.outcome import OperationOutcomeError
-from service.interactions.request import FhirRequest
+from service.fhir.request import FhirRequest
 
 PUBLIC = {("GET", "metadata"), ("GET", ".well-known/smart-configuration")}
 PURPOSE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")

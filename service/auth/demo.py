@@ -95,20 +95,12 @@ def _demo_hash() -> str:
 
 
 def load_identities(services: Any) -> dict[str, int]:
-    from service.demo.loader import _same
-    from service.fhir.validation import validate_resource
+    from service.demo.loader import write_records
 
     hasher = PasswordHasher()
     counts = {"identities": 0, "clients": 0}
-    from service.repository import Repository
-
+    write_records(services, extra_records())
     with services.db.write() as conn:
-        repo = Repository.internal(services, conn)
-        for res in extra_records():
-            validate_resource(res)
-            cur = repo.get(res["resourceType"], res["id"])
-            if cur is None or not _same(cur.json(), res):
-                repo.update(res["resourceType"], res["id"], res)
         for user in users():
             row = conn.execute(auth_user.select().where(auth_user.c.username == user.username)).first()
             if row is None or not row.password_hash:

@@ -14,9 +14,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def load_demo(args: argparse.Namespace) -> int:
+    from service.bootstrap import build_services
     from service.config import get_settings
-    from service.demo.loader import load
+    from service.demo.loader import load_records
 
-    summary = load(get_settings())
-    print(summary, file=sys.stderr)
+    services = build_services(get_settings())
+    summary = load_records(services)
+    for step in services.loaders:
+        summary.update(step(services))
+    services.db.dispose()
+    print("demo data: " + ", ".join(f"{k} {v}" for k, v in summary.items()), file=sys.stderr)
     return 0

@@ -11,8 +11,6 @@ import argparse
 import sys
 import time
 
-BATCH = 500
-
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("search", help="search index administration")
@@ -20,53 +18,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     re_ = ssub.add_parser("reindex", help="rebuild the search indexes for existing data")
     re_.add_argument("--type", dest="rtype", default=None, help="only this resource type")
     re_.set_defaults(func=reindex)
-
-
-def reindex_all(db, base: str, rtype: str | None = None, batch: int = BATCH) -> int:  # type: ignore[no-untyped-def]
-    """Rebuild every index row and every current resource's owners (service.ownership), type by type; the types
-    whose owners come from what they refer to (Provenance, AuditEvent) last, once their targets are done."""
-    from service.fhir.types import RESOURCE_TYPES
-    from service.ownership import THROUGH
-
-    types = [rtype] if rtype is not None else sorted(RESOURCE_TYPES - set(THROUGH)) + sorted(THROUGH)
-    return sum(_reindex_type(db, base, t, batch) for t in types)
-
-
-def _reindex_type(db, base: str, rtype: str, batch: int) -> int:  # type: ignore[no-untyped-def]
-    import orjson
-    from sqlalchemy import select, update
-
-    from service import ownership
-    from service.search import indexer
-    from service.storage.store import Store
-    from service.storage.tables import resource as R
-
-    done = 0
-    last: str | None = None
-    store = Store(postgres=db.is_postgres)
-    while True:
-        with db.write() as conn:
-            stmt = select(R.c.res_type, R.c.res_id, R.c.deleted, R.c.content).where(R.c.res_type == rtype)
-            if last is not None:
-                stmt = stmt.where(R.c.res_id > last)
-            rows = list(conn.execute(stmt.order_by(R.c.res_id).limit(batch)))
-            if not rows:
-                return done
-            indexer.clear(conn, [(r.res_type, r.res_id) for r in rows])
-            pending: dict = {}
-            resolve = store.resolver(conn)
-            for r in rows:
-                if r.content is None:
-                    continue
-                resource = orjson.loads(r.content)
-                owners = ownership.owners(r.res_type, resource, resolve)
-                conn.execute(update(R).where(R.c.res_type == r.res_type, R.c.res_id == r.res_id).values(
-                    owners=ownership.owners_text(owners), patient_id=owners[0] if owners else None))
-                if not r.deleted:
-                    indexer.merge(pending, indexer.index_rows(r.res_type, r.res_id, resource, base, owners))
-            indexer.insert_rows(conn, pending)
-            done += len(rows)
-            last = rows[-1].res_id
 
 
 def reindex(args: argparse.Namespace) -> int:
@@ -82,6 +33,8 @@ def reindex(args: argparse.Namespace) -> int:
     settings = get_settings()
     services = build_services(settings, Database(settings))  # registers every custom search parameter
     t0 = time.perf_counter()
+    from service.search.reindex import reindex_all
+
     n = reindex_all(services.db, settings.fhir_base, args.rtype)
     print(f"reindexed {n} resources in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
     services.db.dispose()

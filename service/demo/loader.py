@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
-from service.config import Settings
-from service.db import Database
 from service.fhir.validation import validate_resource
 
 
@@ -15,15 +14,15 @@ def _same(stored: dict[str, Any], wanted: dict[str, Any]) -> bool:
     return a == b
 
 
-def load_records(services: Any) -> dict[str, int]:
-    """The demo records, written by the server's own repository (data migration: ids as given)."""
-    from service.demo.records import records
+def write_records(services: Any, resources: Iterable[dict[str, Any]]) -> dict[str, int]:
+    """Write these records with their own ids (the server's own repository: data migration), each only when it
+    is new or has changed."""
     from service.repository import Repository
 
     counts = {"written": 0, "unchanged": 0}
     with services.db.write() as conn:
         repo = Repository.internal(services, conn)
-        for res in records():
+        for res in resources:
             validate_resource(res)
             cur = repo.get(res["resourceType"], res["id"])
             if cur is not None and _same(cur.json(), res):
@@ -34,12 +33,7 @@ def load_records(services: Any) -> dict[str, int]:
     return counts
 
 
-def load(settings: Settings) -> str:
-    from service.bootstrap import build_services
+def load_records(services: Any) -> dict[str, int]:
+    from service.demo.records import records
 
-    services = build_services(settings, Database(settings))
-    summary = load_records(services)
-    for step in services.loaders:
-        summary.update(step(services))
-    services.db.dispose()
-    return "demo data: " + ", ".join(f"{k} {v}" for k, v in summary.items())
+    return write_records(services, records())

@@ -35,9 +35,9 @@ from service.fhir.outcome import (
     not_found,
     precondition_failed,
 )
+from service.fhir.request import FhirRequest, FhirResponse, error_response
 from service.fhir.types import RESOURCE_TYPES, is_valid_id
 from service.interactions import references
-from service.interactions.request import FhirRequest, FhirResponse, error_response
 from service.repository import Repository
 
 METHODS = ("DELETE", "POST", "PUT", "PATCH", "GET", "HEAD")
@@ -67,7 +67,8 @@ class Entry:
         return f"Bundle.entry[{self.index}] ({self.method} {self.url})"
 
 
-def process(req: FhirRequest, repo: Repository) -> FhirResponse:
+def process(req: FhirRequest, repo: Repository, route: Any) -> FhirResponse:
+    """`route(entry request) -> Route`: the router's own table, for every entry."""
     bundle = req.json_body()
     if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
         got = bundle.get("resourceType") if isinstance(bundle, dict) else type(bundle).__name__
@@ -84,9 +85,9 @@ def process(req: FhirRequest, repo: Repository) -> FhirResponse:
     repo.in_bundle = True
     try:
         if btype == "transaction":
-            results = _transaction(repo, raw, base_headers)
+            results = _transaction(repo, raw, base_headers, route)
         else:
-            results = _batch(repo, raw, base_headers)
+            results = _batch(repo, raw, base_headers, route)
     finally:
         repo.in_bundle = False
     out_entries = [_response_entry(repo, entry, resp, prefer) for entry, resp in results]
@@ -151,7 +152,8 @@ def _condition(rtype: str, text: str) -> str:
 
 
 # -- transaction ------------------------------------------------------------------------------------
-def _transaction(repo: Repository, raw: list[Any], base_headers: dict[str, str]) -> list[tuple[Entry, FhirResponse]]:
+def _transaction(repo: Repository, raw: list[Any], base_headers: dict[str, str], route: Any
+                 ) -> list[tuple[Entry, FhirResponse]]:
     entries: list[Entry] = []
     for i, e in enumerate(raw):
         entries.append(_parse(i, e, repo.base))
@@ -166,11 +168,11 @@ def _transaction(repo: Repository, raw: list[Any], base_headers: dict[str, str])
     results: dict[int, FhirResponse] = {}
     for e in order:
         if e.method == "DELETE":
-            results[e.index] = _run(repo, e, base_headers, {}, transaction=True)
+            results[e.index] = _run(repo, e, base_headers, {}, route, transaction=True)
     mapping = _plan(repo, entries)
     for e in order:
         if e.method != "DELETE":
-            results[e.index] = _run(repo, e, base_headers, mapping, transaction=True)
+            results[e.index] = _run(repo, e, base_headers, mapping, route, transaction=True)
     return [(e, results[e.index]) for e in entries]
 
 
@@ -252,7 +254,8 @@ def _resolve_conditional_write(repo: Repository, e: Entry, rtype: str) -> str:
 
 
 # -- batch ------------------------------------------------------------------------------------------
-def _batch(repo: Repository, raw: list[Any], base_headers: dict[str, str]) -> list[tuple[Entry | int, FhirResponse]]:
+def _batch(repo: Repository, raw: list[Any], base_headers: dict[str, str], route: Any
+           ) -> list[tuple[Entry | int, FhirResponse]]:
     results: list[tuple[Entry | int, FhirResponse]] = []
     for i, r in enumerate(raw):
         try:
@@ -270,7 +273,7 @@ def _batch(repo: Repository, raw: list[Any], base_headers: dict[str, str]) -> li
                 elif e.method == "PATCH" and len(parts) == 1 and e.params and parts[0] in RESOURCE_TYPES:
                     e.target = _resolve_conditional_write(repo, e, parts[0])  # conditional patch
                     e.path, e.params = e.target, []
-                resp = _run(repo, e, base_headers, {}, transaction=False)
+                resp = _run(repo, e, base_headers, {}, route, transaction=False)
         except OperationOutcomeError as err:
             resp = error_response(err)
         results.append((e, resp))
@@ -278,10 +281,8 @@ def _batch(repo: Repository, raw: list[Any], base_headers: dict[str, str]) -> li
 
 
 # -- running one entry ------------------------------------------------------------------------------
-def _run(repo: Repository, e: Entry, base_headers: dict[str, str], mapping: dict[str, str], *,
+def _run(repo: Repository, e: Entry, base_headers: dict[str, str], mapping: dict[str, str], route: Any, *,
          transaction: bool) -> FhirResponse:
-    from service.interactions.router import route
-
     try:
         resolve = repo.resolve_reference
         headers = dict(base_headers)
@@ -303,7 +304,7 @@ def _run(repo: Repository, e: Entry, base_headers: dict[str, str], mapping: dict
             content_type = PATCH_MEDIA
         freq = FhirRequest(method=e.method, path=e.path, params=list(e.params), headers=headers, body=body,
                            content_type=content_type, assigned_id=e.assigned_id)
-        r = route(freq, repo.services.operations)
+        r = route(freq)
         if r.interaction == "transaction":
             raise bad_request("Bundles do not nest: an entry may not POST to the base", code="not-supported")
         resp = r.call(repo)

@@ -11,8 +11,8 @@ from typing import Any
 import orjson
 
 from service.fhir.outcome import OperationOutcomeError
+from service.fhir.request import FhirRequest, FhirResponse
 from service.fhir.types import NOT_STORABLE, RESOURCE_TYPES
-from service.interactions.request import FhirRequest, FhirResponse
 from service.repository import Repository
 from service.wiring import Services
 
@@ -29,28 +29,22 @@ PROBES = {
 CONDITIONAL_PROBES = {"conditional-update": ("PUT", "{t}", "update"), "conditional-delete": ("DELETE", "{t}", "delete")}
 
 
-def _refused(services: Services, method: str, path: str, interaction: str) -> bool:
-    """Whether the server refuses this interaction outright (405) before any storage access: the route
-    table, and the audit's append-only rule."""
-    from service.audit.recorder import refuse_changes
-    from service.interactions.router import route
-
-    req = FhirRequest(method=method, path=path)
+def _refused(route: Any, method: str, path: str) -> bool:
+    """Whether the route table refuses this interaction outright (405) before any storage access."""
     try:
-        route(req, services.operations)
-        refuse_changes(req, interaction)
+        route(FhirRequest(method=method, path=path))
     except OperationOutcomeError as err:
         return err.status == 405
     return False
 
 
-def build(services: Services) -> dict[str, Any]:
+def build(services: Services, route: Any) -> dict[str, Any]:
     search = services.search
     resources = []
     for rtype in sorted(RESOURCE_TYPES - NOT_STORABLE):
         codes = [c for c in TYPE_INTERACTIONS
-                 if not _refused(services, PROBES[c][0], PROBES[c][1].format(t=rtype), c)]
-        cond = {k: not _refused(services, m, p.format(t=rtype), i) for k, (m, p, i) in CONDITIONAL_PROBES.items()}
+                 if not _refused(route, PROBES[c][0], PROBES[c][1].format(t=rtype))]
+        cond = {k: not _refused(route, m, p.format(t=rtype)) for k, (m, p, _i) in CONDITIONAL_PROBES.items()}
         entry: dict[str, Any] = {
             "type": rtype,
             "interaction": [{"code": c} for c in codes],
@@ -104,11 +98,11 @@ def build(services: Services) -> dict[str, Any]:
 _cache: dict[int, bytes] = {}
 
 
-def capability_response(req: FhirRequest, repo: Repository) -> FhirResponse:
+def capability_response(req: FhirRequest, repo: Repository, route: Any) -> FhirResponse:
     key = id(repo.services)
     body = _cache.get(key)
     if body is None:
-        body = orjson.dumps(build(repo.services))
+        body = orjson.dumps(build(repo.services, route))
         _cache[key] = body
     return FhirResponse(200, body)
 

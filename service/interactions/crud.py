@@ -12,10 +12,10 @@ from typing import Any
 import jsonpatch
 
 from service.fhir.outcome import OperationOutcomeError, bad_request
+from service.fhir.request import FhirRequest, FhirResponse
+from service.fhir.responses import read_response, write_response
 from service.fhir.types import is_valid_id
 from service.fhir.validation import check_shape
-from service.interactions.request import FhirRequest, FhirResponse
-from service.interactions.responses import read_response, write_response
 from service.repository import Repository
 
 PATCH_MEDIA = "application/json-patch+json"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from service.interactions.request import FhirRequest, FhirResponse
+from service.fhir.request import FhirRequest, FhirResponse
 from service.repository import Repository
 
 

@@ -10,9 +10,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from service.fhir.outcome import OperationOutcomeError, not_found
+from service.fhir.request import FhirRequest, FhirResponse
 from service.fhir.types import RESOURCE_TYPES
-from service.interactions import capability, crud, history
-from service.interactions.request import FhirRequest, FhirResponse
+from service.interactions import bundle, capability, crud, history
 from service.operations import Operations
 from service.repository import Repository
 
@@ -54,14 +54,26 @@ def _operation(req: FhirRequest, ops: Operations, level: str, rtype: str, rid: s
                  f"operation:{name}")
 
 
+APPEND_ONLY = frozenset({"AuditEvent"})
+
+
+def allowed(req: FhirRequest, r: Route) -> Route:
+    """`r`, unless it is what the server never does: 405 for changing the append-only audit trail."""
+    if r.interaction in ("update", "patch", "delete") and req.path.split("/", 1)[0] in APPEND_ONLY:
+        raise _method_not_allowed(req.method, f"{req.path} (AuditEvents are append-only: read, search and history "
+                                  "remain available)", "GET, POST")
+    return r
+
+
 def route(req: FhirRequest, ops: Operations) -> Route:
+    """The handler for a request (see `allowed` for what is refused whatever the caller)."""
     parts = [p for p in req.path.split("/") if p]
     m = req.method
     n = len(parts)
     if n == 0:
         if m == "POST":
-            from service.interactions import bundle
-            return Route(lambda s: bundle.process(req, s), True, "transaction")
+            return Route(lambda s: bundle.process(req, s, lambda entry: allowed(entry, route(entry, ops))), True,
+                         "transaction")
         if m == "GET":
             return Route(_search(req, None), False, "search-system")
         raise _method_not_allowed(m, "the FHIR base", "GET, POST")
@@ -69,7 +81,8 @@ def route(req: FhirRequest, ops: Operations) -> Route:
     if n == 1 and head == "metadata":
         if m != "GET":
             raise _method_not_allowed(m, "metadata", "GET")
-        return Route(lambda s: capability.capability_response(req, s), False, "capabilities")
+        return Route(lambda s: capability.capability_response(req, s, lambda probe: allowed(probe, route(probe, ops))),
+                     False, "capabilities")
     if n == 1 and head == "_history":
         if m != "GET":
             raise _method_not_allowed(m, "_history", "GET")

@@ -30,9 +30,9 @@ import copy
 from typing import Any
 
 from service.fhir.outcome import Issue, OperationOutcomeError, bad_request
+from service.fhir.request import FhirRequest, FhirResponse
+from service.fhir.responses import write_response
 from service.fhir.stored import Stored
-from service.interactions.request import FhirRequest, FhirResponse
-from service.interactions.responses import write_response
 from service.operations import Operation
 from service.repository import Repository
 from service.workflows import answers, forms, writes

@@ -11,8 +11,8 @@ from __future__ import annotations
 import copy
 
 from service.fhir.outcome import OperationOutcomeError
-from service.interactions.request import FhirRequest, FhirResponse
-from service.interactions.responses import write_response
+from service.fhir.request import FhirRequest, FhirResponse
+from service.fhir.responses import write_response
 from service.operations import Operation
 from service.operations.assessment_answers import RTYPE, base_version, load_assessment, precondition
 from service.repository import Repository

@@ -30,8 +30,8 @@ from typing import Any
 import orjson
 
 from service.fhir.outcome import bad_request
+from service.fhir.request import FhirRequest, FhirResponse
 from service.fhir.stored import Stored
-from service.interactions.request import FhirRequest, FhirResponse
 from service.operations import Operation
 from service.repository import Repository
 from service.workflows import answers, forms, lookup

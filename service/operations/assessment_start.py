@@ -17,8 +17,8 @@ from __future__ import annotations
 from typing import Any
 
 from service.fhir.outcome import OperationOutcomeError
-from service.interactions.request import FhirRequest, FhirResponse
-from service.interactions.responses import write_response
+from service.fhir.request import FhirRequest, FhirResponse
+from service.fhir.responses import write_response
 from service.operations import Operation
 from service.repository import Repository
 from service.workflows import answers, forms, lookup, prefill, writes

@@ -23,8 +23,8 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from service.fhir.outcome import OperationOutcomeError, bad_request, forbidden
-from service.interactions.request import FhirRequest, FhirResponse
-from service.interactions.responses import write_response
+from service.fhir.request import FhirRequest, FhirResponse
+from service.fhir.responses import write_response
 from service.operations import Operation
 from service.repository import Repository
 from service.workflows import actors, answers, forms, lookup, plan_builder, writes

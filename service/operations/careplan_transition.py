@@ -17,8 +17,8 @@ from __future__ import annotations
 import copy
 
 from service.fhir.outcome import OperationOutcomeError, bad_request
-from service.interactions.request import FhirRequest, FhirResponse
-from service.interactions.responses import write_response
+from service.fhir.request import FhirRequest, FhirResponse
+from service.fhir.responses import write_response
 from service.operations import Operation
 from service.repository import Repository
 from service.workflows import careplan_rules, writes

@@ -31,8 +31,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from service.fhir.outcome import OperationOutcomeError, bad_request, not_found
-from service.interactions.request import FhirRequest, FhirResponse
-from service.interactions.responses import write_response
+from service.fhir.request import FhirRequest, FhirResponse
+from service.fhir.responses import write_response
 from service.operations import Operation
 from service.repository import Repository
 from service.workflows import lookup, writes

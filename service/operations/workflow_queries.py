@@ -25,8 +25,8 @@ import orjson
 
 from fhir_profiles.questionnaire_validation import section_profession, validate_response
 from service.fhir.outcome import bad_request
+from service.fhir.request import FhirRequest, FhirResponse
 from service.fhir.stored import Stored
-from service.interactions.request import FhirRequest, FhirResponse
 from service.operations import Operation
 from service.repository import Repository
 from service.workflows import actors, answers, forms, lookup, professions

@@ -15,36 +15,14 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from service.access.context import Principal, RequestContext
+from service.access.context import RequestContext, org_reference
 from service.fhir.stored import Stored
 from service.fhir.types import RESOURCE_TYPES
 
 AUTHORED_BY = "https://sharedcare.example.org/fhir/StructureDefinition/authoring-organisation"
-ODS = "https://fhir.nhs.uk/Id/ods-organization-code"
 SEARCH_PARAM = "authoring-organisation"
 NOT_DOMAIN = frozenset({"Bundle", "Binary", "Parameters"})
 CTX_KEY = "sharedcare.ctx"
-
-
-def org_reference(p: Principal) -> dict[str, Any] | None:
-    if not p.organisation and not p.ods_code:
-        return None
-    ref: dict[str, Any] = {}
-    if p.organisation:
-        ref["reference"] = p.organisation
-    if p.ods_code:
-        ref["identifier"] = {"system": ODS, "value": p.ods_code}
-    return ref
-
-
-def org_keys(p: Principal) -> frozenset[str]:
-    """The keys an organisation is known by: its reference and its ODS code token."""
-    keys = set()
-    if p.organisation:
-        keys.add(p.organisation)
-    if p.ods_code:
-        keys.add(f"{ODS}|{p.ods_code}")
-    return frozenset(keys)
 
 
 def key_of(ref: Any) -> set[str]:

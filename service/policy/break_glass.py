@@ -19,8 +19,8 @@ from sqlalchemy import select, update
 from sqlalchemy.engine import Connection
 
 from service.access.context import RequestContext
+from service.clock import now_us
 from service.policy.tables import break_glass as T
-from service.storage.clock import now_us
 
 OUTCOMES = ("appropriate", "inappropriate")
 PENDING, REVIEWED = "pending", "reviewed"

@@ -11,8 +11,8 @@ from typing import Any
 
 from consent import PATIENT, PRACTITIONER, RELATED_PERSON, SYSTEM, Actor, ResourceFacts
 from consent.model import ADMIN
-from service.access.context import Principal
-from service.policy.authorship import ODS, author_keys
+from service.access.context import ODS, Principal
+from service.policy.authorship import author_keys
 from service.search.values import date_range
 
 KINDS = {"practitioner": PRACTITIONER, "patient": PATIENT, "relatedPerson": RELATED_PERSON, "system": SYSTEM,

@@ -37,19 +37,19 @@ from sqlalchemy.engine import Connection
 
 from consent import DEFAULT_CONFIG, Config, Decision, Request, decide
 from consent.model import Obligation
-from service.access.context import Principal, RequestContext
+from service.access.context import Principal, RequestContext, org_keys
 from service.access.record import RequestRecord
 from service.auth.guard import ScopeGuard
 from service.auth.scopes import interaction_perm
+from service.clock import now_us
 from service.fhir.outcome import OperationOutcomeError, bad_request, forbidden
 from service.ownership import is_patient_data
 from service.policy import break_glass, consents, relationships, sqlfilter
-from service.policy.authorship import key_of, org_keys
+from service.policy.authorship import key_of
 from service.policy.config import CONFIDENTIALITY, KNOWN_PURPOSES, SECONDARY, PolicySettings
 from service.policy.facts import Facts, actor, actor_keys, security_codes
 from service.policy.sqlfilter import PolicyCondition, Redaction
 from service.search.filter import SearchFilter
-from service.storage.clock import now_us
 
 ADMIN = "admin"
 IG_TYPES = frozenset({"AuditEvent", "Consent", "Patient", "Provenance"})

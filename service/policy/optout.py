@@ -13,9 +13,9 @@ from sqlalchemy import delete, exists, func, insert, select
 from sqlalchemy.engine import Connection
 
 from fhir_profiles.identifiers import NHS_NUMBER_SYSTEM, nhs_number_problem
+from service.clock import now_us
 from service.policy.tables import data_opt_out as O
 from service.search.tables import sp_token as T
-from service.storage.clock import now_us
 
 
 def parse_lines(lines: Iterable[str]) -> tuple[list[str], list[tuple[int, str]]]:

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from service.interactions.request import FhirRequest, FhirResponse
+from service.clock import now_us
+from service.fhir.request import FhirRequest, FhirResponse
 from service.policy import break_glass, relationships
 from service.policy.facts import actor_keys
-from service.storage.clock import now_us
 
 
 class AfterAccess:

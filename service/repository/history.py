@@ -17,13 +17,13 @@ import orjson
 from sqlalchemy import exists, literal, or_, select, union
 from sqlalchemy.sql.elements import ColumnElement
 
+from service.clock import fhir_instant, from_datetime, http_date, now_us
 from service.fhir.outcome import bad_request
+from service.fhir.request import FhirRequest, FhirResponse
 from service.fhir.stored import Stored
 from service.fhir.types import RESOURCE_TYPES
-from service.interactions.request import FhirRequest, FhirResponse
 from service.ownership import is_patient_data
 from service.repository import errors
-from service.storage.clock import fhir_instant, from_datetime, http_date, now_us
 from service.storage.store import row_to_stored
 from service.storage.tables import resource_version as V
 
@@ -84,8 +84,8 @@ def _prefilter(repo: Any, rtype: str | None) -> ColumnElement[bool] | None:
     elif p.kind == "ig" or access.record.btg_request or any(x in ("HRESCH", "HOPERAT") for x in repo.ctx.purpose_of_use):
         cond = None
     else:
+        from service.access.context import org_keys
         from service.policy import break_glass, relationships
-        from service.policy.authorship import org_keys
         from service.policy.facts import actor_keys
         from service.policy.sqlfilter import authored_by
 

@@ -15,12 +15,14 @@ Writes run the type's rules (service/repository/rules.py), validate, and store, 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import orjson
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import SQLAlchemyError
 
 from service import ownership
 from service.access.context import RequestContext
@@ -38,6 +40,10 @@ from service.repository.rules import Change
 NHS_NUMBER = ownership.NHS_NUMBER
 
 
+class StorageUnavailable(Exception):
+    """The database cannot be used for a job of the service's own."""
+
+
 class Repository:
     def __init__(self, services: Any, conn: Connection, ctx: RequestContext, record: RequestRecord) -> None:
         self.ctx = ctx
@@ -49,6 +55,17 @@ class Repository:
         self.in_bundle = False
         self.memo: dict[str, Any] = {}  # per-request caches of the code working through this repository
         conn.info["sharedcare.ctx"] = ctx  # the writer, for the authorship stamper; cleared with the unit of work
+
+    @classmethod
+    @contextmanager
+    def job(cls, services: Any) -> Iterator[Repository]:
+        """A unit of work of the service's own (a write transaction) with the internal repository; a database
+        that cannot be used (not migrated, unreachable) raises StorageUnavailable."""
+        try:
+            with services.db.write() as conn:
+                yield cls.internal(services, conn)
+        except SQLAlchemyError as exc:
+            raise StorageUnavailable(type(exc).__name__) from exc
 
     @classmethod
     def internal(cls, services: Any, conn: Connection) -> Repository:
@@ -200,7 +217,8 @@ class Repository:
         redacted)."""
         if s.res_type != "QuestionnaireResponse" or self.principal is None:
             return False
-        from service.policy.authorship import author_keys, org_keys
+        from service.access.context import org_keys
+        from service.policy.authorship import author_keys
 
         return bool(org_keys(self.principal) & author_keys(s.json()))
 
@@ -447,9 +465,9 @@ class Repository:
         if taken is not None:
             shown = f"{taken[:3]} {taken[3:6]} {taken[6:]}" if len(taken) == 10 else taken
             raise OperationOutcomeError(
-                409, "duplicate", f"A person with NHS number {shown} already has a record here; there is one record "
-                "per person. To work with it you need a care relationship with them: ask their care coordinator or "
-                "registered GP to add you to their care team, or accept a referral for them (in an emergency, a "
+                409, "duplicate", f"A person with NHS number {shown} already has a record here, and there is one record "
+                "per person. To get access to it you need a care relationship with them: ask their care coordinator "
+                "or registered GP to add you to their care team, or accept a referral for them (in an emergency, a "
                 "professional allowed to may break glass).")
 
     # -- searches and history (service/search, service/repository/history.py) ---------------------

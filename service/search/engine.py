@@ -20,10 +20,10 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
 from service.fhir.outcome import OperationOutcomeError, bad_request
+from service.fhir.request import FhirRequest, FhirResponse
 from service.fhir.stored import Stored
 from service.fhir.types import RESOURCE_TYPES
-from service.interactions.request import FhirRequest, FhirResponse
-from service.ownership import is_patient_data
+from service.ownership import patient_data_types
 from service.search import indexer
 from service.search.filter import SearchFilter
 from service.search.params import params_for
@@ -40,9 +40,8 @@ from service.storage.tables import resource as R
 log = logging.getLogger("sharedcare.search")
 
 
-def compartment_types() -> set[str]:
-    """The types whose resources can belong to a patient (service.ownership)."""
-    return {t for t in RESOURCE_TYPES if is_patient_data(t)}
+def compartment_types() -> frozenset[str]:
+    return patient_data_types()
 
 
 class SearchEngine:
@@ -67,6 +66,15 @@ class SearchEngine:
             return
         indexer.insert_rows(conn, indexer.index_rows(stored.res_type, stored.res_id, resource, self.base,
                                                      stored.owners))
+
+    @staticmethod
+    def patients_identified(conn: Connection, system: str, value: str) -> list[str]:
+        """The Patients carrying identifier `system|value` (at most two: enough to tell one from several)."""
+        from service.search.tables import sp_token as T
+
+        return list(conn.execute(select(T.c.res_id).where(
+            T.c.res_type == "Patient", T.c.param == "identifier", T.c.system == system, T.c.code == value)
+            .limit(2)).scalars())
 
     # -- access filters in SQL -------------------------------------------------------------------
     @staticmethod

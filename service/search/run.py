@@ -13,9 +13,10 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from service.fhir.outcome import Issue, OperationOutcomeError, bad_request, not_found
+from service.fhir.request import FhirRequest, FhirResponse
 from service.fhir.stored import Stored
 from service.fhir.types import RESOURCE_TYPES
-from service.interactions.request import FhirRequest, FhirResponse
+from service.ownership import patient_data_types as compartment_types
 from service.search import paging
 from service.search.includes import IncludeSpec, fetch_includes, parse_include
 from service.search.params import lookup, params_for
@@ -380,8 +381,6 @@ def run_search(engine: Any, req: FhirRequest, repo: Any, rtype: str | None) -> F
 
 def run_compartment(engine: Any, req: FhirRequest, repo: Any, ctype: str, cid: str, rtype: str
                     ) -> FhirResponse:
-    from service.search.engine import compartment_types
-
     if ctype != "Patient":
         raise OperationOutcomeError(400, "not-supported", f"Only the Patient compartment is supported, not {ctype}")
     types = compartment_types()
@@ -401,11 +400,10 @@ def run_compartment(engine: Any, req: FhirRequest, repo: Any, ctype: str, cid: s
 
 
 def run_everything(engine: Any, req: FhirRequest, repo: Any, pid: str) -> FhirResponse:
-    from service.search.engine import compartment_types
-
     repo.require("search-type", "Patient")
-    patient = repo.get("Patient", pid)  # the same decision as a read: a hidden patient is a missing one
-    if patient is None:
+    # the same decision as a read: a hidden patient is a missing one; one the person's choices withhold is 403
+    patient, _ = repo._visible_current("read", "Patient", pid)
+    if patient is None or patient.deleted:
         raise not_found(f"Patient/{pid} is not known")
     plan = Plan(rtype=None, path=f"Patient/{pid}/$everything")
     since = None

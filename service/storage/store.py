@@ -25,9 +25,9 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from service import ownership
+from service.clock import fhir_instant, now_us
 from service.fhir.outcome import conflict, precondition_failed
 from service.fhir.stored import Stored
-from service.storage.clock import fhir_instant, now_us
 from service.storage.tables import resource as R
 from service.storage.tables import resource_version as V
 
@@ -41,6 +41,7 @@ class WriteListener(Protocol):
 
 
 Stamper = Callable[[Connection, dict[str, Any], Stored | None], None]
+Identified = Callable[[Connection, str, str], list[str]]
 
 
 def new_id() -> str:
@@ -69,8 +70,10 @@ def row_to_stored(row: Any) -> Stored:
 
 class Store:
     def __init__(self, *, postgres: bool, listeners: Sequence[WriteListener] = (),
-                 stampers: Sequence[Stamper] = ()) -> None:
+                 stampers: Sequence[Stamper] = (), identified: Identified | None = None) -> None:
         self.postgres = postgres
+        # (conn, system, value) -> ids of the Patients with that identifier (the search index answers it)
+        self.identified = identified
         self.listeners: list[WriteListener] = list(listeners)
         # Stampers complete server-owned elements before a version is serialised (the authoring organisation).
         self.stampers: list[Stamper] = list(stampers)
@@ -103,7 +106,6 @@ class Store:
     def resolver(self, conn: Connection) -> ownership.Resolver:
         """What `ownership.owners` asks the record: the owners of referenced resources, and which Patient holds
         an NHS number."""
-        from service.search.tables import sp_token
 
         def resolve(keys: set[str]) -> dict[str, tuple[str, ...]]:
             out: dict[str, tuple[str, ...]] = {}
@@ -114,9 +116,7 @@ class Store:
                     out[f"{t}/{i}"] = ownership.parse_owners(owners)
             for key in sorted(k for k in keys if "|" in k):
                 system, _, value = key.rpartition("|")
-                ids = conn.execute(select(sp_token.c.res_id).where(
-                    sp_token.c.res_type == "Patient", sp_token.c.param == "identifier",
-                    sp_token.c.system == system, sp_token.c.code == value).limit(2)).scalars().all()
+                ids = self.identified(conn, system, value) if self.identified is not None else []
                 if len(ids) == 1:
                     out[key] = (ids[0],)
             return out

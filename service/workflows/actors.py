@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from service.access.context import Principal
+from service.clock import fhir_instant, now_us
 from service.repository import Repository
-from service.storage.clock import fhir_instant, now_us
 from service.workflows import professions
 from service.workflows.codes import CLIENT_ID, ODS, USER_ID
 

@@ -28,7 +28,7 @@ from typing import Any
 from fhir_profiles.questionnaire_validation import check_questionnaire
 from fhir_profiles.questionnaires import JOINT_ASSESSMENT_URL
 from service.fhir.outcome import OperationOutcomeError
-from service.repository import Change, Repository
+from service.repository import Change, Repository, StorageUnavailable
 
 log = logging.getLogger("sharedcare.workflows")
 
@@ -93,15 +93,13 @@ def publish(server: Repository) -> int:
 
 def ensure_questionnaires(services: Any) -> dict[str, int]:
     """Publish the packaged forms in their own transaction (idempotent; safe on many processes)."""
-    from sqlalchemy.exc import SQLAlchemyError
-
     try:
-        with services.db.write() as conn:
-            return {"questionnaires published": publish(Repository.internal(services, conn))}
+        with Repository.job(services) as server:
+            return {"questionnaires published": publish(server)}
     except OperationOutcomeError as err:  # another process published it at the same moment
         log.info("questionnaires not published here: %s", err.diagnostics)
-    except SQLAlchemyError as exc:  # e.g. the database is not migrated yet
-        log.warning("questionnaires not published at start (%s); they will be on first use", type(exc).__name__)
+    except StorageUnavailable as exc:  # e.g. the database is not migrated yet
+        log.warning("questionnaires not published at start (%s); they will be on first use", exc)
     return {"questionnaires published": 0}
 
 

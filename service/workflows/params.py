@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from service.fhir.outcome import bad_request
-from service.interactions.request import FhirRequest
+from service.fhir.request import FhirRequest
 
 
 class Params:

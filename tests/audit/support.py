@@ -8,7 +8,7 @@ from sqlalchemy import text
 
 from service.access.context import Principal, RequestContext
 from service.api.pipeline import handle
-from service.interactions.request import FhirRequest, FhirResponse
+from service.fhir.request import FhirRequest, FhirResponse
 
 FHIR = "application/fhir+json"
 

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from service.api.pipeline import handle
 from service.audit.chain import lane_for, verify
 from service.audit.tables import audit_chain
-from service.interactions.request import FhirRequest
+from service.fhir.request import FhirRequest
 from service.storage.tables import resource as R
 from tests.audit.support import FHIR, events, patient, staff_context, subtype
 

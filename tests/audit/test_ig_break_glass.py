@@ -9,9 +9,9 @@ import orjson
 import pytest
 
 from service.api.pipeline import handle
-from service.interactions.request import FhirRequest
+from service.clock import now_us
+from service.fhir.request import FhirRequest
 from service.policy import break_glass as bg
-from service.storage.clock import now_us
 from tests.audit.ig_support import (
     IG_OPERATIONS,
     ig_context,

@@ -10,7 +10,7 @@ from sqlalchemy import insert
 
 from service import audit
 from service.api.pipeline import handle
-from service.interactions.request import FhirRequest
+from service.fhir.request import FhirRequest
 from service.policy.tables import data_opt_out
 from tests.audit.ig_support import load_demo, parameters, staff
 from tests.audit.support import as_user

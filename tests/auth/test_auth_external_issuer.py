@@ -100,7 +100,7 @@ def _cis2_nurse(idp: Idp, **over: Any) -> str:
 
 
 def _context(app_client: Any, token: str) -> Any:
-    from service.interactions.request import FhirRequest
+    from service.fhir.request import FhirRequest
 
     services = app_client.app.state.services
     return services.authenticator(

@@ -144,7 +144,7 @@ def test_insufficient_scope_is_403_with_an_operation_outcome(anon_client, clean_
 
 
 def test_purpose_of_use_headers_reach_the_context(clean_services, auth_headers):
-    from service.interactions.request import FhirRequest
+    from service.fhir.request import FhirRequest
 
     authn = clean_services.authenticator
     h = {k.lower(): v for k, v in auth_headers("nurse.nina").items()}

@@ -11,7 +11,7 @@ from sqlalchemy import text
 from sqlalchemy.dialects import postgresql
 
 from service.access.context import RequestContext
-from service.interactions.request import FhirRequest
+from service.fhir.request import FhirRequest
 from service.repository import Repository
 
 

@@ -14,7 +14,7 @@ import orjson
 import pytest
 
 from service.api.pipeline import handle
-from service.interactions.request import FhirRequest
+from service.fhir.request import FhirRequest
 
 THREADS = 20
 _AUTH: dict[str, str] = {}  # admin.ada's bearer token for this test's services

@@ -18,7 +18,7 @@ from service.audit import codes as c
 from service.audit.reports.common import display_name, is_ig
 from service.audit.tables import audit_patient as AP
 from service.fhir.outcome import OperationOutcomeError, bad_request, forbidden
-from service.interactions.request import FhirRequest, FhirResponse
+from service.fhir.request import FhirRequest, FhirResponse
 from service.operations import Operation
 from service.repository import Repository
 

@@ -30,14 +30,14 @@ from sqlalchemy import func, select
 
 from service.audit import codes as c
 from service.audit.reports.common import names, org_parts, param_error, require_ig
+from service.clock import fhir_instant, now_us
 from service.fhir.outcome import conflict, forbidden, not_found
-from service.interactions.request import FhirRequest, FhirResponse
+from service.fhir.request import FhirRequest, FhirResponse
 from service.operations import Operation
 from service.policy import break_glass as bg
 from service.policy.tables import break_glass as T
 from service.repository import Repository
 from service.search.values import date_range
-from service.storage.clock import fhir_instant, now_us
 from service.workflows.params import Params
 
 DEFAULT_COUNT, MAX_COUNT = 100, 1000

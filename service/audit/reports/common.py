@@ -15,11 +15,11 @@ from sqlalchemy import select
 
 from service.access.context import Principal
 from service.audit import codes as c
+from service.clock import fhir_instant, now_us
 from service.fhir.outcome import OperationOutcomeError, forbidden
 from service.repository import Repository
 from service.search.tables import sp_token
 from service.search.values import date_range
-from service.storage.clock import fhir_instant, now_us
 from service.workflows.params import Params
 
 IG_KINDS = frozenset({"ig", "admin"})

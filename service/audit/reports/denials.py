@@ -37,7 +37,7 @@ from service.audit.reports.common import (
     window,
     window_parts,
 )
-from service.interactions.request import FhirRequest, FhirResponse
+from service.fhir.request import FhirRequest, FhirResponse
 from service.operations import Operation
 from service.repository import Repository
 from service.search.tables import sp_date, sp_token

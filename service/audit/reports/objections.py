@@ -37,12 +37,12 @@ from sqlalchemy import exists, func, select
 from consent import codes as cc
 from consent import time as ftime
 from service.audit.reports.common import org_parts, organisations, organisations_by_ods, require_ig
-from service.interactions.request import FhirRequest, FhirResponse
+from service.clock import fhir_instant, from_datetime
+from service.fhir.request import FhirRequest, FhirResponse
 from service.operations import Operation
 from service.policy.tables import data_opt_out
 from service.repository import Repository
 from service.search.tables import sp_token
-from service.storage.clock import fhir_instant, from_datetime
 from service.storage.tables import resource as R
 from service.workflows.params import Params
 

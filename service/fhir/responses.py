@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import orjson
 
+from service.clock import http_date
 from service.fhir.outcome import Issue, information, outcome_bytes
-from service.interactions.request import FhirRequest, FhirResponse
-from service.storage.clock import http_date
-from service.storage.store import Stored
+from service.fhir.request import FhirRequest, FhirResponse
+from service.fhir.stored import Stored
 
 
 def version_headers(stored: Stored, base: str) -> dict[str, str]:

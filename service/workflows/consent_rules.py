@@ -20,8 +20,8 @@ from __future__ import annotations
 from typing import Any
 
 from consent import validate_consent
+from service.access.context import ODS, org_reference
 from service.fhir.outcome import Issue, unprocessable
-from service.policy.authorship import ODS, org_reference
 from service.repository import Change, Repository
 
 ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
