@@ -13,7 +13,9 @@ from service.wiring import Services
 
 
 def build_services(settings: Settings, db: Database | None = None) -> Services:
-    from service import audit, auth, workflows
+    from service import auth, workflows
+    from service.audit.log import AuditLog
+    from service.audit.seal import Sealer
     from service.auth.demo import load_identities
     from service.operations import Operations
     from service.policy import authorship, config, relationships
@@ -30,15 +32,16 @@ def build_services(settings: Settings, db: Database | None = None) -> Services:
     policy = PolicyGuard(layer.guard, settings.fhir_base, policy_settings)
     authorship.register_search_param()
     search = SearchEngine(settings)
-    recorder = audit.register(db, settings.fhir_base)
+    audit = AuditLog(db, settings.var_dir / "audit-spool")
     store = Store(postgres=db.is_postgres,
-                  listeners=[search.index_listener, relationships.Listener(policy_settings), recorder.listener],
+                  listeners=[search.index_listener, relationships.Listener(policy_settings)],
                   stampers=[authorship.stamp], identified=search.patients_identified)
     rules = WriteRules()
     rules.add("Consent", consent_rules.ConsentRules())
     workflows.add_rules(rules)
     services = Services(settings=settings, db=db, store=store, search=search, policy=policy, auth=layer,
-                        authenticator=authenticator, audit=recorder, after_access=AfterAccess(policy), rules=rules,
+                        authenticator=authenticator, audit=audit, sealer=Sealer(db, settings, audit.maybe_flush),
+                        after_access=AfterAccess(policy), rules=rules,
                         operations=Operations.from_modules(), loaders=[load_identities, forms.ensure_questionnaires])
     services.app_installers.append(auth.routes_installer(services))
     forms.ensure_questionnaires(services)  # best effort: a database not migrated yet gets them on first use

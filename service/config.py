@@ -57,10 +57,17 @@ class Settings:
     external_audience: str | None = None  # default: the FHIR base
     external_algorithms: tuple[str, ...] = ("RS256", "ES256", "RS384", "ES384", "PS256")
     external_claims_map: dict[str, str] = field(default_factory=dict)
+    audit_anchor: Path | None = None  # where seal heads are written outside the database (None: under var_dir)
+    audit_seal_seconds: float = 2.0  # how often a server seals what is pending (0: never by itself)
+    revocation_seconds: float = 5.0  # a revoked token is refused within this many seconds by every process
 
     @property
     def fhir_base(self) -> str:
         return self.base_url.rstrip("/") + "/fhir"
+
+    @property
+    def anchor_path(self) -> Path:
+        return self.audit_anchor or (self.var_dir / "audit-anchor.jsonl")
 
     @property
     def is_sqlite(self) -> bool:
@@ -90,8 +97,25 @@ def load_settings() -> Settings:
         max_body_bytes=_int("SHAREDCARE_MAX_BODY_BYTES", 16 * 1024 * 1024),
         var_dir=var_dir,
         keys_dir=keys_dir,
+        audit_anchor=Path(os.environ["SHAREDCARE_AUDIT_ANCHOR"]) if os.environ.get("SHAREDCARE_AUDIT_ANCHOR")
+        else None,
+        audit_seal_seconds=_float("SHAREDCARE_AUDIT_SEAL_SECONDS", 2.0, 0.0, 3600.0),
+        revocation_seconds=_float("SHAREDCARE_REVOCATION_CHECK_SECONDS", 5.0, 0.0, 60.0),
         **_auth_settings(),
     )
+
+
+def _float(name: str, default: float, low: float, high: float) -> float:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SystemExit(f"configuration error: {name} must be a number of seconds, got {raw!r}") from None
+    if not low <= value <= high:
+        raise SystemExit(f"configuration error: {name} must be between {low:g} and {high:g} seconds, got {raw!r}")
+    return value
 
 
 AUTH_CLAIMS = {"fhir_user", "organisation", "ods_code", "role_code", "roles", "kind", "patient", "scope", "subject"}

@@ -42,7 +42,9 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.info.get("write") else "BEGIN")
 
         return engine
-    return create_engine(url, pool_size=pool_size, max_overflow=20, pool_pre_ping=True)
+    # No pre-ping round trip per checkout: a dead pooled connection surfaces as an invalidated-connection error,
+    # which the pipeline retries once (reads) or answers 503 (writes).
+    return create_engine(url, pool_size=pool_size, max_overflow=20, pool_pre_ping=False)
 
 
 class Database:
@@ -70,10 +72,16 @@ class Database:
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
+        """A read-only unit. On PostgreSQL in autocommit (each statement sees what is committed, as READ
+        COMMITTED would, without BEGIN and COMMIT round trips); on SQLite a deferred transaction."""
         with self.engine.connect() as conn:
             try:
-                with conn.begin():
+                if self.is_postgres:
+                    conn = conn.execution_options(isolation_level="AUTOCOMMIT")
                     yield conn
+                else:
+                    with conn.begin():
+                        yield conn
             finally:
                 conn.info.pop("sharedcare.ctx", None)
 

@@ -14,7 +14,8 @@ from service.config import Settings
 from service.db import Database
 
 if TYPE_CHECKING:
-    from service.audit.recorder import Recorder
+    from service.audit.log import AuditLog
+    from service.audit.seal import Sealer
     from service.auth import AuthLayer
     from service.auth.authenticate import Authenticator
     from service.operations import Operations
@@ -34,7 +35,8 @@ class Services:
     policy: PolicyGuard
     auth: AuthLayer
     authenticator: Authenticator
-    audit: Recorder
+    audit: AuditLog
+    sealer: Sealer
     after_access: AfterAccess  # the policy's part of the audit step (break-glass grants and flags)
     rules: WriteRules
     operations: Operations

@@ -63,8 +63,6 @@ class RequestContext:
     request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     remote_addr: str | None = None
     user_agent: str | None = None
-    # The token's claims when its revocation is still to be checked on the request's own unit of work.
-    revocation: Any = field(default=None, hash=False, compare=False)
 
     @classmethod
     def system(cls) -> RequestContext:

@@ -27,7 +27,12 @@ class RequestRecord:
     btg_reason: str | None = None  # the grant's reason, when an access ran under break-glass
     # searches: patients some of whose records the caller may not see because of their choices -> basis
     suppressed: dict[str, str] = field(default_factory=dict)
-    revocation_checked: bool = False
+
+    def restart(self) -> None:
+        """Forget what an attempt touched (a read retried on a fresh connection decides again)."""
+        self.patients.clear()
+        self.entities.clear()
+        self.suppressed.clear()
 
     def note(self, text: str) -> None:
         if text not in self.notes and len(self.notes) < MAX_NOTES:

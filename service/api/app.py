@@ -34,6 +34,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app = FastAPI(title="Shared care record", version="0.1.0", docs_url=None, redoc_url=None,
                   openapi_url="/openapi.json")
     app.state.services = services or build_services(settings)
+    app.state.services.sealer.start()  # this process seals the audit log every few seconds (a daemon thread)
     app.include_router(health.router)
     app.include_router(fhir_http.router)
     for installer in app.state.services.app_installers:

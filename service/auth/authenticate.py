@@ -50,21 +50,21 @@ def purpose_of_use(req: FhirRequest) -> tuple[tuple[str, ...], str | None]:
 
 
 class Authenticator:
+    """Bearer token -> RequestContext. A verified token (signature, issuer, audience, times) is kept until it
+    expires (`VerifiedTokens`), so a caller's next requests skip the signature check; revocation is looked up in
+    the process-wide cache (`TokenService.revocations`: honoured by every process within
+    `SHAREDCARE_REVOCATION_CHECK_SECONDS`, default 5, and at once by the one that revoked it)."""
+
     def __init__(self, tokens: TokenService, realm: str) -> None:
         self.tokens = tokens
         self.realm = realm
+        self.verified = VerifiedTokens()
 
     def unauthorized(self, description: str, error: str | None = "invalid_token") -> OperationOutcomeError:
         return OperationOutcomeError(401, "login", description,
                                      headers={"WWW-Authenticate": _challenge(self.realm, error, description)})
 
-    def check_in_unit(self, conn: Any, ctx: RequestContext) -> None:
-        """The revocation check of a context authenticated with `defer=True`, on the request's own unit of
-        work (one transaction fewer per request)."""
-        if ctx.revocation is not None and TokenService.is_revoked(conn, ctx.revocation):
-            raise self.unauthorized("The access token has been revoked")
-
-    def __call__(self, req: FhirRequest, services: Any, defer: bool = False) -> RequestContext:
+    def __call__(self, req: FhirRequest, services: Any) -> RequestContext:
         purposes, reason = purpose_of_use(req)
         remote = req.header("x-sharedcare-remote")
         agent = req.header("user-agent")
@@ -80,13 +80,69 @@ class Authenticator:
         if scheme.lower() != "bearer" or not token:
             raise self.unauthorized("The Authorization header must be 'Bearer <access token>'", "invalid_request")
         try:
-            verified = self.tokens.verify(token)
-            if not verified.external and not defer:
-                with services.db.read() as conn:
-                    if TokenService.is_revoked(conn, verified.claims):
-                        raise InvalidToken("The access token has been revoked")
-            principal = self.tokens.principal(verified)
+            found = self.verified.get(token)
+            if found is not None and found[2] not in self.tokens.keys.valid_kids():
+                self.verified.drop(token)  # its signing key has since been retired for good
+                found = None
+            if found is None:
+                verified = self.tokens.verify(token)
+                found = (verified, self.tokens.principal(verified), _kid(token))
+                if not verified.external:  # (an outside issuer's tokens are checked against its keys each time)
+                    self.verified.put(token, found)
+            verified, principal, _ = found
+            if not verified.external and self.tokens.revocations.is_revoked(services.db, verified.claims):
+                self.verified.drop(token)
+                raise InvalidToken("The access token has been revoked")
         except InvalidToken as exc:
             raise self.unauthorized(str(exc)) from None
-        pending = verified.claims if defer and not verified.external else None  # checked by check_in_unit
-        return RequestContext(principal, purposes, reason, remote_addr=remote, user_agent=agent, revocation=pending)
+        return RequestContext(principal, purposes, reason, remote_addr=remote, user_agent=agent)
+
+
+def _kid(token: str) -> str | None:
+    import base64
+    import json
+
+    try:
+        head = token.split(".", 1)[0]
+        return json.loads(base64.urlsafe_b64decode(head + "=" * (-len(head) % 4))).get("kid")
+    except (ValueError, UnicodeError):
+        return None
+
+
+class VerifiedTokens:
+    """Tokens whose signature and claims were verified, with the caller they give, until they expire."""
+
+    MAX = 10_000
+
+    def __init__(self) -> None:
+        import threading
+        from collections import OrderedDict
+
+        self._items: OrderedDict[str, tuple[int, Any]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, token: str) -> Any:
+        import time
+
+        with self._lock:
+            item = self._items.get(token)
+            if item is None:
+                return None
+            if item[0] <= time.time():
+                del self._items[token]
+                return None
+            self._items.move_to_end(token)
+            return item[1]
+
+    def put(self, token: str, value: tuple[Any, Any, Any]) -> None:
+        exp = value[0].claims.get("exp")
+        if not isinstance(exp, int):
+            return
+        with self._lock:
+            self._items[token] = (exp, value)
+            while len(self._items) > self.MAX:
+                self._items.popitem(last=False)
+
+    def drop(self, token: str) -> None:
+        with self._lock:
+            self._items.pop(token, None)

@@ -154,6 +154,13 @@ class KeyStore:
         now = int(time.time())
         return KeySet([self._keys[i.kid] for i in self._infos if not self._expired(i, now)])
 
+    def valid_kids(self) -> frozenset[str]:
+        """The ids of the keys whose tokens may still be accepted (a cached verification is kept only while its
+        key is one of them)."""
+        self._refresh()
+        now = int(time.time())
+        return frozenset(i.kid for i in self._infos if not self._expired(i, now))
+
     def public_jwks(self) -> dict[str, Any]:
         keys = []
         for key in self.verification_keys().keys:

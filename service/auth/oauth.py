@@ -305,7 +305,7 @@ class RefreshGrant(grants.RefreshTokenGrant):
             raise InvalidGrantError("The refresh token is not known")
         if row.status == "rotated":
             log.warning("refresh token reuse for grant %s: revoking the grant", row.grant_id)
-            revoke_grant(c, row.grant_id, self.server.settings)
+            revoke_grant(c, row.grant_id, self.server.settings, self.server.tokens)
             raise InvalidGrantError("The refresh token was already used; the grant is revoked")
         if row.status != "active" or row.expires_at <= now:
             raise InvalidGrantError("The refresh token has expired or been revoked")
@@ -338,7 +338,7 @@ class RefreshGrant(grants.RefreshTokenGrant):
                                  .values(status="rotated")).rowcount
         if claimed != 1:  # used by a concurrent request a moment ago: treat as reuse
             log.warning("refresh token reuse for grant %s: revoking the grant", record.grant_id)
-            revoke_grant(conn(), record.grant_id, self.server.settings)
+            revoke_grant(conn(), record.grant_id, self.server.settings, self.server.tokens)
             raise InvalidGrantError("The refresh token was already used; the grant is revoked")
 
     def authenticate_refresh_token(self, refresh_token: str) -> Any:
@@ -399,9 +399,11 @@ class PrivateKeyJWTAuth(JWTBearerClientAssertion):
 
 
 # -- revocation and introspection ------------------------------------------------------------------------
-def revoke_grant(c: Connection, grant_id: str, settings: Any) -> None:
+def revoke_grant(c: Connection, grant_id: str, settings: Any, tokens: Any = None) -> None:
     c.execute(update(auth_refresh_token).where(auth_refresh_token.c.grant_id == grant_id)
               .values(status="revoked"))
+    if tokens is not None:
+        tokens.revocations.note(grant_id)
     insert_ignore(c, auth_revoked, {"token_id": grant_id,
                                     "expires_at": int(time.time()) + settings.access_token_ttl + settings.clock_skew})
 
@@ -438,8 +440,9 @@ class Revocation(_TokenLookup, RevocationEndpoint):
     def revoke_token(self, token: TokenRecord, request: Any) -> None:
         s = self.server.settings
         if token.kind == "refresh":
-            revoke_grant(conn(), token.token_id, s)
+            revoke_grant(conn(), token.token_id, s, self.server.tokens)
         else:
+            self.server.tokens.revocations.note(token.token_id)
             insert_ignore(conn(), auth_revoked, {"token_id": token.token_id,
                                                  "expires_at": token.expires_at + s.clock_skew})
 

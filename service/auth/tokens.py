@@ -57,6 +57,7 @@ class TokenService:
         self.issuer = settings.base_url
         self.audience = settings.fhir_base
         self._external = ExternalKeys(settings) if settings.external_issuer else None
+        self.revocations = RevocationCache(settings.revocation_seconds)
 
     # -- issuing ---------------------------------------------------------------------------------------
     def sign(self, claims: dict[str, Any], typ: str = "JWT") -> str:
@@ -162,6 +163,10 @@ class TokenService:
         return Verified(claims, external)
 
     @staticmethod
+    def revoked_ids(claims: dict[str, Any]) -> list[str]:
+        return [v for v in (claims.get("jti"), claims.get("grant")) if isinstance(v, str)]
+
+    @staticmethod
     def is_revoked(conn: Any, claims: dict[str, Any]) -> bool:
         ids = [v for v in (claims.get("jti"), claims.get("grant")) if isinstance(v, str)]
         if not ids:
@@ -261,3 +266,40 @@ class ExternalKeys:
                         raise InvalidToken("The external issuer's keys are unavailable") from None
             assert self._set is not None
             return self._set
+
+
+class RevocationCache:
+    """Which access tokens (and grants) are revoked, as every process sees it: the small `auth_revoked` table
+    read again at most every `seconds` (0: on every request), so a revocation is honoured by every process
+    within that many seconds, and at once by the process that made it."""
+
+    def __init__(self, seconds: float) -> None:
+        import threading
+
+        self.seconds = seconds
+        self.ids: frozenset[str] = frozenset()
+        self.loaded = float("-inf")
+        self._lock = threading.Lock()
+
+    def note(self, *ids: str) -> None:
+        with self._lock:
+            self.ids = self.ids | frozenset(ids)
+
+    def is_revoked(self, db: Any, claims: dict[str, Any]) -> bool:
+        import time
+
+        ids = TokenService.revoked_ids(claims)
+        if not ids:
+            return False
+        if self.seconds <= 0:
+            with db.read() as conn:
+                return TokenService.is_revoked(conn, claims)
+        if time.monotonic() - self.loaded > self.seconds:
+            with self._lock:
+                if time.monotonic() - self.loaded > self.seconds:
+                    with db.read() as conn:
+                        found = frozenset(r[0] for r in conn.execute(
+                            select(auth_revoked.c.token_id).where(auth_revoked.c.expires_at > int(time.time()))))
+                    self.ids = found | frozenset(i for i in self.ids if i in found)
+                    self.loaded = time.monotonic()
+        return any(i in self.ids for i in ids)

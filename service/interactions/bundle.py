@@ -185,8 +185,8 @@ def _plan(repo: Repository, entries: list[Entry]) -> dict[str, str]:
         try:
             parts = _parts(e)
             if e.method == "POST":
-                if len(parts) != 1 or parts[0] not in RESOURCE_TYPES:
-                    continue  # the router answers (unknown type, operations)
+                if len(parts) != 1 or parts[0] not in RESOURCE_TYPES or parts[0] == "AuditEvent":
+                    continue  # the router answers (unknown type, operations); the audit log numbers AuditEvents
                 rtype = parts[0]
                 cond = e.request.get("ifNoneExist")
                 if isinstance(cond, str) and cond.strip():

@@ -186,6 +186,10 @@ class SearchEngine:
 
     # -- capability ------------------------------------------------------------------------------
     def capability_params(self, rtype: str) -> list[dict[str, Any]]:
+        if rtype == "AuditEvent":  # searched over the audit log's columns (service/audit/trail.py)
+            from service.audit.params import CAPABILITY
+
+            return [dict(p) for p in CAPABILITY]
         spec = "http://hl7.org/fhir/SearchParameter/"
         out = [{"name": "_id", "definition": spec + "Resource-id", "type": "token"},
                {"name": "_lastUpdated", "definition": spec + "Resource-lastUpdated", "type": "date"}]
@@ -193,10 +197,12 @@ class SearchEngine:
         return out
 
     def capability_includes(self, rtype: str) -> tuple[list[str], list[str]] | None:
+        if rtype == "AuditEvent":
+            return None
         inc = sorted(f"{rtype}:{c}" for c, p in params_for(rtype).items() if p.type == "reference")
         if self._revincludes is None:
             rev: dict[str, list[str]] = {}
-            for src in sorted(RESOURCE_TYPES):
+            for src in sorted(RESOURCE_TYPES - {"AuditEvent"}):
                 for c, p in params_for(src).items():
                     if p.type == "reference":
                         for t in p.targets:

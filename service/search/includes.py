@@ -47,6 +47,9 @@ def parse_include(reverse: bool, iterate: bool, value: str, rtype: str | None) -
     target = parts[2] if len(parts) == 3 else None
     if source not in RESOURCE_TYPES:
         raise UnknownParameter(name, f"{source!r} is not a resource type")
+    if "AuditEvent" in (source, target):
+        raise UnknownParameter(name, "AuditEvents are the audit trail's, not included in searches of the record "
+                                     "(search AuditEvent itself)")
     if target is not None and target not in RESOURCE_TYPES:
         raise UnknownParameter(name, f"{target!r} is not a resource type")
     if param != "*":

@@ -17,6 +17,8 @@ def index_rows(rtype: str, rid: str, resource: dict[str, Any], base: str, owners
     """All rows to insert for one resource, by table name (deduplicated), including 'compartment': one row per
     owner (service.ownership), which is what compartment searches, `$everything` and the policy read."""
     rows = extract(resource, base)
+    owners = tuple(owners)
+    primary = owners[0] if owners else None
     out: dict[str, list[dict[str, Any]]] = {}
     for name, rs in rows.items():
         seen: set[tuple[Any, ...]] = set()
@@ -25,7 +27,7 @@ def index_rows(rtype: str, rid: str, resource: dict[str, Any], base: str, owners
             k = tuple(r.values())
             if k not in seen:
                 seen.add(k)
-                uniq.append({"res_type": rtype, "res_id": rid, **r})
+                uniq.append({"res_type": rtype, "res_id": rid, "patient_id": primary, **r})
         out[name] = uniq
     out["compartment"] = [{"res_type": rtype, "res_id": rid, "patient_id": p} for p in dict.fromkeys(owners)]
     return out

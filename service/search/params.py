@@ -119,15 +119,3 @@ def params_for(rtype: str) -> dict[str, SearchParam]:
 
 def lookup(rtype: str, code: str) -> SearchParam | None:
     return params_for(rtype).get(code)
-
-
-# -- parameters our users need that R4 lacks --------------------------------------------------------------
-# Registered when this module loads, so every process (server, `sharedcare search reindex`, benchmarks)
-# indexes, queries and advertises them alike.
-LOCAL_SP = "https://sharedcare.example.org/fhir/SearchParameter/"
-
-register_custom(
-    "AuditEvent", "purpose", "token", "AuditEvent.purposeOfEvent | AuditEvent.agent.purposeOfUse",
-    definition=LOCAL_SP + "AuditEvent-purpose",
-    documentation="The purpose of use of the event or of any agent (v3-ActReason, e.g. TREAT, BTG for "
-                  "break-glass); as R5's AuditEvent-purpose.")

@@ -370,8 +370,9 @@ def run_search(engine: Any, req: FhirRequest, repo: Any, rtype: str | None) -> F
     path = rtype or ""
     plan = build_plan(engine, req, repo, rtype, path)
     conds = _base_conds(plan)
-    if rtype is None:  # a system search covers only the types the caller may search
-        plan.types = [t for t in (plan.types or sorted(RESOURCE_TYPES)) if repo.may("search-type", t)]
+    if rtype is None:  # a system search covers the record's types the caller may search (not the audit trail)
+        plan.types = [t for t in (plan.types or sorted(RESOURCE_TYPES)) if t != "AuditEvent"
+                      and repo.may("search-type", t)]
         conds = _base_conds(plan)
     access = engine.access_cond(repo, rtype, set(plan.types) if plan.types else None)
     if access is not None:
@@ -390,7 +391,8 @@ def run_compartment(engine: Any, req: FhirRequest, repo: Any, ctype: str, cid: s
     repo.require("search-type" if target else "search-system", target)
     plan = build_plan(engine, req, repo, target, f"{ctype}/{cid}/{rtype}", driven=True)
     if target is None:
-        plan.types = sorted(t for t in set(plan.types or types) & types if repo.may("search-type", t))
+        plan.types = sorted(t for t in set(plan.types or types) & types if t != "AuditEvent"
+                            and repo.may("search-type", t))
     joined = _in_compartment(plan, cid)
     conds = _base_conds(plan) + joined
     access = engine.access_cond(repo, target, set(plan.types) if plan.types else None)
@@ -423,7 +425,8 @@ def run_everything(engine: Any, req: FhirRequest, repo: Any, pid: str) -> FhirRe
     present = {r[0] for r in repo._conn.execute(
         select(sp_compartment.c.res_type).where(sp_compartment.c.patient_id == pid).distinct())}
     types = sorted((set(plan.types) if plan.types else compartment_types()) & (present | {"Patient"}))
-    types = [t for t in types if repo.may("search-type", t)]  # $everything leaves out what the caller may not see
+    # $everything leaves out what the caller may not search, and the audit trail (it is about accesses)
+    types = [t for t in types if t != "AuditEvent" and repo.may("search-type", t)]
     plan.types = types or ["Patient"]
     joined = _in_compartment(plan, pid)
     conds = _base_conds(plan) + joined

@@ -21,7 +21,8 @@ MAXLEN = 200
 
 def _key() -> list[Column]:
     return [Column("res_type", String(64), nullable=False), Column("res_id", String(64), nullable=False),
-            Column("param", String(64), nullable=False)]
+            Column("param", String(64), nullable=False),
+            Column("patient_id", String(64), nullable=True)]  # the resource's primary owner: the shard key
 
 
 sp_token = Table(

@@ -83,3 +83,16 @@ def sql(services: Any, statement: str, **params: Any) -> Any:
     with services.db.write() as conn:
         return conn.execute(text(statement), params).fetchall() if statement.lstrip().upper().startswith(
             "SELECT") else conn.execute(text(statement), params).rowcount
+
+
+def tamper(services: Any, statement: str, **params: Any) -> int:
+    """Run a statement as someone who can write every table would: with the append-only triggers set aside
+    (PostgreSQL: session_replication_role; SQLite: triggers dropped for the moment). Returns the rowcount."""
+    from tests.conftest import without_audit_triggers
+
+    with services.db.write() as conn:
+        if services.db.is_postgres:
+            conn.execute(text("SET LOCAL session_replication_role = replica"))
+            return int(conn.execute(text(statement), params).rowcount)
+        with without_audit_triggers(conn):
+            return int(conn.execute(text(statement), params).rowcount)

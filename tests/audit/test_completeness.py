@@ -106,12 +106,12 @@ def test_unknown_paths_and_methods_are_audited_as_failures(client):
 def test_a_read_whose_audit_cannot_be_written_fails_and_returns_no_data(client, services):
     pid = client.post("/fhir/Patient", json=patient()).json()["id"]
     with services.db.write() as conn:
-        conn.execute(text("ALTER TABLE audit_chain RENAME TO audit_chain_away"))
+        conn.execute(text("ALTER TABLE audit_log RENAME TO audit_log_away"))
     try:
         r = client.get(f"/fhir/Patient/{pid}")
     finally:
         with services.db.write() as conn:
-            conn.execute(text("ALTER TABLE audit_chain_away RENAME TO audit_chain"))
+            conn.execute(text("ALTER TABLE audit_log_away RENAME TO audit_log"))
     assert r.status_code in (500, 503)
     body = r.json()
     assert body["resourceType"] == "OperationOutcome"
@@ -140,3 +140,31 @@ def test_break_glass_purpose_and_reason_are_recorded(client, services):
     client_agent = agent(ev, "110153")
     assert client_agent["who"]["identifier"]["value"] == "web-portal"
     assert client_agent["network"] == {"address": "10.1.2.3", "type": "2"}
+
+
+def test_when_the_database_cannot_take_audit_rows_they_are_spooled_and_written_later(services, tmp_path):
+    """A request that fails because the database is away is still audited: its row goes to a local spool
+    file, and into the database once it answers again (without duplicates)."""
+    from service.access.record import RequestRecord
+    from service.audit.log import AuditLog
+    from service.audit.rows import access_row
+    from service.db import Database
+    from tests.audit.support import staff_context
+
+    away = Database(url="postgresql+psycopg://postgres@127.0.0.1:9/nowhere?connect_timeout=1")
+    log = AuditLog(away, tmp_path / "spool")
+    record = RequestRecord(interaction="read")
+    ctx = staff_context(practitioner="Practitioner/p1", organisation="Organization/o1")
+    row = access_row(ctx, record, method="GET", path="Patient/spooled", params=[], status=503,
+                     body=b'{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"transient"}]}',
+                     headers={})
+    log.commit([row])  # returns: the row is durable in the spool
+    assert len(list((tmp_path / "spool").glob("*.jsonl"))) == 1
+    back = AuditLog(services.db, tmp_path / "spool")
+    assert back.spool.flush(services.db) == 1
+    assert back.spool.flush(services.db) == 0 and not list((tmp_path / "spool").iterdir())
+    with services.db.read() as conn:
+        found = conn.execute(text("SELECT target, outcome FROM audit_log WHERE request_id = :r"),
+                             {"r": ctx.request_id}).all()
+    assert [tuple(f) for f in found] == [("Patient/spooled", 8)]
+    away.dispose()

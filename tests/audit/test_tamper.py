@@ -1,4 +1,6 @@
-"""`sharedcare audit verify` finds an altered, removed or reordered event and names the first bad one."""
+"""`sharedcare audit verify` finds any change to sealed audit rows, even by someone who can write every table
+(and set the append-only triggers aside): editing, deleting, reordering, inserting, truncating, and recomputing
+the chain without the key. The database itself refuses UPDATE and DELETE."""
 
 from __future__ import annotations
 
@@ -6,19 +8,26 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
 from service.cli import main
 from service.config import get_settings
-from tests.audit.support import patient, sql
+from tests.audit.support import patient, sql, tamper
 
 
 @pytest.fixture
-def verify(client, settings, monkeypatch) -> Iterator[Any]:  # type: ignore[no-untyped-def]
+def cli(client, settings, monkeypatch, tmp_path) -> Iterator[Any]:  # type: ignore[no-untyped-def]
+    """`sharedcare audit ...` with the test server's configuration (database, key folder, a fresh anchor file)."""
     monkeypatch.setenv("SHAREDCARE_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("SHAREDCARE_VAR_DIR", str(settings.var_dir))
+    monkeypatch.setenv("SHAREDCARE_KEYS_DIR", str(settings.keys_dir))
+    monkeypatch.setenv("SHAREDCARE_AUDIT_ANCHOR", str(tmp_path / "anchor.jsonl"))
     get_settings.cache_clear()
 
-    def run(capsys: Any) -> tuple[int, str]:
-        code = main(["audit", "verify"])
+    def run(capsys: Any, *args: str) -> tuple[int, str]:
+        capsys.readouterr()
+        code = main(["audit", *args])
         out = capsys.readouterr()
         return code, out.out + out.err
 
@@ -26,107 +35,101 @@ def verify(client, settings, monkeypatch) -> Iterator[Any]:  # type: ignore[no-u
     get_settings.cache_clear()
 
 
-def _trail(client: Any, services: Any, n: int = 40) -> list[Any]:
-    """n audited requests; returns the chain rows (lane, seq, event_id) in chain order."""
+def _sealed_trail(client: Any, cli: Any, capsys: Any, n: int = 12, pending: int = 0) -> list[Any]:
+    """n more audited requests (a create, then reads), sealed with what was `pending`; every row, oldest first."""
     pid = client.post("/fhir/Patient", json=patient()).json()["id"]
     for _ in range(n - 1):
         assert client.get(f"/fhir/Patient/{pid}").status_code == 200
-    return sql(services, "SELECT lane, seq, event_id FROM audit_chain ORDER BY lane, seq")
+    code, out = cli(capsys, "seal")
+    assert code == 0 and f"sealed {n + pending} audit row(s)" in out, out
+    return sql(client.app.state.services, "SELECT seq, outcome, detail FROM audit_log ORDER BY seq")
 
 
-def _busiest_lane(rows: list[Any]) -> list[Any]:
-    lanes: dict[int, list[Any]] = {}
-    for r in rows:
-        lanes.setdefault(r.lane, []).append(r)
-    return max(lanes.values(), key=len)  # 40 events in 16 lanes: some lane has at least 3
+def _broken(cli: Any, capsys: Any, *words: str) -> str:
+    code, out = cli(capsys, "verify", "--all")
+    assert code == 1, out
+    for w in words:
+        assert w in out, out
+    return out
 
 
-def test_an_intact_trail_verifies(client, services, verify, capsys):
-    rows = _trail(client, services)
-    code, out = verify(capsys)
+def test_an_intact_log_verifies_and_says_what_is_not_sealed_yet(client, cli, capsys):
+    rows = _sealed_trail(client, cli, capsys)
+    client.get("/fhir/metadata")  # one more row, not sealed yet
+    code, out = cli(capsys, "verify")
     assert code == 0, out
-    assert f"intact: {len(rows)} events" in out
+    assert f"intact: {len(rows)} sealed rows in 1 seals (1 anchored); 1 newer rows not sealed yet" in out
 
 
-def test_altered_content_is_found_and_named(client, services, verify, capsys):
-    lane = _busiest_lane(_trail(client, services))
-    victim = lane[1].event_id
-    n = sql(services, "UPDATE resource SET content = replace(content, '\"outcome\":\"0\"', '\"outcome\":\"4\"') "
-                      "WHERE res_type = 'AuditEvent' AND res_id = :id", id=victim)
-    assert n == 1
-    code, out = verify(capsys)
-    assert code != 0
-    assert f"first bad event: AuditEvent/{victim}" in out and "does not match its hash" in out
+def test_the_database_refuses_update_and_delete_of_audit_rows(client, services, cli, capsys):
+    _sealed_trail(client, cli, capsys, n=2)
+    for statement in ("UPDATE audit_log SET outcome = 4", "DELETE FROM audit_log", "UPDATE audit_seal SET count = 0",
+                      "DELETE FROM audit_seal"):
+        with pytest.raises(DBAPIError, match="append-only"), services.db.write() as conn:
+            conn.execute(text(statement))
+    assert len(sql(services, "SELECT seq FROM audit_log")) >= 1
 
 
-def test_altered_history_copy_is_found(client, services, verify, capsys):
-    lane = _busiest_lane(_trail(client, services))
-    victim = lane[0].event_id
-    sql(services, "UPDATE resource_version SET content = replace(content, '\"outcome\":\"0\"', '\"outcome\":\"8\"') "
-                  "WHERE res_type = 'AuditEvent' AND res_id = :id", id=victim)
-    code, out = verify(capsys)
-    assert code != 0 and f"AuditEvent/{victim}" in out and "version history" in out
+def test_an_edited_row_is_found_and_named(client, services, cli, capsys):
+    rows = _sealed_trail(client, cli, capsys)
+    victim = rows[3].seq
+    assert tamper(services, "UPDATE audit_log SET outcome = 4 WHERE seq = :s", s=victim) == 1
+    _broken(cli, capsys, f"AuditEvent/{victim} (sealed by seal 1) was altered")
 
 
-def test_a_deleted_event_is_found_and_named(client, services, verify, capsys):
-    lane = _busiest_lane(_trail(client, services))
-    victim = lane[1].event_id
-    sql(services, "DELETE FROM resource WHERE res_type = 'AuditEvent' AND res_id = :id", id=victim)
-    sql(services, "DELETE FROM resource_version WHERE res_type = 'AuditEvent' AND res_id = :id", id=victim)
-    code, out = verify(capsys)
-    assert code != 0 and f"first bad event: AuditEvent/{victim}" in out and "missing" in out
+def test_an_edit_with_the_seal_recomputed_without_the_key_is_found(client, services, cli, capsys):
+    from service.audit.rows import digest
+    from service.audit.seal import chain
+
+    rows = _sealed_trail(client, cli, capsys)
+    tamper(services, "UPDATE audit_log SET outcome = 8 WHERE seq = :s", s=rows[2].seq)
+    fresh = sql(services, "SELECT * FROM audit_log ORDER BY seq")
+    digests = [digest(r) for r in fresh]
+    tamper(services, "UPDATE audit_seal SET root = :r, digests = :d WHERE id = 1", r=chain(digests),
+           d="".join(x[:16] for x in digests))
+    _broken(cli, capsys, "seal 1 does not match its MAC")
 
 
-def test_an_event_deleted_with_its_chain_row_leaves_a_gap_that_is_named(client, services, verify, capsys):
-    lane = _busiest_lane(_trail(client, services))
-    victim, after = lane[1], lane[2]
-    for table in ("resource", "resource_version"):
-        sql(services, f"DELETE FROM {table} WHERE res_type = 'AuditEvent' AND res_id = :id", id=victim.event_id)
-    sql(services, "DELETE FROM audit_patient WHERE event_id = :id", id=victim.event_id)
-    sql(services, "DELETE FROM audit_chain WHERE event_id = :id", id=victim.event_id)
-    code, out = verify(capsys)
-    assert code != 0
-    assert f"first bad event: AuditEvent/{after.event_id} (lane {after.lane}, position {after.seq})" in out
-    assert f"position {victim.seq} is missing before it" in out
+def test_a_deleted_row_is_found_and_named(client, services, cli, capsys):
+    rows = _sealed_trail(client, cli, capsys)
+    tamper(services, "DELETE FROM audit_log WHERE seq = :s", s=rows[5].seq)
+    _broken(cli, capsys, f"AuditEvent/{rows[5].seq} (sealed by seal 1) was deleted")
 
 
-def test_removing_the_newest_events_of_a_lane_is_found(client, services, verify, capsys):
-    lane = _busiest_lane(_trail(client, services))
-    last = lane[-1]
-    sql(services, "DELETE FROM audit_chain WHERE event_id = :id", id=last.event_id)
-    sql(services, "DELETE FROM resource WHERE res_id = :id", id=last.event_id)
-    sql(services, "DELETE FROM resource_version WHERE res_id = :id", id=last.event_id)
-    code, out = verify(capsys)
-    assert code != 0 and f"lane {last.lane}" in out and "newest events removed" in out
+def test_reordered_rows_are_found(client, services, cli, capsys):
+    rows = _sealed_trail(client, cli, capsys)
+    a, b = rows[0], rows[1]  # the create and a read
+    assert a.detail != b.detail
+    tamper(services, "UPDATE audit_log SET detail = :d WHERE seq = :s", d=b.detail, s=a.seq)
+    tamper(services, "UPDATE audit_log SET detail = :d WHERE seq = :s", d=a.detail, s=b.seq)
+    _broken(cli, capsys, f"AuditEvent/{a.seq} (sealed by seal 1) was altered or moved")
 
 
-def test_two_swapped_events_are_found_and_the_first_is_named(client, services, verify, capsys):
-    lane = _busiest_lane(_trail(client, services))
-    a, b = lane[0], lane[2]
-    rows = sql(services, "SELECT res_id, content FROM resource WHERE res_id IN (:a, :b)", a=a.event_id, b=b.event_id)
-    content = {r.res_id: r.content for r in rows}
-    for table in ("resource", "resource_version"):
-        sql(services, f"UPDATE {table} SET content = :c WHERE res_id = :id", c=content[b.event_id], id=a.event_id)
-        sql(services, f"UPDATE {table} SET content = :c WHERE res_id = :id", c=content[a.event_id], id=b.event_id)
-    code, out = verify(capsys)
-    assert code != 0 and f"first bad event: AuditEvent/{a.event_id}" in out
+def test_an_inserted_row_below_the_newest_seal_is_found(client, services, cli, capsys):
+    _sealed_trail(client, cli, capsys)
+    tamper(services, "INSERT INTO audit_log (seq, recorded, kind, interaction, action, outcome, detail) "
+                     "VALUES (0, 1, 'rest', 'read', 'R', 0, '{}')")
+    _broken(cli, capsys, "AuditEvent/0 is older than the newest seal but no seal covers it")
 
 
-def test_reordered_chain_positions_are_found(client, services, verify, capsys):
-    lane = _busiest_lane(_trail(client, services))
-    a, b = lane[0], lane[1]
-    sql(services, "UPDATE audit_chain SET seq = -1 WHERE lane = :l AND seq = :s", l=a.lane, s=a.seq)
-    sql(services, "UPDATE audit_chain SET seq = :s WHERE lane = :l AND seq = :t", l=a.lane, s=a.seq, t=b.seq)
-    sql(services, "UPDATE audit_chain SET seq = :t WHERE lane = :l AND seq = -1", l=a.lane, t=b.seq)
-    code, out = verify(capsys)
-    assert code != 0
-    assert f"first bad event: AuditEvent/{b.event_id} (lane {a.lane}, position {a.seq})" in out
-    assert "reordered" in out
+def test_a_truncated_log_is_found_through_the_anchor_file(client, services, cli, capsys):
+    _sealed_trail(client, cli, capsys, n=4)
+    newest = _sealed_trail(client, cli, capsys, n=4)  # a second seal
+    top = newest[-1].seq
+    tamper(services, "DELETE FROM audit_log WHERE seq > :s", s=top - 4)
+    tamper(services, "DELETE FROM audit_seal WHERE id = 2")
+    _broken(cli, capsys, "the anchor file holds seal 2 but the newest seal here is 1")
 
 
-def test_an_event_inserted_outside_the_chain_is_found(client, services, verify, capsys):
-    _trail(client, services, n=3)
-    sql(services, "INSERT INTO resource (res_type, res_id, version, last_updated, deleted, content) "
-                  "VALUES ('AuditEvent', 'forged', 1, 1, :f, '{}')", f=False)
-    code, out = verify(capsys)
-    assert code != 0 and "AuditEvent/forged" in out and "not in any chain" in out
+def test_a_removed_seal_in_the_middle_and_a_changed_reach_are_found(client, services, cli, capsys):
+    _sealed_trail(client, cli, capsys, n=3)
+    for family in ("One", "Two"):
+        client.post("/fhir/Patient", json=patient(name=[{"family": family}]))
+    client.get("/fhir/Patient?_count=100")
+    _sealed_trail(client, cli, capsys, n=2, pending=3)
+    also = sql(services, "SELECT patient_id, seq FROM audit_also")
+    assert len(also) >= 1  # the search reached several people
+    tamper(services, "DELETE FROM audit_also WHERE seq = :s AND patient_id = :p", s=also[0].seq, p=also[0].patient_id)
+    tamper(services, "DELETE FROM audit_seal WHERE id = 1")
+    out = _broken(cli, capsys, "seals 1..1 are missing", "the people it reached were changed")
+    assert f"AuditEvent/{also[0].seq}" in out

@@ -1,6 +1,7 @@
 """`GET [base]/Patient/{id}/$access-log`: who has looked at this person's record.
 
-From the AuditEvents that concern the patient (the `audit_patient` index), newest first: when, who
+From the audit rows that concern the patient (`audit_log.patient_id`, and `audit_also` for accesses that reached
+several people), newest first, never an AuditEvent a partner system reported: when, who
 (staff name), role, organisation, what (interaction, resource type), purpose of use, whether it was an
 emergency (break-glass) access, and the outcome. Names come from the Practitioner / Organization (or
 Patient / RelatedPerson) resources in one query for the whole page, not one per event.
@@ -15,8 +16,10 @@ import orjson
 from sqlalchemy import select
 
 from service.audit import codes as c
+from service.audit.render import render
 from service.audit.reports.common import display_name, is_ig
-from service.audit.tables import audit_patient as AP
+from service.audit.tables import audit_also as X
+from service.audit.tables import audit_log as A
 from service.fhir.outcome import OperationOutcomeError, bad_request, forbidden
 from service.fhir.request import FhirRequest, FhirResponse
 from service.operations import Operation
@@ -83,11 +86,13 @@ def access_log(req: FhirRequest, repo: Repository, rtype: str | None, rid: str |
     if raw is not None and not raw.isdigit():
         raise bad_request(f"_count={raw!r} must be a whole number")
     count = min(int(raw) if raw is not None else DEFAULT_COUNT, MAX_COUNT)
-    ids = [r.event_id for r in repo._conn.execute(
-        select(AP.c.event_id).where(AP.c.patient_id == rid).order_by(AP.c.recorded.desc(), AP.c.event_id)
-        .limit(count))]
-    found = repo._store.read_many(repo._conn, [("AuditEvent", i) for i in ids])
-    events = [found[("AuditEvent", i)].json() for i in ids if ("AuditEvent", i) in found]
+    # the person's own rows and those where they were one of several; never what a partner reported
+    mine = select(A).where(A.c.patient_id == rid, A.c.kind != "partner").order_by(A.c.seq.desc()).limit(count)
+    also = select(A).join(X, X.c.seq == A.c.seq).where(X.c.patient_id == rid, A.c.kind != "partner") \
+        .order_by(A.c.seq.desc()).limit(count)
+    rows = sorted({r.seq: r for q in (mine, also) for r in repo._conn.execute(q)}.values(),
+                  key=lambda r: -r.seq)[:count]
+    events = [render(r, repo.base) for r in rows]
     refs: set[tuple[str, str]] = set()
     for ev in events:
         for agent in (_agent(ev, "IRCP"), _agent(ev, "PROV")):

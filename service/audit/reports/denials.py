@@ -1,7 +1,7 @@
 """`GET [base]/$denials-report[?start=][&end=]`: refused requests by reason, organisation and user.
 
-The AuditEvents with outcome 4 recorded in the window (default the last 30 days, at most 366) are
-streamed oldest first in batches of 500 (keyset over the `date` index rows), never all at once. Events
+The audit rows with outcome 4 recorded in the window (default the last 30 days, at most 366) are streamed
+oldest first in batches of 500 (keyset over (recorded, seq)) and read as AuditEvents, never all at once. Events
 of one request (the same BALP request id: e.g. its REST event and a policy-decision event) count as one
 denied request; they are recorded within moments of each other, so only the requests of the last few
 minutes are held while streaming.
@@ -26,9 +26,10 @@ from collections import Counter
 from typing import Any
 
 import orjson
-from sqlalchemy import and_, exists, or_, select
+from sqlalchemy import and_, or_, select
 
 from service.audit import codes as c
+from service.audit.render import render
 from service.audit.reports.common import (
     names,
     org_parts,
@@ -37,14 +38,12 @@ from service.audit.reports.common import (
     window,
     window_parts,
 )
+from service.audit.tables import audit_log as A
 from service.fhir.request import FhirRequest, FhirResponse
 from service.operations import Operation
 from service.repository import Repository
-from service.search.tables import sp_date, sp_token
-from service.storage.tables import resource as R
 from service.workflows.params import Params
 
-A = "AuditEvent"
 BATCH = 500
 HORIZON_US = 10 * 60 * 1_000_000  # the events of one request are recorded within this of each other
 TOP = 1000
@@ -173,24 +172,18 @@ class _Tally:
 
 
 def _stream(repo: Repository, start: int, end: int, tally: _Tally) -> None:
-    denied = exists().where(sp_token.c.res_type == A, sp_token.c.res_id == sp_date.c.res_id,
-                            sp_token.c.param == "outcome", sp_token.c.code == "4")
-    last: tuple[int, str] | None = None
+    """The refused accesses of the window, oldest first, in batches (keyset over (recorded, seq))."""
+    last: tuple[int, int] | None = None
     while True:
-        q = (select(sp_date.c.low, R.c.content)
-             .join(R, and_(R.c.res_type == A, R.c.res_id == sp_date.c.res_id))
-             .where(sp_date.c.res_type == A, sp_date.c.param == "date", sp_date.c.low >= start, sp_date.c.low < end,
-                    denied))
+        q = select(A).where(A.c.outcome == 4, A.c.recorded >= start, A.c.recorded < end, A.c.kind != "partner")
         if last is not None:
-            q = q.where(or_(sp_date.c.low > last[0], and_(sp_date.c.low == last[0], sp_date.c.res_id > last[1])))
-        rows = repo._conn.execute(q.add_columns(sp_date.c.res_id).order_by(sp_date.c.low, sp_date.c.res_id)
-                                    .limit(BATCH)).all()
-        for low, content, _rid in rows:
-            if content:
-                tally.add(low, orjson.loads(content))
+            q = q.where(or_(A.c.recorded > last[0], and_(A.c.recorded == last[0], A.c.seq > last[1])))
+        rows = repo._conn.execute(q.order_by(A.c.recorded, A.c.seq).limit(BATCH)).all()
+        for row in rows:
+            tally.add(row.recorded, render(row, repo.base))
         if len(rows) < BATCH:
             return
-        last = (rows[-1][0], rows[-1][2])
+        last = (rows[-1].recorded, rows[-1].seq)
 
 
 def _top(counter: Counter[Any]) -> tuple[list[tuple[Any, int]], bool]:

@@ -1,0 +1,200 @@
+"""Writing the audit log: one compact row per access, never lost.
+
+- A write's row goes into the write's own transaction (`insert`): it commits with the write, or neither does.
+- A read's row goes through the group commit (`commit`): the request's thread hands it to this process's
+  committer thread and waits; the committer writes everything waiting in one transaction (one commit for many
+  requests), then releases them. Nothing is held between requests, and no response leaves before its row is
+  durable.
+- When the database cannot take a row (it is down, read-only, or the disk is full), the row is appended to a
+  local spool file (`<var>/audit-spool/`, fsync'd) and the request goes on being answered as it would; any
+  process flushes spooled rows into the database once it answers again (`flush_spool`), skipping rows already
+  there, so a failed request is audited too.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+import uuid
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any
+
+import orjson
+from sqlalchemy import insert, select
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from service.audit.rows import AuditRow
+from service.audit.tables import audit_also, audit_log
+
+log = logging.getLogger("sharedcare.audit")
+
+MAX_BATCH = 500
+WAIT_SECONDS = 30.0
+
+
+def insert_rows(conn: Connection, rows: list[AuditRow]) -> None:
+    """Insert rows in the caller's transaction (and their `audit_also` pointers)."""
+    plain = [r for r in rows if len(r.patients) <= 1]
+    if plain:
+        conn.execute(insert(audit_log), [r.values() for r in plain])
+    for r in rows:
+        if len(r.patients) > 1:
+            r.seq = conn.execute(insert(audit_log).returning(audit_log.c.seq), r.values()).scalar_one()
+            conn.execute(insert(audit_also), [{"patient_id": p, "seq": r.seq} for p in dict.fromkeys(r.patients[1:])])
+
+
+class Spool:
+    """Rows the database could not take, in local files until it can."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def add(self, rows: list[AuditRow]) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.folder / f"{os.getpid()}-{uuid.uuid4().hex}.jsonl"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, b"".join(orjson.dumps(r.values()) + b"\n" for r in rows))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        log.error("audit: the database could not take %d audit row(s); spooled to %s", len(rows), path)
+
+    def pending(self) -> list[Path]:
+        if not self.folder.is_dir():
+            return []
+        return sorted(self.folder.glob("*.jsonl"))
+
+    def flush(self, db: Any) -> int:
+        """Move spooled rows into the database (each file in one transaction); returns how many were added."""
+        added = 0
+        for path in self.pending():
+            claimed = path.with_suffix(f".flushing-{os.getpid()}")
+            try:
+                os.rename(path, claimed)  # one process flushes a file
+            except OSError:
+                continue
+            try:
+                values = [orjson.loads(line) for line in claimed.read_bytes().splitlines() if line.strip()]
+                with db.write() as conn:
+                    for v in values:
+                        seen = conn.execute(select(audit_log.c.seq).where(
+                            audit_log.c.request_id == v["request_id"], audit_log.c.recorded == v["recorded"],
+                            audit_log.c.interaction == v["interaction"]).limit(1)).first()
+                        if seen is None or v["request_id"] is None:
+                            conn.execute(insert(audit_log), v)
+                            added += 1
+                claimed.unlink()
+            except (OperationalError, DBAPIError):
+                os.rename(claimed, path)  # still unavailable: try again later
+                raise
+        if added:
+            log.warning("audit: %d spooled audit row(s) written to the database", added)
+        return added
+
+
+class GroupCommitter:
+    """One thread per process that commits the rows reads hand it, many to a transaction."""
+
+    def __init__(self, db: Any, spool: Spool) -> None:
+        self.db = db
+        self.spool = spool
+        self._queue: queue.SimpleQueue[tuple[list[AuditRow], Future[None]]] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+        self._lock = threading.Lock()
+
+    def submit(self, rows: list[AuditRow]) -> None:
+        """Block until the rows are durable (in the database, or spooled)."""
+        fut: Future[None] = Future()
+        self._queue.put((rows, fut))
+        self._ensure()
+        fut.result(timeout=WAIT_SECONDS)
+
+    def _ensure(self) -> None:
+        if self._thread is not None and self._thread.is_alive() and self._pid == os.getpid():
+            return
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive() or self._pid != os.getpid():
+                self._pid = os.getpid()
+                self._thread = threading.Thread(target=self._run, name="audit-group-commit", daemon=True)
+                self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            batch = [self._queue.get()]
+            size = len(batch[0][0])
+            while size < MAX_BATCH:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                batch.append(item)
+                size += len(item[0])
+            rows = [r for rs, _ in batch for r in rs]
+            try:
+                self._write(rows)
+                error: BaseException | None = None
+            except BaseException as exc:  # noqa: BLE001  (every waiting request must hear what happened)
+                error = exc
+            for _, fut in batch:
+                if error is None:
+                    fut.set_result(None)
+                else:
+                    fut.set_exception(error)
+
+    def _write(self, rows: list[AuditRow]) -> None:
+        try:
+            with self.db.write() as conn:
+                insert_rows(conn, rows)
+        except (OperationalError, DBAPIError) as exc:
+            if not unavailable(exc):
+                raise
+            self.spool.add(rows)
+
+
+def unavailable(exc: BaseException) -> bool:
+    """A database error that means "cannot take writes now" (down, unreachable, read-only, disk full, locked),
+    as opposed to one that says something is wrong with the schema or the statement."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    text = str(exc).lower()
+    return any(s in text for s in (
+        "connection", "could not connect", "server closed", "database is locked", "terminating", "read-only",
+        "read only", "readonly", "no space", "disk full", "disk i/o", "database or disk is full",
+        "cannot execute", "shutting down", "recovery", "timeout"))
+
+
+class AuditLog:
+    """The audit log of one process: in-transaction inserts, the group commit, the spool."""
+
+    def __init__(self, db: Any, spool_dir: Path) -> None:
+        self.db = db
+        self.spool = Spool(spool_dir)
+        self.committer = GroupCommitter(db, self.spool)
+        self._flushed_at = 0.0
+
+    def insert(self, conn: Connection, rows: list[AuditRow]) -> None:
+        insert_rows(conn, rows)
+
+    def commit(self, rows: list[AuditRow]) -> None:
+        """Durable before this returns: the group commit, or the spool when the database cannot take them."""
+        self.committer.submit(rows)
+        self.maybe_flush()
+
+    def maybe_flush(self) -> None:
+        """Now and then, move spooled rows into the database (cheap when there are none)."""
+        now = time.monotonic()
+        if now - self._flushed_at < 5.0:
+            return
+        self._flushed_at = now
+        if self.spool.pending():
+            try:
+                self.spool.flush(self.db)
+            except (OperationalError, DBAPIError):
+                pass
