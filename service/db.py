@@ -19,7 +19,7 @@ from sqlalchemy.pool import NullPool
 from service.config import Settings
 
 
-def make_engine(url: str, *, pool_size: int = 10) -> Engine:
+def make_engine(url: str, *, pool_size: int = 5) -> Engine:
     if url.startswith("sqlite"):
         path = url.split("sqlite:///", 1)[-1]
         if path and path != ":memory:":
@@ -44,7 +44,7 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
         return engine
     # No pre-ping round trip per checkout: a dead pooled connection surfaces as an invalidated-connection error,
     # which the pipeline retries once (reads) or answers 503 (writes).
-    return create_engine(url, pool_size=pool_size, max_overflow=20, pool_pre_ping=False)
+    return create_engine(url, pool_size=pool_size, max_overflow=15, pool_pre_ping=False)
 
 
 class Database:
@@ -54,6 +54,15 @@ class Database:
             engine = make_engine(url or settings.database_url)  # type: ignore[union-attr]
         self.engine = engine
         self.dialect = engine.dialect.name
+        # PostgreSQL reads use a pool of their own whose connections stay in autocommit (no BEGIN/COMMIT round
+        # trips, and no isolation level to set and reset on every checkout).
+        self._read_engine = create_engine(engine.url, pool_size=10, max_overflow=10, pool_pre_ping=False,
+                                          isolation_level="AUTOCOMMIT") if self.dialect == "postgresql" else None
+
+    @property
+    def engines(self) -> list[Engine]:
+        """Every engine (for listeners that must see every statement)."""
+        return [self.engine] + ([self._read_engine] if self._read_engine is not None else [])
 
     @property
     def is_postgres(self) -> bool:
@@ -74,14 +83,17 @@ class Database:
     def read(self) -> Iterator[Connection]:
         """A read-only unit. On PostgreSQL in autocommit (each statement sees what is committed, as READ
         COMMITTED would, without BEGIN and COMMIT round trips); on SQLite a deferred transaction."""
+        if self._read_engine is not None:
+            with self._read_engine.connect() as conn:
+                try:
+                    yield conn
+                finally:
+                    conn.info.pop("sharedcare.ctx", None)
+            return
         with self.engine.connect() as conn:
             try:
-                if self.is_postgres:
-                    conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+                with conn.begin():
                     yield conn
-                else:
-                    with conn.begin():
-                        yield conn
             finally:
                 conn.info.pop("sharedcare.ctx", None)
 
@@ -95,7 +107,61 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        if self._read_engine is not None:
+            self._read_engine.dispose()
 
 
 def null_pool_engine(url: str) -> Engine:
     return create_engine(url, poolclass=NullPool)
+
+
+class Prepared:
+    """A statement compiled once per dialect to its driver's own SQL and run on the DBAPI cursor, with no
+    SQLAlchemy compilation or parameter processing per call: for the few statements on the hot path (a read
+    with its policy facts, the audit insert). `build(dialect_name)` gives the SQLAlchemy statement. Driver
+    errors surface as SQLAlchemy's DBAPIError, like every other statement's."""
+
+    def __init__(self, build: Any) -> None:
+        self.build = build
+        self._compiled: dict[str, tuple[str, tuple[str, ...] | None, dict[str, Any]]] = {}
+
+    def _sql(self, conn: Connection) -> tuple[str, tuple[str, ...] | None, dict[str, Any]]:
+        name = conn.dialect.name
+        found = self._compiled.get(name)
+        if found is None:
+            c = self.build(name).compile(dialect=conn.dialect)
+            positional = tuple(c.positiontup) if c.positiontup else None
+            fixed = {k: v for k, v in c.params.items() if v is not None}  # the statement's own literals
+            found = self._compiled[name] = (str(c), positional, fixed)
+        return found
+
+    @staticmethod
+    def _args(order: tuple[str, ...] | None, fixed: dict[str, Any], params: dict[str, Any]) -> Any:
+        merged = {**fixed, **params}
+        return tuple(merged[k] for k in order) if order is not None else merged
+
+    def _run(self, conn: Connection, many: bool, params: Any) -> list[tuple[Any, ...]]:
+        sql, order, fixed = self._sql(conn)
+        dbapi = conn.dialect.dbapi
+        cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        args = [self._args(order, fixed, p) for p in params] if many else self._args(order, fixed, params)
+        if conn.dispatch.before_cursor_execute:  # listeners still see the statement (tests, tracing)
+            conn.dispatch.before_cursor_execute(conn, cur, sql, args, None, many)
+        try:
+            if many:
+                cur.executemany(sql, args)
+                return []
+            cur.execute(sql, args)
+            return list(cur.fetchall())
+        except dbapi.Error as exc:  # type: ignore[union-attr]
+            from sqlalchemy.exc import DBAPIError
+
+            raise DBAPIError.instance(sql, None, exc, dbapi.Error, dialect=conn.dialect) from exc  # type: ignore[union-attr]
+        finally:
+            cur.close()
+
+    def rows(self, conn: Connection, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+        return self._run(conn, False, params)
+
+    def many(self, conn: Connection, params: list[dict[str, Any]]) -> None:
+        self._run(conn, True, params)

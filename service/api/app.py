@@ -37,6 +37,9 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.state.services.sealer.start()  # this process seals the audit log every few seconds (a daemon thread)
     app.include_router(health.router)
     app.include_router(fhir_http.router)
+    # The FHIR API is answered before FastAPI's routing and exception layers (it does its own: every failure is
+    # an OperationOutcome); middlewares added later (CORS) still wrap it.
+    app.add_middleware(FhirFirst)
     for installer in app.state.services.app_installers:
         installer(app)
 
@@ -55,6 +58,28 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         return _oo(500, "Internal error; it has been logged")
 
     return app
+
+
+class FhirFirst:
+    """ASGI middleware: `/fhir` and `/fhir/...` (but the SMART discovery document, which the identity layer's
+    routes serve) go straight to the FHIR endpoint."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or not (path == "/fhir" or path.startswith("/fhir/")) \
+                or path.startswith("/fhir/.well-known/"):
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope, receive)
+        try:
+            response = await fhir_http.fhir_endpoint(request)
+        except Exception:
+            log.exception("unhandled error on %s %s", request.method, path)
+            response = _oo(500, "Internal error; it has been logged")
+        await response(scope, receive, send)
 
 
 def app_factory() -> Any:

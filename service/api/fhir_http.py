@@ -78,7 +78,7 @@ async def _read_body(request: Request, limit: int) -> bytes:
 
 async def fhir_endpoint(request: Request) -> Response:
     services = request.app.state.services
-    path = request.path_params.get("path", "")
+    path = request.path_params.get("path") or request.url.path.removeprefix("/fhir").lstrip("/")
     params = [(k, v) for k, v in parse_qsl(request.url.query, keep_blank_values=True)]
     fmt = next((v for k, v in params if k == "_format"), None)
     pretty = next((v for k, v in params if k == "_pretty"), "false") == "true"

@@ -28,8 +28,9 @@ from sqlalchemy import insert, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from service.audit.rows import AuditRow
+from service.audit.rows import COLUMNS, AuditRow
 from service.audit.tables import audit_also, audit_log
+from service.db import Prepared
 
 log = logging.getLogger("sharedcare.audit")
 
@@ -37,11 +38,21 @@ MAX_BATCH = 500
 WAIT_SECONDS = 30.0
 
 
+def _insert_statement(dialect: str) -> Any:
+    from sqlalchemy import bindparam
+
+    return insert(audit_log).values({name: bindparam(name) for name in VALUES})
+
+
+VALUES = tuple(c for c in COLUMNS if c != "seq")
+_INSERT = Prepared(_insert_statement)
+
+
 def insert_rows(conn: Connection, rows: list[AuditRow]) -> None:
     """Insert rows in the caller's transaction (and their `audit_also` pointers)."""
     plain = [r for r in rows if len(r.patients) <= 1]
     if plain:
-        conn.execute(insert(audit_log), [r.values() for r in plain])
+        _INSERT.many(conn, [r.values() for r in plain])
     for r in rows:
         if len(r.patients) > 1:
             r.seq = conn.execute(insert(audit_log).returning(audit_log.c.seq), r.values()).scalar_one()

@@ -15,6 +15,7 @@ from sqlalchemy import and_, select
 from sqlalchemy.engine import Connection
 
 from consent import ParsedConsent, parse_consent
+from service.db import Prepared
 from service.search.tables import sp_compartment as C
 from service.search.tables import sp_token as T
 from service.storage.tables import resource as R
@@ -84,10 +85,11 @@ def with_shapes(conn: Connection, patients: Any, base: str) -> dict[str, list[tu
     return out
 
 
-def _facts_parts(pid: Any, width: int) -> list[Any]:
+def _facts_parts(pid: Any, width: int, dialect: str | None = None) -> list[Any]:
     """The facts about patient `pid` (a bind parameter or a scalar subquery) as union members of `width`
-    columns: ('c', consent content), ('r', care relationship), ('g', open grant id)."""
-    from sqlalchemy import bindparam, exists, literal, null, or_
+    columns: ('c', consent content), ('r', care relationship), ('g', open grant id). On PostgreSQL the caller's
+    keys are one array parameter (`= ANY`), so the statement compiles once."""
+    from sqlalchemy import bindparam, exists, func, literal, null, or_
 
     from service.policy.tables import break_glass as BG
     from service.policy.tables import care_relationship as CR
@@ -97,8 +99,10 @@ def _facts_parts(pid: Any, width: int) -> list[Any]:
     consents = select(literal("c").label("k"), *pad, R.c.content.label("v")).where(
         R.c.res_type == "Consent", R.c.deleted.is_(False), _active(),
         R.c.res_id.in_(select(C.c.res_id).where(C.c.res_type == "Consent", C.c.patient_id == pid)))
+    parties = CR.c.party == func.any(bindparam("parties")) if dialect == "postgresql" \
+        else CR.c.party.in_(bindparam("parties", expanding=True))
     related = select(literal("r").label("k"), *pad, null().label("v")).where(exists().where(
-        CR.c.patient_id == pid, CR.c.party.in_(bindparam("parties", expanding=True)),
+        CR.c.patient_id == pid, parties,
         or_(CR.c.start_us.is_(None), CR.c.start_us <= now), or_(CR.c.end_us.is_(None), CR.c.end_us > now)))
     grant = select(literal("g").label("k"), *pad, BG.c.id.label("v")).where(
         BG.c.subject == bindparam("subject"), BG.c.patient_id == pid, BG.c.expires_us > now)
@@ -114,7 +118,7 @@ def _facts_statement() -> Any:
     return union_all(*_facts_parts(bindparam("pid"), 2))
 
 
-def row_and_facts_statement() -> Any:
+def row_and_facts_statement(dialect: str | None = None) -> Any:
     """One round trip for a read: the current row of (:rtype, :rid) ('x': version, last_updated, deleted,
     owners, content) and the facts about its primary owner, so a resource the caller may not see costs
     exactly what a missing one does."""
@@ -124,24 +128,25 @@ def row_and_facts_statement() -> Any:
     row = select(literal("x").label("k"), R.c.version, R.c.last_updated, R.c.deleted, R.c.owners,
                  R.c.content.label("v")).where(R.c.res_type == rtype, R.c.res_id == rid)
     owner = select(R.c.patient_id).where(R.c.res_type == rtype, R.c.res_id == rid).scalar_subquery()
-    return union_all(row, *_facts_parts(owner, 6))
+    return union_all(row, *_facts_parts(owner, 6, dialect))
 
 
 _FACTS = None
-_ROW_AND_FACTS = None
+_ROW_AND_FACTS = Prepared(row_and_facts_statement)
+_SQLITE_ROW_AND_FACTS = row_and_facts_statement()
 
 
 def read_row_and_facts(conn: Connection, rtype: str, rid: str, base: str, params: dict[str, Any]
                        ) -> tuple[tuple[Any, ...] | None, list[ParsedConsent], bool, str | None]:
     """(row, consents, related, grant) from `row_and_facts_statement`; row is (version, last_updated,
     deleted, owners, content) or None."""
-    global _ROW_AND_FACTS
-    if _ROW_AND_FACTS is None:
-        _ROW_AND_FACTS = row_and_facts_statement()
     row = None
     found: list[ParsedConsent] = []
     related, grant = False, None
-    for k, version, lu, deleted, owners, value in conn.execute(_ROW_AND_FACTS, {"rtype": rtype, "rid": rid, **params}):
+    args = {"rtype": rtype, "rid": rid, **params}
+    rows = _ROW_AND_FACTS.rows(conn, args) if conn.dialect.name == "postgresql" else conn.execute(
+        _SQLITE_ROW_AND_FACTS, args).all()  # (SQLite: the caller's keys are an expanding IN list)
+    for k, version, lu, deleted, owners, value in rows:
         if k == "x":
             row = (version, lu, deleted, owners, value)
         elif k == "c":

@@ -26,11 +26,13 @@ def statements(services: Any) -> Iterator[list[str]]:
         if statement.lstrip().upper().startswith("SELECT") and not AUDIT.search(statement):
             seen.append(re.sub(r"\s+", " ", statement))
 
-    event.listen(services.db.engine, "before_cursor_execute", record)
+    for engine in services.db.engines:
+        event.listen(engine, "before_cursor_execute", record)
     try:
         yield seen
     finally:
-        event.remove(services.db.engine, "before_cursor_execute", record)
+        for engine in services.db.engines:
+            event.remove(engine, "before_cursor_execute", record)
 
 
 INTERACTIONS = {

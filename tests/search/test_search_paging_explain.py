@@ -157,12 +157,14 @@ def test_compartment_pages_are_driven_by_the_patient_index(clean_services, backe
         if "own_compartment" in statement and statement.lstrip().startswith("SELECT"):
             seen.append((statement, parameters))
 
-    event.listen(services.db.engine, "before_cursor_execute", record)
+    for engine in services.db.engines:
+        event.listen(engine, "before_cursor_execute", record)
     try:
         r = handle(FhirRequest("GET", path.format(pid=pid), params=[("_count", "2")]), services,
                    RequestContext.system())
     finally:
-        event.remove(services.db.engine, "before_cursor_execute", record)
+        for engine in services.db.engines:
+            event.remove(engine, "before_cursor_execute", record)
     assert r.status == 200, r.body
     assert len(seen) == 2  # the count and the page
     with services.db.read() as conn:
