@@ -18,6 +18,8 @@ from sqlalchemy.pool import NullPool
 
 from service.config import Settings
 
+PG_CONNECT = {"connect_timeout": 5}  # seconds: an unreachable server is an error soon, not a hung request
+
 
 def make_engine(url: str, *, pool_size: int = 5) -> Engine:
     if url.startswith("sqlite"):
@@ -44,7 +46,7 @@ def make_engine(url: str, *, pool_size: int = 5) -> Engine:
         return engine
     # No pre-ping round trip per checkout: a dead pooled connection surfaces as an invalidated-connection error,
     # which the pipeline retries once (reads) or answers 503 (writes).
-    return create_engine(url, pool_size=pool_size, max_overflow=15, pool_pre_ping=False)
+    return create_engine(url, pool_size=pool_size, max_overflow=15, pool_pre_ping=False, connect_args=PG_CONNECT)
 
 
 class Database:
@@ -57,12 +59,18 @@ class Database:
         # PostgreSQL reads use a pool of their own whose connections stay in autocommit (no BEGIN/COMMIT round
         # trips, and no isolation level to set and reset on every checkout).
         self._read_engine = create_engine(engine.url, pool_size=10, max_overflow=10, pool_pre_ping=False,
-                                          isolation_level="AUTOCOMMIT") if self.dialect == "postgresql" else None
+                                          isolation_level="AUTOCOMMIT", connect_args=PG_CONNECT
+                                          ) if self.dialect == "postgresql" else None
+        # and the event loop's own connection, for the reads by id it runs itself (one at a time; never waiting
+        # for the threads' pool)
+        self._loop_engine = create_engine(engine.url, pool_size=1, max_overflow=1, pool_pre_ping=False,
+                                          isolation_level="AUTOCOMMIT", connect_args=PG_CONNECT
+                                          ) if self.dialect == "postgresql" else None
 
     @property
     def engines(self) -> list[Engine]:
         """Every engine (for listeners that must see every statement)."""
-        return [self.engine] + ([self._read_engine] if self._read_engine is not None else [])
+        return [e for e in (self.engine, self._read_engine, self._loop_engine) if e is not None]
 
     @property
     def is_postgres(self) -> bool:
@@ -80,11 +88,13 @@ class Database:
                 conn.info.pop("sharedcare.ctx", None)
 
     @contextmanager
-    def read(self) -> Iterator[Connection]:
+    def read(self, on_loop: bool = False) -> Iterator[Connection]:
         """A read-only unit. On PostgreSQL in autocommit (each statement sees what is committed, as READ
-        COMMITTED would, without BEGIN and COMMIT round trips); on SQLite a deferred transaction."""
-        if self._read_engine is not None:
-            with self._read_engine.connect() as conn:
+        COMMITTED would, without BEGIN and COMMIT round trips); on SQLite a deferred transaction. `on_loop`: the
+        HTTP server's event loop runs the read itself, on its own connection (PostgreSQL)."""
+        engine = self._loop_engine if on_loop else self._read_engine
+        if engine is not None:
+            with engine.connect() as conn:
                 try:
                     yield conn
                 finally:
@@ -106,9 +116,8 @@ class Database:
             return False
 
     def dispose(self) -> None:
-        self.engine.dispose()
-        if self._read_engine is not None:
-            self._read_engine.dispose()
+        for engine in self.engines:
+            engine.dispose()
 
 
 def null_pool_engine(url: str) -> Engine:
@@ -125,26 +134,28 @@ class Prepared:
         self.build = build
         self._compiled: dict[str, tuple[str, tuple[str, ...] | None, dict[str, Any]]] = {}
 
-    def _sql(self, conn: Connection) -> tuple[str, tuple[str, ...] | None, dict[str, Any]]:
-        name = conn.dialect.name
+    def compiled(self, dialect: Any) -> tuple[str, tuple[str, ...] | None, dict[str, Any]]:
+        """(the driver's SQL, the order of positional parameters or None for named ones, the statement's own
+        literal parameters) for a SQLAlchemy dialect."""
+        name = dialect.name
         found = self._compiled.get(name)
         if found is None:
-            c = self.build(name).compile(dialect=conn.dialect)
+            c = self.build(name).compile(dialect=dialect)
             positional = tuple(c.positiontup) if c.positiontup else None
             fixed = {k: v for k, v in c.params.items() if v is not None}  # the statement's own literals
             found = self._compiled[name] = (str(c), positional, fixed)
         return found
 
     @staticmethod
-    def _args(order: tuple[str, ...] | None, fixed: dict[str, Any], params: dict[str, Any]) -> Any:
+    def args(order: tuple[str, ...] | None, fixed: dict[str, Any], params: dict[str, Any]) -> Any:
         merged = {**fixed, **params}
         return tuple(merged[k] for k in order) if order is not None else merged
 
     def _run(self, conn: Connection, many: bool, params: Any) -> list[tuple[Any, ...]]:
-        sql, order, fixed = self._sql(conn)
+        sql, order, fixed = self.compiled(conn.dialect)
         dbapi = conn.dialect.dbapi
         cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-        args = [self._args(order, fixed, p) for p in params] if many else self._args(order, fixed, params)
+        args = [self.args(order, fixed, p) for p in params] if many else self.args(order, fixed, params)
         if conn.dispatch.before_cursor_execute:  # listeners still see the statement (tests, tracing)
             conn.dispatch.before_cursor_execute(conn, cur, sql, args, None, many)
         try:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -32,7 +34,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     settings = settings or get_settings()
     configure_logging()
     app = FastAPI(title="Shared care record", version="0.1.0", docs_url=None, redoc_url=None,
-                  openapi_url="/openapi.json")
+                  openapi_url="/openapi.json", lifespan=_lifespan)
     app.state.services = services or build_services(settings)
     app.state.services.sealer.start()  # this process seals the audit log every few seconds (a daemon thread)
     app.include_router(health.router)
@@ -58,6 +60,12 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         return _oo(500, "Internal error; it has been logged")
 
     return app
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    yield
+    await app.state.services.audit.aclose()  # (the group commit's connection on this event loop)
 
 
 class FhirFirst:

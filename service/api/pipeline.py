@@ -9,18 +9,23 @@ The request's context is frozen once authenticated; what the request touched and
 - a refused or failed request is audited the same way (a failed write's transaction was rolled back); when the
   database cannot take the row, it is spooled locally and written when the database is back.
 A read whose pooled connection turns out to be dead is retried once on a fresh one (no pre-ping per request).
+
+The HTTP endpoint passes `OnLoop` (PostgreSQL): the rows that would go through the group commit are left in it
+for the endpoint to await (`services.audit.acommit`) before the response leaves, and a read by id runs on the
+event loop's own thread and connection (`inline`), with no hand-off to a worker thread.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from service.access.context import RequestContext
 from service.access.record import RequestRecord
 from service.audit.log import unavailable
-from service.audit.rows import access_row
+from service.audit.rows import AuditRow, access_row
 from service.fhir.outcome import OperationOutcomeError
 from service.fhir.request import FhirRequest, FhirResponse, error_response
 from service.interactions.router import Route, allowed, route
@@ -30,10 +35,27 @@ from service.wiring import Services
 log = logging.getLogger("sharedcare.pipeline")
 
 
+@dataclass
+class OnLoop:
+    """A request whose caller is an event loop: `rows` receives its group-commit rows (the caller awaits them);
+    `inline`: it is a read by id the loop runs itself (service.interactions.router.point_read)."""
+
+    rows: list[AuditRow] = field(default_factory=list)
+    inline: bool = False
+
+
 def handle(req: FhirRequest, services: Services, ctx: RequestContext | None = None,
-           record: RequestRecord | None = None) -> FhirResponse:
-    """Run one request (`ctx`: already authenticated, e.g. by a page of the service itself)."""
-    record = record or RequestRecord()
+           record: RequestRecord | None = None, on_loop: OnLoop | None = None) -> FhirResponse:
+    """Run one request (`ctx`: already authenticated, e.g. by a page of the service itself). The answer carries
+    the request's id (`X-Request-Id`), which its audit row has too."""
+    resp = _handle(req, services, ctx, record or RequestRecord(), on_loop)
+    resp.headers["X-Request-Id"] = ctx.request_id if ctx is not None else req.request_id
+    return resp
+
+
+def _handle(req: FhirRequest, services: Services, ctx: RequestContext | None, record: RequestRecord,
+            on_loop: OnLoop | None) -> FhirResponse:
+    group = _Group(services, on_loop)
     try:
         if ctx is None:
             ctx = services.authenticator(req, services)
@@ -42,14 +64,14 @@ def handle(req: FhirRequest, services: Services, ctx: RequestContext | None = No
         allowed(req, r)
     except OperationOutcomeError as err:
         resp = error_response(err)
-        _audit(services, ctx, record, req, resp)
+        _audit(group, ctx, record, req, resp)
         return resp
     try:
         try:
-            resp = _write(services, r, ctx, record, req) if r.writes else _read(services, r, ctx, record, req)
+            resp = _write(services, r, ctx, record, req) if r.writes else _read(services, group, r, ctx, record, req)
         except OperationOutcomeError as err:
             resp = error_response(err)  # (a write's unit was rolled back)
-            _audit(services, ctx, record, req, resp)
+            _audit(group, ctx, record, req, resp)
         return resp
     except (OperationalError, DBAPIError) as exc:
         log.exception("database error on %s %s", req.method, req.path)
@@ -59,7 +81,7 @@ def handle(req: FhirRequest, services: Services, ctx: RequestContext | None = No
         else:
             resp = error_response(OperationOutcomeError(500, "exception", "Internal error (database); it has been "
                                                                           "logged"))
-        _audit(services, ctx, record, req, resp)  # (spooled if the database cannot take it)
+        _audit(group, ctx, record, req, resp)  # (spooled if the database cannot take it)
         return resp
 
 
@@ -73,10 +95,11 @@ def _write(services: Services, r: Route, ctx: RequestContext, record: RequestRec
     return resp
 
 
-def _read(services: Services, r: Route, ctx: RequestContext, record: RequestRecord, req: FhirRequest) -> FhirResponse:
+def _read(services: Services, group: _Group, r: Route, ctx: RequestContext, record: RequestRecord, req: FhirRequest
+          ) -> FhirResponse:
     for attempt in (1, 2):
         try:
-            with services.db.read() as conn:
+            with services.db.read(on_loop=group.inline) as conn:
                 resp = r.call(Repository(services, conn, ctx, record))
             break
         except DBAPIError as exc:
@@ -89,20 +112,38 @@ def _read(services: Services, r: Route, ctx: RequestContext, record: RequestReco
             services.after_access(Repository(services, conn, ctx, record), req, resp)
             services.audit.insert(conn, [_row(ctx, record, req, resp)])
     else:
-        services.audit.commit([_row(ctx, record, req, resp)])
+        group.commit(_row(ctx, record, req, resp))
     return resp
 
 
-def _audit(services: Services, ctx: RequestContext | None, record: RequestRecord, req: FhirRequest,
+class _Group:
+    """The group commit, now (blocking) or by the caller (`OnLoop`)."""
+
+    def __init__(self, services: Services, on_loop: OnLoop | None) -> None:
+        self.services = services
+        self.on_loop = on_loop
+        self.inline = on_loop is not None and on_loop.inline
+
+    def commit(self, row: AuditRow) -> None:
+        if self.on_loop is not None:
+            self.on_loop.rows.append(row)
+        else:
+            self.services.audit.commit([row])
+
+
+def _audit(group: _Group, ctx: RequestContext | None, record: RequestRecord, req: FhirRequest,
            resp: FhirResponse) -> None:
     """A refused or failed request's row, on its own (group commit; spooled if the database cannot take it)."""
     try:
-        services.audit.commit([_row(ctx, record, req, resp)])
+        group.commit(_row(ctx, record, req, resp))
     except Exception:  # (nothing was disclosed: the answer is an error; say so loudly)
         log.exception("the audit row of a refused request could not be written (%s %s -> %s)", req.method, req.path,
                       resp.status)
 
 
-def _row(ctx: RequestContext | None, record: RequestRecord, req: FhirRequest, resp: FhirResponse):  # type: ignore[no-untyped-def]
-    return access_row(ctx, record, method=req.method, path=req.path, params=req.params, status=resp.status,
-                      body=resp.body, headers=resp.headers, req_body=req.body)
+def _row(ctx: RequestContext | None, record: RequestRecord, req: FhirRequest, resp: FhirResponse) -> AuditRow:
+    row = access_row(ctx, record, method=req.method, path=req.path, params=req.params, status=resp.status,
+                     body=resp.body, headers=resp.headers, req_body=req.body)
+    if row.request_id is None:  # (refused before anyone was authenticated)
+        row.request_id = req.request_id
+    return row

@@ -1,10 +1,10 @@
 """Writing the audit log: one compact row per access, never lost.
 
 - A write's row goes into the write's own transaction (`insert`): it commits with the write, or neither does.
-- A read's row goes through the group commit (`commit`): the request's thread hands it to this process's
-  committer thread and waits; the committer writes everything waiting in one transaction (one commit for many
-  requests), then releases them. Nothing is held between requests, and no response leaves before its row is
-  durable.
+- A read's row goes through the group commit (service/audit/group_commit.py): everything waiting is written in
+  one transaction (one commit for many requests), then the requests are released. Nothing is held between
+  requests, and no response leaves before its row is durable. The HTTP server awaits it on its event loop
+  (`acommit`, PostgreSQL); any other caller blocks on the committer thread (`commit`).
 - When the database cannot take a row (it is down, read-only, or the disk is full), the row is appended to a
   local spool file (`<var>/audit-spool/`, fsync'd) and the request goes on being answered as it would; any
   process flushes spooled rows into the database once it answers again (`flush_spool`), skipping rows already
@@ -15,11 +15,8 @@ from __future__ import annotations
 
 import logging
 import os
-import queue
-import threading
 import time
 import uuid
-from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -28,14 +25,13 @@ from sqlalchemy import insert, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from service.audit.group_commit import AsyncGroupCommitter, GroupCommitter
 from service.audit.rows import COLUMNS, AuditRow
 from service.audit.tables import audit_also, audit_log
 from service.db import Prepared
 
 log = logging.getLogger("sharedcare.audit")
 
-MAX_BATCH = 500
-WAIT_SECONDS = 30.0
 
 
 def _insert_statement(dialect: str) -> Any:
@@ -57,6 +53,39 @@ def insert_rows(conn: Connection, rows: list[AuditRow]) -> None:
         if len(r.patients) > 1:
             r.seq = conn.execute(insert(audit_log).returning(audit_log.c.seq), r.values()).scalar_one()
             conn.execute(insert(audit_also), [{"patient_id": p, "seq": r.seq} for p in dict.fromkeys(r.patients[1:])])
+
+
+def _returning_statement(dialect: str) -> Any:
+    from sqlalchemy import bindparam
+
+    return insert(audit_log).values({name: bindparam(name) for name in VALUES}).returning(audit_log.c.seq)
+
+
+def _also_statement(dialect: str) -> Any:
+    from sqlalchemy import bindparam
+
+    return insert(audit_also).values(patient_id=bindparam("patient_id"), seq=bindparam("seq"))
+
+
+_INSERT_RETURNING = Prepared(_returning_statement)
+_INSERT_ALSO = Prepared(_also_statement)
+
+
+async def ainsert_rows(conn: Any, dialect: Any, rows: list[AuditRow]) -> None:
+    """`insert_rows` on a psycopg AsyncConnection (the caller's transaction)."""
+    sql, _, fixed = _INSERT.compiled(dialect)
+    async with conn.cursor() as cur:
+        plain = [{**fixed, **r.values()} for r in rows if len(r.patients) <= 1]
+        if plain:
+            await cur.executemany(sql, plain)
+        for r in rows:
+            if len(r.patients) > 1:
+                ret, _, fixed = _INSERT_RETURNING.compiled(dialect)
+                await cur.execute(ret, {**fixed, **r.values()})
+                r.seq = (await cur.fetchone())[0]
+                also, _, fixed = _INSERT_ALSO.compiled(dialect)
+                await cur.executemany(also, [{**fixed, "patient_id": p, "seq": r.seq}
+                                             for p in dict.fromkeys(r.patients[1:])])
 
 
 class Spool:
@@ -109,66 +138,6 @@ class Spool:
         return added
 
 
-class GroupCommitter:
-    """One thread per process that commits the rows reads hand it, many to a transaction."""
-
-    def __init__(self, db: Any, spool: Spool) -> None:
-        self.db = db
-        self.spool = spool
-        self._queue: queue.SimpleQueue[tuple[list[AuditRow], Future[None]]] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-        self._pid = 0
-        self._lock = threading.Lock()
-
-    def submit(self, rows: list[AuditRow]) -> None:
-        """Block until the rows are durable (in the database, or spooled)."""
-        fut: Future[None] = Future()
-        self._queue.put((rows, fut))
-        self._ensure()
-        fut.result(timeout=WAIT_SECONDS)
-
-    def _ensure(self) -> None:
-        if self._thread is not None and self._thread.is_alive() and self._pid == os.getpid():
-            return
-        with self._lock:
-            if self._thread is None or not self._thread.is_alive() or self._pid != os.getpid():
-                self._pid = os.getpid()
-                self._thread = threading.Thread(target=self._run, name="audit-group-commit", daemon=True)
-                self._thread.start()
-
-    def _run(self) -> None:
-        while True:
-            batch = [self._queue.get()]
-            size = len(batch[0][0])
-            while size < MAX_BATCH:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                batch.append(item)
-                size += len(item[0])
-            rows = [r for rs, _ in batch for r in rs]
-            try:
-                self._write(rows)
-                error: BaseException | None = None
-            except BaseException as exc:  # noqa: BLE001  (every waiting request must hear what happened)
-                error = exc
-            for _, fut in batch:
-                if error is None:
-                    fut.set_result(None)
-                else:
-                    fut.set_exception(error)
-
-    def _write(self, rows: list[AuditRow]) -> None:
-        try:
-            with self.db.write() as conn:
-                insert_rows(conn, rows)
-        except (OperationalError, DBAPIError) as exc:
-            if not unavailable(exc):
-                raise
-            self.spool.add(rows)
-
-
 def unavailable(exc: BaseException) -> bool:
     """A database error that means "cannot take writes now" (down, unreachable, read-only, disk full, locked),
     as opposed to one that says something is wrong with the schema or the statement."""
@@ -187,8 +156,19 @@ class AuditLog:
     def __init__(self, db: Any, spool_dir: Path) -> None:
         self.db = db
         self.spool = Spool(spool_dir)
-        self.committer = GroupCommitter(db, self.spool)
+        self.committer = GroupCommitter(self._write)
+        self._async: AsyncGroupCommitter | None = None
+        if db.is_postgres:
+            url = db.engine.url.set(drivername="postgresql")
+            self._async = AsyncGroupCommitter(url.render_as_string(hide_password=False),
+                                              lambda conn, rows: ainsert_rows(conn, db.engine.dialect, rows),
+                                              self._spool_or_raise)
         self._flushed_at = 0.0
+
+    @property
+    def awaitable(self) -> bool:
+        """Whether an event loop can await the group commit (`acommit`) instead of blocking a thread on it."""
+        return self._async is not None
 
     def insert(self, conn: Connection, rows: list[AuditRow]) -> None:
         insert_rows(conn, rows)
@@ -197,6 +177,27 @@ class AuditLog:
         """Durable before this returns: the group commit, or the spool when the database cannot take them."""
         self.committer.submit(rows)
         self.maybe_flush()
+
+    async def acommit(self, rows: list[AuditRow]) -> None:
+        """`commit`, awaited on the event loop (only when `awaitable`)."""
+        assert self._async is not None
+        await self._async.commit(rows)
+
+    async def aclose(self) -> None:
+        if self._async is not None:
+            await self._async.aclose()
+
+    def _write(self, rows: list[AuditRow]) -> None:
+        try:
+            with self.db.write() as conn:
+                insert_rows(conn, rows)
+        except (OperationalError, DBAPIError) as exc:
+            self._spool_or_raise(rows, exc)
+
+    def _spool_or_raise(self, rows: list[AuditRow], exc: BaseException) -> None:
+        if not unavailable(exc):
+            raise exc
+        self.spool.add(rows)
 
     def maybe_flush(self) -> None:
         """Now and then, move spooled rows into the database (cheap when there are none)."""

@@ -69,7 +69,8 @@ class Authenticator:
         remote = req.header("x-sharedcare-remote")
         agent = req.header("user-agent")
         if (req.method, req.path.strip("/")) in PUBLIC:
-            return RequestContext(None, purposes, reason, remote_addr=remote, user_agent=agent)
+            return RequestContext(None, purposes, reason, remote_addr=remote, user_agent=agent,
+                                  request_id=req.request_id)
         header = req.header("authorization")
         if not header:
             raise OperationOutcomeError(401, "login", "This request needs a bearer token (Authorization: Bearer ...); "
@@ -95,7 +96,8 @@ class Authenticator:
                 raise InvalidToken("The access token has been revoked")
         except InvalidToken as exc:
             raise self.unauthorized(str(exc)) from None
-        return RequestContext(principal, purposes, reason, remote_addr=remote, user_agent=agent)
+        return RequestContext(principal, purposes, reason, remote_addr=remote, user_agent=agent,
+                              request_id=req.request_id)
 
 
 def _kid(token: str) -> str | None:

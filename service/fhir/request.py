@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +22,8 @@ class FhirRequest:
     # Set only by Bundle processing: the id a create must use, planned before any entry is written
     # so that urn:uuid references can be rewritten up front (never taken from a client).
     assigned_id: str | None = None
+    # This request's id: in its audit row and its answer's X-Request-Id (never taken from a client)
+    request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name.lower())

@@ -65,6 +65,17 @@ def allowed(req: FhirRequest, r: Route) -> Route:
     return r
 
 
+def point_read(method: str, path: str) -> bool:
+    """Whether a request is a read or vread by id (`GET Type/id`, `GET Type/id/_history/vid`): one resource by its
+    key, whose cost does not depend on what the caller asked for."""
+    if method != "GET":
+        return False
+    parts = [p for p in path.split("/") if p]
+    if len(parts) == 2 or (len(parts) == 4 and parts[2] == "_history"):
+        return not any(p[0] in "_$" for i, p in enumerate(parts) if i != 2) and parts[0] != "metadata"
+    return False
+
+
 def route(req: FhirRequest, ops: Operations) -> Route:
     """The handler for a request (see `allowed` for what is refused whatever the caller)."""
     parts = [p for p in req.path.split("/") if p]

@@ -15,6 +15,7 @@ from typing import Any
 
 from service.fhir.types import RESOURCE_TYPES
 from service.search.params import SearchParam, params_for
+from service.search.plainpath import compile_plain
 from service.search.values import MAX_US, MIN_US, cut, date_range, normalize, period_range
 
 log = logging.getLogger("sharedcare.search")
@@ -206,6 +207,10 @@ def values_of(param: SearchParam, resource: dict[str, Any]) -> list[tuple[Any, s
     out: list[tuple[Any, str | None]] = []
     rtype = resource["resourceType"]
     for (fn, type_filter), (expression, _) in zip(param.compiled(), param.expressions, strict=True):
+        plain = compile_plain(expression)
+        if plain is not None:
+            out.extend((v, type_filter) for v in plain(resource))
+            continue
         if not can_match(expression, resource) and _empty_when_absent(expression, fn, rtype):
             continue
         try:

@@ -7,13 +7,7 @@ On SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -21,14 +15,7 @@ import httpx
 import pytest
 
 from tests.auth.conftest import DEMO_PASSWORD, REDIRECT, assertion, authorize_params, gp_key, login, pkce
-
-SHAREDCARE = str(Path(sys.executable).parent / "sharedcare")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.running import free_port, running_server
 
 
 @pytest.fixture(scope="module")
@@ -36,37 +23,12 @@ def server(settings: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     """The service as an operator runs it (two worker processes), on the test database. Stateless: the tests
     reload the demo data under it as they please."""
     home = tmp_path_factory.mktemp("server")
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SHAREDCARE_") and k != "PYTHONDONTWRITEBYTECODE"}
-    env.update(SHAREDCARE_DATABASE_URL=settings.database_url, SHAREDCARE_BASE_URL=base, SHAREDCARE_DEMO="1",
-               SHAREDCARE_VAR_DIR=str(home / "var"), SHAREDCARE_KEYS_DIR=str(home / "keys"),
-               PYTHONPYCACHEPREFIX=str(home / "pycache"))
-    log = open(home / "server.log", "wb")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen([SHAREDCARE, "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "2"],
-                            env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"the server exited: {(home / 'server.log').read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"the server did not start: {(home / 'server.log').read_text()[-3000:]}")
-            time.sleep(0.3)
-        yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+    env = {"SHAREDCARE_DATABASE_URL": settings.database_url, "SHAREDCARE_BASE_URL": base, "SHAREDCARE_DEMO": "1",
+               "SHAREDCARE_VAR_DIR": str(home / "var"), "SHAREDCARE_KEYS_DIR": str(home / "keys")}
+    with running_server(home, env, port=port) as address:
+        yield address
 
 
 def _browser_login(authorize_url: str, username: str, password: str = DEMO_PASSWORD, patient: str = "") -> str:
