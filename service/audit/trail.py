@@ -49,8 +49,17 @@ def _seq(rid: str) -> int | None:
     return int(rid) if rid.isdigit() and len(rid) < 19 else None
 
 
-def read(repo: Any, rid: str, interaction: str = "read") -> Stored:
+def _require(repo: Any, interaction: str) -> None:
+    """The type check (IG leads and administrators read the trail; partner systems send to it), noted as the
+    basis of the access."""
     repo.require(interaction, "AuditEvent")
+    repo.record.note("policy: permit AuditEvent: the audit trail, for IG leads and administrators (rule:audit-trail)"
+                     if interaction != "create" else
+                     "policy: permit AuditEvent: an audit record a partner system sends (rule:audit-trail)")
+
+
+def read(repo: Any, rid: str, interaction: str = "read") -> Stored:
+    _require(repo, interaction)
     seq = _seq(rid)
     row = repo._conn.execute(select(A).where(A.c.seq == seq)).first() if seq is not None else None
     if row is None:
@@ -70,7 +79,7 @@ def create(repo: Any, event: dict[str, Any]) -> Stored:
     """A partner system's AuditEvent, in the request's transaction."""
     from service.fhir.validation import validate_resource
 
-    repo.require("create", "AuditEvent")
+    _require(repo, "create")
     event = {k: v for k, v in event.items() if k not in ("id", "meta")}
     validate_resource({"resourceType": "AuditEvent", **event}, expected_type="AuditEvent")
     patients = ownership.owners("AuditEvent", event, repo._store.resolver(repo._conn))
@@ -198,7 +207,7 @@ def search(repo: Any, req: FhirRequest, path: str = "AuditEvent", extra: ColumnE
            ) -> FhirResponse:
     from service.search import paging
 
-    repo.require("search-type", "AuditEvent")
+    _require(repo, "search-type")
     notes: list[Issue] = []
     strict = req.prefer.get("handling", "lenient").lower() == "strict"
     conds, applied = _conditions(req, notes, strict, repo)
@@ -297,7 +306,7 @@ def compartment(repo: Any, req: FhirRequest, pid: str) -> FhirResponse:
 def history(repo: Any, req: FhirRequest, rid: str | None = None) -> FhirResponse:
     """Type history (newest first, `_count` and `_cursor` paging) and instance history (one version)."""
     interaction = "history-instance" if rid else "history-type"
-    repo.require(interaction, "AuditEvent")
+    _require(repo, interaction)
     raw = req.param("_count")
     if raw is not None and not raw.isdigit():
         raise bad_request(f"_count={raw!r} must be a non-negative whole number")

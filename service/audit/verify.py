@@ -22,7 +22,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 
 from service.audit.rows import also_patients, digest
-from service.audit.seal import chain, key_id, mac
+from service.audit.seal import MARGIN_US, chain, key_id, mac
 from service.audit.tables import audit_also as X
 from service.audit.tables import audit_log as A
 from service.audit.tables import audit_seal as S
@@ -119,9 +119,17 @@ def verify(conn: Connection, key: bytes, anchor_path: Path) -> Report:
     if anchors and max(anchors) >= expect_id:
         report.problems.append(f"the anchor file holds seal {max(anchors)} but the newest seal here is "
                                f"{expect_id - 1}: sealed rows and their seals were removed (truncated)")
-    for (s,) in conn.execute(select(A.c.seq).where(A.c.seq <= top).order_by(A.c.seq)):
-        if s not in covered:
-            report.problems.append(f"AuditEvent/{s} is older than the newest seal but no seal covers it (inserted, "
-                                   "or its transaction committed after sealing)")
-    report.unsealed = int(conn.execute(select(func.count()).select_from(A).where(A.c.seq > top)).scalar_one())
+    # A row below the newest seal that no seal covers is waiting for the next seal if it was too new for the newest
+    # one (the sealer takes rows MARGIN old); any other was inserted, or its transaction committed after sealing.
+    sealed_at = conn.execute(select(S.c.sealed_at).order_by(S.c.id.desc()).limit(1)).scalar() or 0
+    waiting = 0
+    for s, recorded in conn.execute(select(A.c.seq, A.c.recorded).where(A.c.seq <= top).order_by(A.c.seq)):
+        if s in covered:
+            continue
+        if recorded > sealed_at - MARGIN_US:
+            waiting += 1
+            continue
+        report.problems.append(f"AuditEvent/{s} is older than the newest seal but no seal covers it (inserted, "
+                               "or its transaction committed after sealing)")
+    report.unsealed = waiting + int(conn.execute(select(func.count()).select_from(A).where(A.c.seq > top)).scalar_one())
     return report

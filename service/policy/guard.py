@@ -269,6 +269,7 @@ class Access:
             return HIDDEN
         perms = ("r", "s") + ((interaction_perm(interaction) or "r",) if interaction in WRITES else ())
         if not self.scopes.reaches(self.ctx, perms, rtype, resource, owners):
+            self.note(f"policy: hidden {rtype}: outside the access token's scopes")
             return HIDDEN
         return self._decide("read", rtype, resource, owners)
 
@@ -293,16 +294,22 @@ class Access:
         p = self.principal
         if p.kind == ADMIN:
             self.record.touch(owners, rtype)
+            self.note("policy: permit: administrator (rule:administrator)")
             return PERMIT
         if rtype == "AuditEvent":
             ok = p.kind == "ig" or (p.kind == "system" and interaction == "create")
+            self.note("policy: permit AuditEvent: the audit trail, for IG leads (rule:audit-trail)" if p.kind == "ig"
+                      else "policy: permit AuditEvent: a partner system's event (rule:audit-trail)" if ok
+                      else "policy: hidden AuditEvent: the audit trail is for IG leads (rule:audit-trail)")
             return PERMIT if ok else HIDDEN
         if not owners:
             return PERMIT
         if p.kind == "ig":
             if rtype in IG_TYPES and interaction not in WRITES:
                 self.record.touch(owners)
+                self.note(f"policy: permit {rtype}: information governance oversight (rule:ig-oversight)")
                 return PERMIT
+            self.note(f"policy: hidden {rtype}: not for information governance (rule:ig-oversight)")
             return HIDDEN
         writing = interaction in WRITES
         facts = Facts(rtype, resource, org_keys(p) if writing and p.kind in ("practitioner", "system") else frozenset())
@@ -444,13 +451,17 @@ class Access:
         scope = self.scopes.search_filter(self.ctx, rtype)
         p = self.principal
         if p.kind == ADMIN:
+            self.note("policy: permit: administrator (rule:administrator)")
             return scope
         if rtype == "AuditEvent":
             return scope if p.kind == "ig" else SearchFilter.deny()
         if not is_patient_data(rtype):
             return scope
         if p.kind == "ig":
-            return scope if rtype in IG_TYPES else SearchFilter.deny()
+            if rtype in IG_TYPES:
+                self.note(f"policy: permit {rtype}: information governance oversight (rule:ig-oversight)")
+                return scope
+            return SearchFilter.deny()
         cond = self.condition()
         if cond is None:
             return SearchFilter.deny()

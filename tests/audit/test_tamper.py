@@ -112,6 +112,26 @@ def test_an_inserted_row_below_the_newest_seal_is_found(client, services, cli, c
     _broken(cli, capsys, "AuditEvent/0 is older than the newest seal but no seal covers it")
 
 
+def test_a_row_too_new_for_the_newest_seal_waits_for_the_next_one(client, services, cli, capsys):
+    """A row the newest seal passed over because it was younger than the sealer's margin (its transaction took
+    its number early and committed late) is pending, not tampering; the next seal covers it."""
+    rows = _sealed_trail(client, cli, capsys)
+    top = rows[-1][0]
+    insert = ("INSERT INTO audit_log (seq, recorded, kind, interaction, action, outcome, detail) "
+              "VALUES (:seq, :at, 'rest', 'read', 'R', 0, '{}')")
+    sql(services, insert, seq=top + 10, at=1)  # a later row, sealed next
+    code, out = cli(capsys, "seal")
+    assert code == 0 and "sealed 1 audit row(s)" in out, out
+    sealed_at = sql(services, "SELECT max(sealed_at) FROM audit_seal")[0][0]
+    sql(services, insert, seq=top + 5, at=sealed_at - 100_000)  # committed just after that seal
+    code, out = cli(capsys, "verify", "--all")
+    assert code == 0 and "; 1 newer rows not sealed yet" in out, out
+    code, out = cli(capsys, "seal")
+    assert code == 0 and "sealed 1 audit row(s)" in out, out
+    code, out = cli(capsys, "verify", "--all")
+    assert code == 0 and "; 0 newer rows not sealed yet" in out, out
+
+
 def test_a_truncated_log_is_found_through_the_anchor_file(client, services, cli, capsys):
     _sealed_trail(client, cli, capsys, n=4)
     newest = _sealed_trail(client, cli, capsys, n=4)  # a second seal
