@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from service.config import Settings
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,6 +27,26 @@ def run(args: argparse.Namespace) -> int:
         from service.migrate import upgrade
 
         upgrade(get_settings().database_url)
+    if args.workers > 1:
+        _seal_here(get_settings())
     uvicorn.run("service.api.app:app_factory", factory=True, host=args.host, port=args.port,
                 workers=args.workers, log_level="warning", access_log=False, proxy_headers=True)
     return 0
+
+
+def _seal_here(settings: Settings) -> None:
+    """With several workers, this (supervising) process seals the audit log and flushes its spool, and the
+    workers do not: sealing hashes thousands of rows a second, which would hold a worker's interpreter lock
+    while it answers requests (measured: it doubled the read p99)."""
+    import os
+
+    from service.audit.log import AuditLog
+    from service.audit.seal import Sealer
+    from service.db import Database
+
+    if settings.audit_seal_seconds <= 0:
+        return
+    db = Database(settings)
+    audit = AuditLog(db, settings.var_dir / "audit-spool")
+    Sealer(db, settings, audit.maybe_flush).start()
+    os.environ["SHAREDCARE_AUDIT_SEAL_SECONDS"] = "0"  # (the workers, spawned after this, read it)
