@@ -84,8 +84,7 @@ class Database:
                 with conn.begin():
                     yield conn
             finally:
-                conn.info["write"] = False
-                conn.info.pop("sharedcare.ctx", None)
+                _release(conn)
 
     @contextmanager
     def read(self, on_loop: bool = False) -> Iterator[Connection]:
@@ -98,14 +97,14 @@ class Database:
                 try:
                     yield conn
                 finally:
-                    conn.info.pop("sharedcare.ctx", None)
+                    _release(conn)
             return
         with self.engine.connect() as conn:
             try:
                 with conn.begin():
                     yield conn
             finally:
-                conn.info.pop("sharedcare.ctx", None)
+                _release(conn)
 
     def ping(self) -> bool:
         try:
@@ -118,6 +117,13 @@ class Database:
     def dispose(self) -> None:
         for engine in self.engines:
             engine.dispose()
+
+
+def _release(conn: Connection) -> None:
+    """What a unit of work left on its pooled connection goes (not on one the server dropped: it is discarded)."""
+    if not conn.invalidated:
+        conn.info.pop("write", None)
+        conn.info.pop("sharedcare.ctx", None)
 
 
 def null_pool_engine(url: str) -> Engine:
@@ -167,7 +173,14 @@ class Prepared:
         except dbapi.Error as exc:  # type: ignore[union-attr]
             from sqlalchemy.exc import DBAPIError
 
-            raise DBAPIError.instance(sql, None, exc, dbapi.Error, dialect=conn.dialect) from exc  # type: ignore[union-attr]
+            # A connection the server dropped is invalidated (the pool discards it, the pipeline retries a read),
+            # as SQLAlchemy does for the statements it runs itself.
+            dropped = conn.dialect.is_disconnect(exc, conn.connection.dbapi_connection, cur)
+            if dropped:  # (the others pooled with it are likely gone too: recycled on their next checkout)
+                conn.engine.pool._invalidate(conn.connection, exc)  # noqa: SLF001  (what SQLAlchemy itself does)
+                conn.invalidate(exc)
+            raise DBAPIError.instance(sql, None, exc, dbapi.Error, dialect=conn.dialect,  # type: ignore[union-attr]
+                                      connection_invalidated=dropped) from exc
         finally:
             cur.close()
 

@@ -1,0 +1,102 @@
+"""The read path costs only what it must: a consented read by id is one SELECT (the resource with the facts the
+policy needs), with the token's verification and revocation state held between requests; a pooled connection
+the database dropped is retried (a read) or answered 503 (a write), not pinged before every request; no pydantic model is built on the way.
+On SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import pytest
+from sqlalchemy import event, text
+
+from service.api.pipeline import handle
+from service.fhir.request import FhirRequest
+
+
+def _statements(services: Any) -> tuple[list[str], Any]:
+    seen: list[str] = []
+
+    def listen(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        seen.append(statement)
+
+    for engine in services.db.engines:
+        event.listen(engine, "before_cursor_execute", listen)
+
+    def stop() -> None:
+        for engine in services.db.engines:
+            event.remove(engine, "before_cursor_execute", listen)
+    return seen, stop
+
+
+def test_a_consented_read_is_one_select(demo, client, auth_headers):  # type: ignore[no-untyped-def]
+    nina = auth_headers("nurse.nina")
+    assert client.get("/fhir/Patient/pat-pat", headers=nina).status_code == 200  # (the token is verified once)
+    seen, stop = _statements(demo)
+    try:
+        r = client.get("/fhir/Patient/pat-pat", headers=nina)
+    finally:
+        stop()
+    assert r.status_code == 200 and r.json()["id"] == "pat-pat"
+    selects = [s for s in seen if s.lstrip().upper().startswith(("SELECT", "WITH"))]
+    assert len(selects) == 1, selects
+    assert "care_relationship" in selects[0] and "break_glass" in selects[0]  # the policy's facts came with it
+    assert not [s for s in seen if "auth_revoked" in s]  # revocation: the process-wide cache
+
+
+def test_a_dropped_connection_is_retried_not_pinged(demo, client, auth_headers):  # type: ignore[no-untyped-def]
+    if not demo.db.is_postgres:
+        pytest.skip("a database server that can drop connections")
+    nina = auth_headers("nurse.nina")
+    assert client.get("/fhir/Patient/pat-pat", headers=nina).status_code == 200
+    with demo.db.write() as conn:  # the server drops every other connection of ours (a restart, a failover)
+        conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = "
+                          "current_database() AND pid <> pg_backend_pid()"))
+    for _ in range(3):
+        r = client.get("/fhir/Patient/pat-pat", headers=nina)
+        assert r.status_code == 200, r.text
+        assert client.get("/fhir/CarePlan?subject=Patient/pat-pat", headers=nina).status_code == 200
+    obs = {"resourceType": "Observation", "status": "final", "code": {"text": "weight"},
+           "subject": {"reference": "Patient/pat-pat"}}
+    with demo.db.write() as conn:
+        conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = "
+                          "current_database() AND pid <> pg_backend_pid()"))
+    first = client.post("/fhir/Observation", json=obs, headers=nina)  # a write is not retried (it may have
+    assert first.status_code in (201, 503), first.text                # committed): 503 and Retry-After at worst
+    assert first.status_code == 201 or first.headers["retry-after"]
+    assert client.post("/fhir/Observation", json=obs, headers=nina).status_code == 201
+
+
+def test_no_pydantic_model_is_built_for_a_read(demo, auth_headers):  # type: ignore[no-untyped-def]
+    nina = auth_headers("nurse.nina")
+
+    def req() -> FhirRequest:
+        return FhirRequest(method="GET", path="Patient/pat-pat", headers={k.lower(): v for k, v in nina.items()})
+
+    assert handle(req(), demo).status == 200
+    called: set[str] = set()
+
+    def watch(frame: Any, what: str, arg: Any) -> None:
+        if what == "call":
+            name = frame.f_code.co_filename
+            if "/pydantic/" in name or "/fhir/resources/" in name or "/fhir_core/" in name:
+                called.add(f"{name}:{frame.f_code.co_name}")
+
+    sys.setprofile(watch)
+    try:
+        resp = handle(req(), demo)
+    finally:
+        sys.setprofile(None)
+    assert resp.status == 200
+    assert not called, sorted(called)[:10]
+    # (and a write does validate: the profile sees pydantic then, so the watch above can see it)
+    body = b'{"resourceType": "Observation", "status": "final", "code": {"text": "x"}, ' \
+           b'"subject": {"reference": "Patient/pat-pat"}}'
+    sys.setprofile(watch)
+    try:
+        created = handle(FhirRequest(method="POST", path="Observation", headers={k.lower(): v for k, v in nina.items()},
+                                     body=body, content_type="application/fhir+json"), demo)
+    finally:
+        sys.setprofile(None)
+    assert created.status == 201 and called
