@@ -60,6 +60,7 @@ class Settings:
     audit_anchor: Path | None = None  # where seal heads are written outside the database (None: under var_dir)
     audit_seal_seconds: float = 2.0  # how often a server seals what is pending (0: never by itself)
     revocation_seconds: float = 5.0  # a revoked token is refused within this many seconds by every process
+    statement_timeout: float = 15.0  # seconds any one database statement may run (0: no limit)
 
     @property
     def fhir_base(self) -> str:
@@ -101,6 +102,7 @@ def load_settings() -> Settings:
         else None,
         audit_seal_seconds=_float("SHAREDCARE_AUDIT_SEAL_SECONDS", 2.0, 0.0, 3600.0),
         revocation_seconds=_float("SHAREDCARE_REVOCATION_CHECK_SECONDS", 5.0, 0.0, 60.0),
+        statement_timeout=_float("SHAREDCARE_STATEMENT_TIMEOUT_SECONDS", 15.0, 0.0, 3600.0),
         **_auth_settings(),
     )
 

@@ -7,6 +7,7 @@ UPDATE where a write depends on what it read. `Database.read()` is a plain trans
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,7 +22,9 @@ from service.config import Settings
 PG_CONNECT = {"connect_timeout": 5}  # seconds: an unreachable server is an error soon, not a hung request
 
 
-def make_engine(url: str, *, pool_size: int = 5) -> Engine:
+def make_engine(url: str, *, pool_size: int = 5, statement_timeout: float = 0.0) -> Engine:
+    """`statement_timeout` (seconds, 0: none): PostgreSQL cancels a statement running longer; on SQLite a unit of
+    work running longer is interrupted (`Database` sets its deadline). Either is `timed_out`."""
     if url.startswith("sqlite"):
         path = url.split("sqlite:///", 1)[-1]
         if path and path != ":memory:":
@@ -38,6 +41,9 @@ def make_engine(url: str, *, pool_size: int = 5) -> Engine:
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA busy_timeout=30000")
             cur.close()
+            if statement_timeout > 0:
+                key = id(dbapi_conn)
+                dbapi_conn.set_progress_handler(lambda: _past_deadline(key), 20_000)
 
         @event.listens_for(engine, "begin")
         def _begin(conn: Connection) -> None:
@@ -46,26 +52,57 @@ def make_engine(url: str, *, pool_size: int = 5) -> Engine:
         return engine
     # No pre-ping round trip per checkout: a dead pooled connection surfaces as an invalidated-connection error,
     # which the pipeline retries once (reads) or answers 503 (writes).
-    return create_engine(url, pool_size=pool_size, max_overflow=15, pool_pre_ping=False, connect_args=PG_CONNECT)
+    return _pg_engine(url, statement_timeout, pool_size=pool_size, max_overflow=15)
+
+
+def _pg_engine(url: Any, statement_timeout: float, **kw: Any) -> Engine:
+    engine = create_engine(url, pool_pre_ping=False, connect_args=PG_CONNECT, **kw)
+    if statement_timeout > 0:
+        ms = int(statement_timeout * 1000)
+
+        @event.listens_for(engine, "connect")
+        def _timeout(dbapi_conn: Any, _rec: Any) -> None:
+            # (a SET on the session, not a startup option: it also works behind pgbouncer)
+            autocommit = dbapi_conn.autocommit
+            dbapi_conn.autocommit = True
+            dbapi_conn.execute(f"SET statement_timeout = {ms}")
+            dbapi_conn.autocommit = autocommit
+    return engine
+
+
+# SQLite: the deadline of the unit of work running on each connection (its progress handler looks it up)
+_deadlines: dict[int, float] = {}
+
+
+def _past_deadline(key: int) -> int:
+    deadline = _deadlines.get(key)
+    return 1 if deadline is not None and time.monotonic() > deadline else 0
+
+
+def timed_out(exc: BaseException) -> bool:
+    """A statement stopped by the statement timeout (PostgreSQL's query_canceled, SQLite's interrupt)."""
+    orig = getattr(exc, "orig", exc)
+    return getattr(orig, "sqlstate", None) == "57014" or "interrupted" in str(orig).lower()
 
 
 class Database:
     def __init__(self, settings: Settings | None = None, *, url: str | None = None, engine: Engine | None = None):
+        self.statement_timeout = settings.statement_timeout if settings is not None else 0.0
         if engine is None:
             assert url or settings
-            engine = make_engine(url or settings.database_url)  # type: ignore[union-attr]
+            engine = make_engine(url or settings.database_url,  # type: ignore[union-attr]
+                                 statement_timeout=self.statement_timeout)
         self.engine = engine
         self.dialect = engine.dialect.name
+        pg = self.dialect == "postgresql"
         # PostgreSQL reads use a pool of their own whose connections stay in autocommit (no BEGIN/COMMIT round
         # trips, and no isolation level to set and reset on every checkout).
-        self._read_engine = create_engine(engine.url, pool_size=10, max_overflow=10, pool_pre_ping=False,
-                                          isolation_level="AUTOCOMMIT", connect_args=PG_CONNECT
-                                          ) if self.dialect == "postgresql" else None
+        self._read_engine = _pg_engine(engine.url, self.statement_timeout, pool_size=10, max_overflow=10,
+                                       isolation_level="AUTOCOMMIT") if pg else None
         # and the event loop's own connection, for the reads by id it runs itself (one at a time; never waiting
         # for the threads' pool)
-        self._loop_engine = create_engine(engine.url, pool_size=1, max_overflow=1, pool_pre_ping=False,
-                                          isolation_level="AUTOCOMMIT", connect_args=PG_CONNECT
-                                          ) if self.dialect == "postgresql" else None
+        self._loop_engine = _pg_engine(engine.url, self.statement_timeout, pool_size=1, max_overflow=1,
+                                       isolation_level="AUTOCOMMIT") if pg else None
 
     @property
     def engines(self) -> list[Engine]:
@@ -80,6 +117,7 @@ class Database:
     def write(self) -> Iterator[Connection]:
         with self.engine.connect() as conn:
             conn.info["write"] = True
+            self._arm(conn)
             try:
                 with conn.begin():
                     yield conn
@@ -100,11 +138,17 @@ class Database:
                     _release(conn)
             return
         with self.engine.connect() as conn:
+            self._arm(conn)
             try:
                 with conn.begin():
                     yield conn
             finally:
                 _release(conn)
+
+    def _arm(self, conn: Connection) -> None:
+        """SQLite: this unit of work may run `statement_timeout` seconds (PostgreSQL times each statement)."""
+        if self.statement_timeout > 0 and self.dialect == "sqlite":
+            _deadlines[id(conn.connection.dbapi_connection)] = time.monotonic() + self.statement_timeout
 
     def ping(self) -> bool:
         try:
@@ -124,6 +168,8 @@ def _release(conn: Connection) -> None:
     if not conn.invalidated:
         conn.info.pop("write", None)
         conn.info.pop("sharedcare.ctx", None)
+        if conn.dialect.name == "sqlite":
+            _deadlines.pop(id(conn.connection.dbapi_connection), None)
 
 
 def null_pool_engine(url: str) -> Engine:

@@ -26,6 +26,7 @@ from service.access.context import RequestContext
 from service.access.record import RequestRecord
 from service.audit.log import unavailable
 from service.audit.rows import AuditRow, access_row
+from service.db import timed_out
 from service.fhir.outcome import OperationOutcomeError
 from service.fhir.request import FhirRequest, FhirResponse, error_response
 from service.interactions.router import Route, allowed, route
@@ -74,6 +75,16 @@ def _handle(req: FhirRequest, services: Services, ctx: RequestContext | None, re
             _audit(group, ctx, record, req, resp)
         return resp
     except (OperationalError, DBAPIError) as exc:
+        if timed_out(exc):  # the statement timeout: the request asked too much (or, for a write, waited too long)
+            log.warning("statement timeout on %s %s", req.method, req.path)
+            limit = services.db.statement_timeout
+            resp = error_response(OperationOutcomeError(
+                503, "transient", f"The change could not be made within {limit:g} s; try again shortly",
+                headers={"Retry-After": "5"}) if r.writes else OperationOutcomeError(
+                400, "too-costly", f"This request needs more than the {limit:g}-second limit of database work; "
+                                   "narrow it (fewer or more selective parameters, a smaller _count)"))
+            _audit(group, ctx, record, req, resp)
+            return resp
         log.exception("database error on %s %s", req.method, req.path)
         if unavailable(exc):
             resp = error_response(OperationOutcomeError(

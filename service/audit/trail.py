@@ -206,8 +206,10 @@ def _conditions(req: FhirRequest, notes: list[Issue], strict: bool, repo: Any = 
 def search(repo: Any, req: FhirRequest, path: str = "AuditEvent", extra: ColumnElement[bool] | None = None
            ) -> FhirResponse:
     from service.search import paging
+    from service.search.run import check_limits
 
     _require(repo, "search-type")
+    check_limits(req.params)
     notes: list[Issue] = []
     strict = req.prefer.get("handling", "lenient").lower() == "strict"
     conds, applied = _conditions(req, notes, strict, repo)
@@ -292,8 +294,11 @@ def find(repo: Any, criteria: str | list[tuple[str, str]]) -> list[Stored]:
     """The AuditEvents matching search criteria (a partner's conditional create): strict about parameters."""
     from urllib.parse import parse_qsl
 
+    from service.search.run import check_limits
+
     repo.require("search-type", "AuditEvent")
     params = parse_qsl(criteria.lstrip("?"), keep_blank_values=True) if isinstance(criteria, str) else list(criteria)
+    check_limits(params)
     conds, _ = _conditions(FhirRequest("GET", "AuditEvent", params=params), [], True, repo)
     return [_stored(r, repo.base) for r in repo._conn.execute(select(A).where(*conds).order_by(A.c.seq).limit(1000))]
 

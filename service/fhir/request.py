@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,9 +39,16 @@ class FhirRequest:
         if not self.body:
             raise bad_request("The request has no body; a FHIR resource (JSON) was expected", code="required")
         try:
-            return orjson.loads(self.body)
+            parsed = orjson.loads(self.body)
         except orjson.JSONDecodeError as exc:
             raise bad_request(f"The body is not valid JSON: {exc}", code="structure") from None
+        if b"\\u00" in self.body:
+            m = _CONTROL_ESCAPE.search(self.body)
+            if m is not None:
+                raise bad_request(f"The body holds a control character ({m.group(2).decode()}) in a string; FHIR strings "
+                                  "may hold no control characters other than tab, carriage return and line feed",
+                                  code="value")
+        return parsed
 
     @property
     def prefer(self) -> dict[str, str]:
@@ -55,6 +63,11 @@ class FhirRequest:
 
     def if_match(self) -> int | None:
         return parse_etag(self.header("if-match"), "If-Match")
+
+
+# A JSON escape of a control character (U+0000-U+001F but tab, LF and CR; U+007F) whose backslash is not itself
+# escaped. Raw control characters are not valid JSON at all.
+_CONTROL_ESCAPE = re.compile(rb'(?<!\\)((?:\\\\)*)\\(u00(?:0[0-8bBcCeEfF]|1[0-9a-fA-F]|7[fF]))')
 
 
 def parse_etag(raw: str | None, header: str) -> int | None:

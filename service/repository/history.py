@@ -43,12 +43,18 @@ def parse_instant(value: str, name: str) -> int:
     return from_datetime(dt)
 
 
+def _bounded(text: str) -> bool:
+    """A whole number that fits the database's 64-bit integers."""
+    return text.isascii() and text.isdigit() and len(text) <= 19 and int(text) < 2 ** 63
+
+
 def parse_count(value: str | None) -> int:
     if value is None:
         return DEFAULT_COUNT
-    if not value.isdigit():
-        raise bad_request(f"_count={value!r} must be a non-negative whole number")
-    return min(int(value), MAX_COUNT)
+    if not (value.isascii() and value.isdigit()):
+        raise bad_request(f"_count={value[:100]!r} must be a non-negative whole number")
+    digits = value.lstrip("0") or "0"
+    return MAX_COUNT if len(digits) > 6 else min(int(digits), MAX_COUNT)
 
 
 def entry(stored: Stored, base: str) -> dict[str, Any]:
@@ -135,13 +141,15 @@ def history(repo: Any, req: FhirRequest, rtype: str | None = None, rid: str | No
     cursor_raw = req.param("_cursor")
     before = None
     if cursor_raw:
-        try:
-            lu, seq = (int(x) for x in cursor_raw.split(".", 1))
-            before = (lu, seq)
-        except ValueError:
-            raise bad_request(f"_cursor={cursor_raw!r} is not a valid paging cursor") from None
+        parts = cursor_raw.split(".", 1)
+        if len(parts) != 2 or not all(_bounded(x) for x in parts):
+            raise bad_request(f"_cursor={cursor_raw[:100]!r} is not a valid paging cursor")
+        before = (int(parts[0]), int(parts[1]))
     # A snapshot bound keeps pages stable while new versions arrive: links carry the first page's time.
-    snapshot = int(req.param("_snapshot")) if (req.param("_snapshot") or "").isdigit() else now_us()
+    raw_snapshot = req.param("_snapshot")
+    if raw_snapshot is not None and not _bounded(raw_snapshot):
+        raise bad_request(f"_snapshot={raw_snapshot[:100]!r} is not a valid paging snapshot")
+    snapshot = int(raw_snapshot) if raw_snapshot is not None else now_us()
     upper = min(snapshot, at) if at is not None else snapshot
     stmt = repo._store.history_statement(rtype=rtype, rid=rid, since=since, at_or_before=upper)
     pre = None if rid else _prefilter(repo, rtype)

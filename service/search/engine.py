@@ -153,6 +153,9 @@ class SearchEngine:
             else list(criteria)
         if not params:
             raise bad_request(f"Conditional criteria for {rtype} are empty")
+        from service.search.run import check_limits
+
+        check_limits(params)
         cx = self.context(repo)
         conds: list[ColumnElement[bool]] = [R.c.res_type == rtype, R.c.deleted.is_(False)]
         for key, value in params:

@@ -76,9 +76,10 @@ def _unknown(req: FhirRequest, plan: Plan, key: str, why: str) -> None:
 def _control(req: FhirRequest, plan: Plan, key: str, value: str) -> None:
     base, _, mod = key.partition(":")
     if base == "_count":
-        if not value.isdigit():
-            raise bad_request(f"_count must be a whole number, not {value!r}")
-        n = int(value)
+        if not (value.isascii() and value.isdigit()):
+            raise bad_request(f"_count must be a whole number, not {value[:100]!r}")
+        digits = value.lstrip("0") or "0"
+        n = MAX_COUNT + 1 if len(digits) > 6 else int(digits)
         if n > MAX_COUNT:
             plan.notes.append(Issue("warning", "too-costly", f"_count={n} was reduced to the maximum {MAX_COUNT}"))
             n = MAX_COUNT
@@ -127,6 +128,31 @@ def _control(req: FhirRequest, plan: Plan, key: str, value: str) -> None:
     plan.applied.append((key, value))
 
 
+MAX_PARAMETERS = 40  # criteria and result parameters in one search
+MAX_VALUES = 100  # comma-separated values of one parameter (an OR)
+MAX_INCLUDES = 10  # _include and _revinclude parameters
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def check_limits(params: list[tuple[str, str]]) -> None:
+    """The documented limits of a search, before any query: 400 naming the one broken (README: Search)."""
+    if len(params) > MAX_PARAMETERS:
+        raise bad_request(f"A search may have at most {MAX_PARAMETERS} parameters; this one has {len(params)}",
+                          code="too-costly")
+    includes = 0
+    for key, value in params:
+        if _CONTROL_CHARS.search(key) or _CONTROL_CHARS.search(value):
+            raise bad_request(f"Search parameter {key[:60]!r} contains a control character (such as NUL), which no "
+                              "FHIR value may hold", code="value")
+        if key.startswith(("_include", "_revinclude")):
+            includes += 1
+        elif value.count(",") - value.count("\\,") >= MAX_VALUES:
+            raise bad_request(f"Search parameter {key[:60]!r} has more than {MAX_VALUES} values (OR)", code="too-costly")
+    if includes > MAX_INCLUDES:
+        raise bad_request(f"A search may have at most {MAX_INCLUDES} _include and _revinclude parameters",
+                          code="too-costly")
+
+
 def build_plan(engine: Any, req: FhirRequest, repo: Any, rtype: str | None, path: str,
                *, extra: dict[str, str] | None = None, driven: bool = False) -> Plan:
     """`driven`: the query is already driven by something more selective (a patient's compartment), so
@@ -134,6 +160,7 @@ def build_plan(engine: Any, req: FhirRequest, repo: Any, rtype: str | None, path
     plan = Plan(rtype=rtype, path=path)
     cx = engine.context(repo)
     criteria: list[Criterion] = []
+    check_limits(req.params)
     for key, value in req.params:
         if key == "_cursor":
             plan.cursor = value
