@@ -48,6 +48,7 @@ class Settings:
     refresh_token_ttl: int = 30 * 24 * 3600
     clock_skew: int = 30
     login_rate_per_minute: int = 20
+    api_rate_per_minute: int = 6000  # FHIR requests per caller per minute, across every process (0: no limit)
     token_rate_per_minute: int = 120
     login_max_failures: int = 5
     login_lockout_seconds: int = 900
@@ -146,6 +147,7 @@ def _auth_settings() -> dict[str, object]:
         "refresh_token_ttl": _int("SHAREDCARE_REFRESH_TOKEN_TTL", 30 * 24 * 3600),
         "clock_skew": _int("SHAREDCARE_CLOCK_SKEW", 30),
         "login_rate_per_minute": _int("SHAREDCARE_LOGIN_RATE_PER_MINUTE", 20),
+        "api_rate_per_minute": _int("SHAREDCARE_API_RATE_PER_MINUTE", 6000),
         "token_rate_per_minute": _int("SHAREDCARE_TOKEN_RATE_PER_MINUTE", 120),
         "login_max_failures": _int("SHAREDCARE_LOGIN_MAX_FAILURES", 5),
         "login_lockout_seconds": _int("SHAREDCARE_LOGIN_LOCKOUT_SECONDS", 900),

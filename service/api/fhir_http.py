@@ -56,11 +56,19 @@ def _response_media(accept: str | None) -> str:
     return FHIR_JSON
 
 
-def to_http(resp: FhirResponse, *, pretty: bool, media: str, head: bool = False) -> Response:
+MAX_URL = 16 * 1024  # bytes of path and query; longer searches go as POST [type]/_search (form body)
+
+
+def to_http(resp: FhirResponse, *, pretty: bool, media: str, head: bool = False, hsts: bool = False) -> Response:
     body = resp.body
     if body is not None and pretty:
         body = orjson.dumps(orjson.loads(body), option=orjson.OPT_INDENT_2)
     headers = dict(resp.headers)
+    # Answers may hold personal data: never stored by a browser or a proxy, never sniffed into another type
+    headers.setdefault("Cache-Control", "no-store")
+    headers["X-Content-Type-Options"] = "nosniff"
+    if hsts:
+        headers["Strict-Transport-Security"] = "max-age=31536000; includeSubDomains"
     if body is None:
         return Response(status_code=resp.status, headers=headers)
     return Response(content=b"" if head else body, status_code=resp.status, headers=headers,
@@ -119,6 +127,9 @@ async def fhir_endpoint(request: Request) -> Response:
     media = _response_media(accept)
     params = [(k, v) for k, v in params if k not in ("_format", "_pretty")]
     try:
+        if len(request.scope.get("raw_path") or b"") + len(request.scope.get("query_string") or b"") > MAX_URL:
+            raise OperationOutcomeError(414, "too-costly", f"The URL is longer than {MAX_URL} bytes; send a long "
+                                        "search as POST [type]/_search with a form body")
         if _wants_xml(fmt, accept):
             raise OperationOutcomeError(415, "not-supported", "This server speaks FHIR JSON only "
                                         "(application/fhir+json); XML is not supported")
@@ -156,7 +167,8 @@ async def fhir_endpoint(request: Request) -> Response:
             resp = await _in_thread(handle, freq, services)
     except OperationOutcomeError as err:
         resp = error_response(err)
-    return to_http(resp, pretty=pretty, media=media, head=request.method == "HEAD")
+    return to_http(resp, pretty=pretty, media=media, head=request.method == "HEAD",
+                   hsts=services.settings.base_url.startswith("https://"))
 
 
 router.add_api_route("/fhir", fhir_endpoint, methods=METHODS, include_in_schema=False)

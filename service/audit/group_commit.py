@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import queue
-import threading
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
@@ -22,6 +20,7 @@ from typing import Any
 import psycopg
 
 from service.audit.rows import AuditRow
+from service.background import ProcessThread
 
 log = logging.getLogger("sharedcare.audit")
 
@@ -35,25 +34,14 @@ class GroupCommitter:
     def __init__(self, write: Callable[[list[AuditRow]], None]) -> None:
         self._write = write
         self._queue: queue.SimpleQueue[tuple[list[AuditRow], Future[None]]] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-        self._pid = 0
-        self._lock = threading.Lock()
+        self._worker = ProcessThread("audit-group-commit", self._run)
 
     def submit(self, rows: list[AuditRow]) -> None:
         """Block until the rows are durable (in the database, or spooled)."""
         fut: Future[None] = Future()
         self._queue.put((rows, fut))
-        self._ensure()
+        self._worker.ensure()
         fut.result(timeout=WAIT_SECONDS)
-
-    def _ensure(self) -> None:
-        if self._thread is not None and self._thread.is_alive() and self._pid == os.getpid():
-            return
-        with self._lock:
-            if self._thread is None or not self._thread.is_alive() or self._pid != os.getpid():
-                self._pid = os.getpid()
-                self._thread = threading.Thread(target=self._run, name="audit-group-commit", daemon=True)
-                self._thread.start()
 
     def _run(self) -> None:
         while True:

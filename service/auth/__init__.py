@@ -16,6 +16,7 @@ from service.auth.authenticate import Authenticator
 from service.auth.guard import ScopeGuard
 from service.auth.keys import KeyStore
 from service.auth.oauth import SharedCareAuthServer
+from service.auth.throttle import ApiThrottle
 from service.auth.tokens import TokenService
 
 OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
@@ -55,7 +56,8 @@ def build(settings: Any) -> tuple[AuthLayer, Authenticator]:
     tokens = TokenService(settings, keys)
     server = SharedCareAuthServer(settings, tokens)
     guard = ScopeGuard(realm=settings.fhir_base)
-    return AuthLayer(keys, tokens, server, guard), Authenticator(tokens, settings.fhir_base)
+    return AuthLayer(keys, tokens, server, guard), Authenticator(tokens, settings.fhir_base,
+                                                                 ApiThrottle(settings.api_rate_per_minute))
 
 
 def routes_installer(services: Any) -> Any:

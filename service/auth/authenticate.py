@@ -12,6 +12,7 @@ import re
 from typing import Any
 
 from service.access.context import RequestContext
+from service.auth.throttle import ApiThrottle
 from service.auth.tokens import InvalidToken, TokenService
 from service.fhir.outcome import OperationOutcomeError
 from service.fhir.request import FhirRequest
@@ -55,10 +56,11 @@ class Authenticator:
     the process-wide cache (`TokenService.revocations`: honoured by every process within
     `SHAREDCARE_REVOCATION_CHECK_SECONDS`, default 5, and at once by the one that revoked it)."""
 
-    def __init__(self, tokens: TokenService, realm: str) -> None:
+    def __init__(self, tokens: TokenService, realm: str, throttle: ApiThrottle | None = None) -> None:
         self.tokens = tokens
         self.realm = realm
         self.verified = VerifiedTokens()
+        self.throttle = throttle or ApiThrottle(0)
 
     def unauthorized(self, description: str, error: str | None = "invalid_token") -> OperationOutcomeError:
         return OperationOutcomeError(401, "login", description,
@@ -96,6 +98,7 @@ class Authenticator:
                 raise InvalidToken("The access token has been revoked")
         except InvalidToken as exc:
             raise self.unauthorized(str(exc)) from None
+        self.throttle.check(principal.subject, services.db)  # (429 with Retry-After past the caller's limit)
         return RequestContext(principal, purposes, reason, remote_addr=remote, user_agent=agent,
                               request_id=req.request_id)
 

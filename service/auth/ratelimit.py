@@ -18,14 +18,14 @@ from service.auth.tables import auth_rate_limit as T
 from service.fhir.outcome import OperationOutcomeError
 
 
-def hit(conn: Connection, key: str, window: int, now: float | None = None) -> int:
-    """Count one event for `key` in the current window; returns the count so far in the window."""
+def hit(conn: Connection, key: str, window: int, now: float | None = None, amount: int = 1) -> int:
+    """Count `amount` events for `key` in the current window; returns the count so far in the window."""
     start = int((now or time.time()) // window * window)
     ins = (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(T).values(
-        key=key, window_start=start, count=1)
+        key=key, window_start=start, count=amount)
     stmt = ins.on_conflict_do_update(
         index_elements=[T.c.key],
-        set_={"count": case((T.c.window_start == start, T.c.count + 1), else_=1), "window_start": start},
+        set_={"count": case((T.c.window_start == start, T.c.count + amount), else_=amount), "window_start": start},
     ).returning(T.c.count)
     return int(conn.execute(stmt).scalar_one())
 

@@ -29,8 +29,11 @@ def run(args: argparse.Namespace) -> int:
         upgrade(get_settings().database_url)
     if args.workers > 1:
         _seal_here(get_settings())
+    from service.api.http_protocol import FhirHttpProtocol
+
     uvicorn.run("service.api.app:app_factory", factory=True, host=args.host, port=args.port,
-                workers=args.workers, log_level="warning", access_log=False, proxy_headers=True)
+                workers=args.workers, log_level="warning", access_log=False, proxy_headers=True,
+                http=FhirHttpProtocol)
     return 0
 
 

@@ -6,6 +6,7 @@ Retry-After for a write. On SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import socket
 import threading
 from dataclasses import replace
 from typing import Any
@@ -150,3 +151,35 @@ def test_the_statement_timeout_on_sqlite(demo, client, clean_services, settings)
             assert_outcome(r, 400, "limit", "narrow")
     finally:
         services.db.dispose()
+
+
+def test_a_long_url_gets_414_and_every_answer_is_private(demo, client):
+    r = client.get("/fhir/Patient?name=" + "a" * (17 * 1024))
+    assert_outcome(r, 414, "longer than", "POST [type]/_search")
+    for resp in (client.get("/fhir/Patient/pat-pat"), client.get("/fhir/Patient/nobody"), r,
+                 client.get("/fhir/Observation?subject=Patient/pat-pat")):
+        assert resp.headers["cache-control"] == "no-store"
+        assert resp.headers["x-content-type-options"] == "nosniff"
+        assert "strict-transport-security" not in resp.headers  # (served over plain HTTP here)
+
+
+def test_a_request_the_server_cannot_parse_gets_an_operation_outcome(settings, tmp_path):
+    """Against the real server: a request line far too long for the HTTP parser."""
+    import httpx
+
+    from tests.running import running_server
+
+    env = {"SHAREDCARE_DATABASE_URL": settings.database_url, "SHAREDCARE_DEMO": "1",
+           "SHAREDCARE_VAR_DIR": str(tmp_path / "var"), "SHAREDCARE_KEYS_DIR": str(settings.keys_dir),
+           "SHAREDCARE_AUDIT_SEAL_SECONDS": "0"}
+    with running_server(tmp_path, env, workers=1) as base:
+        host, port = base.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=30) as sock:  # (HTTP clients refuse such a URL)
+            sock.sendall(b"GET /fhir/Patient?name=" + b"a" * 200_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+            raw = b""
+            while chunk := sock.recv(65536):
+                raw += chunk
+        head, _, body = raw.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 400") and b"content-type: application/fhir+json" in head.lower(), head
+        r = httpx.Response(400, content=body, headers={"content-type": "application/fhir+json"})
+        assert_outcome(r, 400, "could not be read", "POST [type]/_search")
