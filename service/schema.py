@@ -3,6 +3,7 @@
 # Import the modules that define tables so they register on `metadata`.
 import service.audit.tables
 import service.auth.tables
+import service.export.tables
 import service.policy.tables
 import service.search.tables  # noqa: F401
 from service.storage.tables import metadata
