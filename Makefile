@@ -11,7 +11,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 WORKERS ?= 1
 
-.PHONY: run test venv bench lint postgres clean
+.PHONY: run test venv bench lint postgres clean web-assets chromium
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml uv.lock | $(UV)
 
 venv: $(STAMP)
 
-run: venv
+run: venv web-assets
 	@mkdir -p "$${SHAREDCARE_VAR_DIR:-var}"  # var/ is not in git: the SQLite file and keys live there
 	$(VENV)/bin/sharedcare db upgrade
 	SHAREDCARE_DEMO=1 $(VENV)/bin/sharedcare demo load
@@ -33,7 +33,7 @@ run: venv
 postgres:
 	@bash scripts/ensure-postgres.sh
 
-test: venv
+test: venv web-assets chromium
 	@if [ "$${SHAREDCARE_TEST_SKIP_POSTGRES:-0}" != "1" ]; then bash scripts/ensure-postgres.sh; fi
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
@@ -50,4 +50,29 @@ bench: venv
 	$(VENV)/bin/python -m bench.run $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) $(TOOLS) var/*.db var/*.db-*
+	rm -rf $(VENV) $(TOOLS) var/*.db var/*.db-* node_modules $(WEB_BUILD)
+
+# The web pages' front end: the NHS.UK frontend (and axe-core for the accessibility tests) from npm, pinned in
+# package-lock.json, built into a git-ignored folder served as static assets; never fetched at run time.
+WEB_BUILD := service/web/static/build
+NHSUK := node_modules/nhsuk-frontend/dist/nhsuk
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+$(WEB_BUILD)/.built: node_modules/.installed
+	@mkdir -p $(WEB_BUILD)/images
+	@# the stylesheet's icons come from our own folder; the remote web fonts are dropped (Arial is the fallback)
+	sed -e 's#/assets/images/#/web/static/build/images/#g' -e 's#@font-face{[^}]*}##g' \
+	  $(NHSUK)/nhsuk-frontend.min.css > $(WEB_BUILD)/nhsuk.min.css
+	cp -R $(NHSUK)/assets/images/. $(WEB_BUILD)/images/
+	touch $@
+
+web-assets: $(WEB_BUILD)/.built
+
+# The page tests drive Debian's chromium (headless, by its path /usr/bin/chromium); installed here when missing.
+chromium:
+	@command -v /usr/bin/chromium >/dev/null || { if [ "$$(id -u)" = 0 ]; then export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y chromium || { apt-get update && apt-get install -y chromium; } || echo "could not install chromium" >&2; \
+	  else echo "chromium is missing (the page tests need it): sudo apt-get install -y chromium" >&2; fi; }

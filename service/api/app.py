@@ -44,6 +44,9 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.add_middleware(FhirFirst)
     for installer in app.state.services.app_installers:
         installer(app)
+    from service.web import install as install_web
+
+    install_web(app)  # the web pages: a SMART app of this service itself, under /web (service/web/)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
