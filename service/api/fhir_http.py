@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+import uuid
 import weakref
 from typing import Any
 from urllib.parse import parse_qsl
@@ -18,17 +20,21 @@ import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from service.access.record import RequestRecord
 from service.api.pipeline import OnLoop, handle
 from service.fhir.outcome import OperationOutcomeError
 from service.fhir.request import FhirRequest, FhirResponse, error_response
+from service.fhir.types import RESOURCE_TYPES
 from service.interactions.router import point_read
+from service.logging import client_request_id, log_request
 
 router = APIRouter()
 log = logging.getLogger("sharedcare.http")
 
 FHIR_JSON = "application/fhir+json"
 JSON_TYPES = {"application/fhir+json", "application/json", "application/json+fhir", "text/json"}
-BODY_TYPES = JSON_TYPES | {"application/json-patch+json", "application/x-www-form-urlencoded"}
+BODY_TYPES = JSON_TYPES | {"application/json-patch+json", "application/merge-patch+json",
+                           "application/x-www-form-urlencoded"}
 FORMAT_JSON = {"json", "application/json", "application/fhir+json", "application/json+fhir", "text/json"}
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"]
 
@@ -118,7 +124,10 @@ async def _audited(services: Any, rows: list[Any], resp: FhirResponse) -> FhirRe
 
 
 async def fhir_endpoint(request: Request) -> Response:
+    started = time.perf_counter()
     services = request.app.state.services
+    record = RequestRecord()
+    freq: FhirRequest | None = None
     path = request.path_params.get("path") or request.url.path.removeprefix("/fhir").lstrip("/")
     params = [(k, v) for k, v in parse_qsl(request.url.query, keep_blank_values=True)]
     fmt = next((v for k, v in params if k == "_format"), None)
@@ -155,18 +164,28 @@ async def fhir_endpoint(request: Request) -> Response:
             headers["x-sharedcare-remote"] = request.client.host
         freq = FhirRequest(method=method, path=path, params=params, headers=headers,
                            body=body or None, content_type=content_type)
+        client_id = client_request_id(headers.get("x-request-id"))  # (the client's, if fit; else generated)
+        if client_id:
+            freq.request_id = client_id
         if services.audit.awaitable:  # (PostgreSQL)
             on_loop = OnLoop(inline=point_read(method, path))
             if on_loop.inline:  # a read by id: this loop runs it (one primary-key query), no thread hand-off
-                resp = handle(freq, services, None, None, on_loop)
+                resp = handle(freq, services, None, record, on_loop)
             else:
-                resp = await _in_thread(handle, freq, services, None, None, on_loop)
+                resp = await _in_thread(handle, freq, services, None, record, on_loop)
             if on_loop.rows:
                 resp = await _audited(services, on_loop.rows, resp)
         else:
-            resp = await _in_thread(handle, freq, services)
+            resp = await _in_thread(handle, freq, services, None, record)
     except OperationOutcomeError as err:
         resp = error_response(err)
+    rid = resp.headers.get("X-Request-Id")
+    if rid is None:  # (refused at the edge, before the pipeline)
+        rid = resp.headers["X-Request-Id"] = client_request_id(request.headers.get("x-request-id")) or (
+            freq.request_id if freq else uuid.uuid4().hex)
+    rtype = path.split("/", 1)[0]
+    log_request(rid, request.method, record.interaction, rtype if rtype in RESOURCE_TYPES else None, resp.status,
+                time.perf_counter() - started)
     return to_http(resp, pretty=pretty, media=media, head=request.method == "HEAD",
                    hsts=services.settings.base_url.startswith("https://"))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -11,9 +12,9 @@ if TYPE_CHECKING:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("serve", help="serve the FHIR API")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
+    p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     p.add_argument("--migrate", action="store_true", help="run database migrations before serving")
     p.set_defaults(func=run)
 
@@ -22,7 +23,13 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from service.config import get_settings
+    from service.logging import configure_logging, log_start, uvicorn_log_config
 
+    if not 1 <= args.workers <= 64 or not 0 < args.port < 65536:
+        print("error: --workers must be 1-64 and --port 1-65535", file=sys.stderr)
+        return 2
+    settings = get_settings()
+    configure_logging()
     if args.migrate:
         from service.migrate import upgrade
 
@@ -31,9 +38,10 @@ def run(args: argparse.Namespace) -> int:
         _seal_here(get_settings())
     from service.api.http_protocol import FhirHttpProtocol
 
+    log_start(args.host, args.port, settings.database_url, args.workers)
     uvicorn.run("service.api.app:app_factory", factory=True, host=args.host, port=args.port,
                 workers=args.workers, log_level="warning", access_log=False, proxy_headers=True,
-                http=FhirHttpProtocol)
+                http=FhirHttpProtocol, log_config=uvicorn_log_config())
     return 0
 
 
