@@ -21,7 +21,7 @@ from fastapi.responses import HTMLResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
 
-from service.auth import ratelimit, signin_audit
+from service.auth import ratelimit, scope_words, signin_audit
 from service.auth.housekeeping import Purger
 from service.auth.identities import check_password
 from service.auth.oauth import CURRENT_CONN, Login, PlainRequest, SCOAuth2Request, SharedCareAuthServer
@@ -148,7 +148,7 @@ class AuthRoutes:
         html = _templates.get_template("login.html").render(
             client_name=client.name if client else "An app", scopes=listed, error=error, params=params,
             action=f"{self.settings.base_url}/auth/authorize", username=username, patient=patient,
-            ask_patient="launch/patient" in scope.split())
+            ask_patient="launch/patient" in scope.split(), permissions=scope_words.describe(scope))
         return HTMLResponse(html, status_code=status, headers=PAGE_HEADERS)
 
     def error_page(self, status: int, message: str) -> Response:
