@@ -44,5 +44,8 @@ def build_services(settings: Settings, db: Database | None = None) -> Services:
                         after_access=AfterAccess(policy), rules=rules,
                         operations=Operations.from_modules(), loaders=[load_identities, forms.ensure_questionnaires])
     services.app_installers.append(auth.routes_installer(services))
+    from service.export.install import installer as export_installer
+
+    services.app_installers.append(export_installer(services))  # bulk export: file route and worker thread
     forms.ensure_questionnaires(services)  # best effort: a database not migrated yet gets them on first use
     return services

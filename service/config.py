@@ -62,6 +62,13 @@ class Settings:
     audit_seal_seconds: float = 2.0  # how often a server seals what is pending (0: never by itself)
     revocation_seconds: float = 5.0  # a revoked token is refused within this many seconds by every process
     statement_timeout: float = 15.0  # seconds any one database statement may run (0: no limit)
+    # Bulk export (service/export); see the README's "Bulk export".
+    export_ttl_seconds: int = 3600  # a finished export's files are served this long, then deleted
+    export_lease_seconds: float = 60.0  # a running job whose worker has not renewed its lease this long is re-run
+    export_poll_seconds: float = 1.0  # how often an idle export worker looks for queued jobs
+    export_page_size: int = 500  # resources per search page while exporting (rows are streamed, never all loaded)
+    export_file_resources: int = 100_000  # a type's resources are split into files of at most this many
+    export_worker: bool = True  # run the export worker thread in each serve process
 
     @property
     def fhir_base(self) -> str:
@@ -104,6 +111,12 @@ def load_settings() -> Settings:
         audit_seal_seconds=_float("SHAREDCARE_AUDIT_SEAL_SECONDS", 2.0, 0.0, 3600.0),
         revocation_seconds=_float("SHAREDCARE_REVOCATION_CHECK_SECONDS", 5.0, 0.0, 60.0),
         statement_timeout=_float("SHAREDCARE_STATEMENT_TIMEOUT_SECONDS", 15.0, 0.0, 3600.0),
+        export_ttl_seconds=_int("SHAREDCARE_EXPORT_TTL_SECONDS", 3600),
+        export_lease_seconds=_float("SHAREDCARE_EXPORT_LEASE_SECONDS", 60.0, 1.0, 3600.0),
+        export_poll_seconds=_float("SHAREDCARE_EXPORT_POLL_SECONDS", 1.0, 0.05, 60.0),
+        export_page_size=min(_int("SHAREDCARE_EXPORT_PAGE_SIZE", 500), 1000),
+        export_file_resources=_int("SHAREDCARE_EXPORT_FILE_RESOURCES", 100_000),
+        export_worker=_bool("SHAREDCARE_EXPORT_WORKER", True),
         **_auth_settings(),
     )
 

@@ -44,6 +44,7 @@ class Services:
     loaders: list[Callable[[Services], dict[str, Any]]] = field(default_factory=list)
     # HTTP routes beyond the FHIR API (the authorisation server): (app) -> None
     app_installers: list[Callable[[Any], None]] = field(default_factory=list)
+    export_worker: Any = None  # bulk export's worker for this process (service.export.worker.ExportWorker)
 
     @property
     def base(self) -> str:

@@ -29,6 +29,7 @@ MODULES = (
     "service.operations.careteam_members",
     "service.operations.workflow_queries",
     "service.operations.assessment_metrics",
+    "service.operations.bulk_export",
 )
 
 
