@@ -10,7 +10,9 @@ Writes `service/search/data/search_parameters.json`, `compartment_patient.json`,
 
 Expressions are split per base type (`A.x | B.y` -> A: `A.x`, B: `B.y`); `X.where(resolve() is T)` is
 rewritten to `X` with a reference-type filter `T`, because FHIRPath `resolve()` needs the database.
-Composite and special parameters are skipped (not supported yet).
+Composite parameters go into `composites`: their base element path and, per component, the component's
+type (from the parameter its definition names) and its expression relative to that element
+(`service.search.composite` indexes and queries them). Special parameters are skipped (not supported).
 """
 
 from __future__ import annotations
@@ -92,7 +94,30 @@ def build_params(spec: Path) -> dict:
             # [type, [[expression, resolve-type-or-null], ...], target-list index, SearchParameter id]
             params.setdefault(base, {})[sp["code"]] = [ptype, exprs, target_index[tkey], sp["id"]]
     return {"modifiers": MODIFIERS, "targets": targets,
-            "params": {k: dict(sorted(v.items())) for k, v in sorted(params.items())}}
+            "params": {k: dict(sorted(v.items())) for k, v in sorted(params.items())},
+            "composites": build_composites(bundle)}
+
+
+def build_composites(bundle: dict) -> dict:
+    """{type: {code: [[base element path, ...], [[component type, expression], ...], SearchParameter id]}}."""
+    by_url = {e["resource"]["url"]: e["resource"] for e in bundle["entry"]}
+    out: dict[str, dict[str, list]] = {}
+    for entry in bundle["entry"]:
+        sp = entry["resource"]
+        if sp["type"] != "composite" or not sp.get("expression") or not sp.get("component"):
+            continue
+        parts = []
+        for comp in sp["component"]:
+            ctype = by_url.get(comp["definition"], {}).get("type")
+            if ctype not in SUPPORTED_TYPES:
+                break
+            parts.append([ctype, comp["expression"]])
+        else:
+            for base in sp["base"]:
+                bases = [p for p in split_top(sp["expression"]) if p == base or p.startswith(base + ".")]
+                if bases:
+                    out.setdefault(base, {})[sp["code"]] = [bases, parts, sp["id"]]
+    return {k: dict(sorted(v.items())) for k, v in sorted(out.items())}
 
 
 def build_compartment(spec: Path) -> dict:

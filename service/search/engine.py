@@ -197,6 +197,9 @@ class SearchEngine:
         out = [{"name": "_id", "definition": spec + "Resource-id", "type": "token"},
                {"name": "_lastUpdated", "definition": spec + "Resource-lastUpdated", "type": "date"}]
         out += [p.capability() for _, p in sorted(params_for(rtype).items())]
+        from service.search.composite import composites_for
+
+        out += [c.capability() for _, c in sorted(composites_for(rtype).items())]
         return out
 
     def capability_includes(self, rtype: str) -> tuple[list[str], list[str]] | None:

@@ -245,4 +245,7 @@ def extract(resource: dict[str, Any], base: str = "") -> Rows:
                 _quantity_rows(code, value, rows)
             elif ptype == "uri" and isinstance(value, str) and value:
                 rows.setdefault("uri", []).append({"param": code, "value": cut(value)})
+    from service.search.composite import composite_rows
+
+    composite_rows(resource, base, rows)
     return rows

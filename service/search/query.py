@@ -40,6 +40,10 @@ PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
 TABLE_FOR = {"token": sp_token, "string": sp_string, "reference": sp_reference, "date": sp_date,
              "number": sp_number, "quantity": sp_quantity, "uri": sp_uri}
 MAX_CHAIN = 3
+NOT_SUPPORTED = {"_filter": "the _filter syntax is not supported", "_query": "named queries are not supported",
+                 "_text": "full-text search of the narrative is not supported",
+                 "_content": "full-text search of the resource is not supported",
+                 "_list": "searching by List is not supported"}
 
 
 class UnknownParameter(Exception):
@@ -284,6 +288,15 @@ def positive_ids(rtype: str | None, key: str, value: str, cx: Context, depth: in
     else:
         param = lookup(rtype, code)
     if param is None:
+        from service.search.composite import composites_for
+
+        comp = composites_for(rtype).get(code)
+        if comp is not None:
+            from service.search.composite import composite_ids
+
+            return composite_ids(rtype, comp, mod, value, cx), False
+        if code in NOT_SUPPORTED:
+            raise UnknownParameter(key, NOT_SUPPORTED[code])
         raise UnknownParameter(key, f"{rtype} has no search parameter {code!r}")
     return _param_ids(rtype, param, mod, value, cx)
 
@@ -294,8 +307,8 @@ def _param_ids(rtype: str | None, param: SearchParam, mod: str | None, value: st
     code = param.code
     allowed = modifiers()[param.type]
     if mod is not None and mod not in allowed and not (param.type == "reference" and mod in RESOURCE_TYPES):
-        raise bad_request(f"Search parameter {code!r} ({param.type}) does not support the modifier :{mod}"
-                          f" (supported: {', '.join(':' + m for m in allowed)})")
+        raise UnknownParameter(f"{code}:{mod}", f"search parameter {code!r} ({param.type}) does not support the "
+                               f"modifier :{mod} (supported: {', '.join(':' + m for m in allowed)})")
     where_param = t.c.param == (code + ":of-type" if mod == "of-type" else code)
     if rtype is None:
         base = select(t.c.res_type, t.c.res_id).where(where_param)
@@ -418,7 +431,9 @@ def _rank(rtype: str | None, key: str, value: str) -> int:
         return 8
     param = lookup(rtype or "Patient", code) if rtype is not None or code in COMMON_INDEXED else None
     if param is None:
-        return 7
+        from service.search.composite import composites_for
+
+        return 3 if rtype is not None and code in composites_for(rtype) else 7
     if param.type == "reference":
         return 1
     if param.type == "token":

@@ -40,6 +40,10 @@ DEFAULT_COUNT = 20
 MAX_COUNT = 1000
 CONTROL = {"_count", "_sort", "_total", "_summary", "_elements", "_include", "_revinclude", "_cursor",
            "_contained", "_containedType", "_type"}
+# Result parameters common clients send that change nothing here: accepted without a note. (`_format` and
+# `_pretty` are taken off at the HTTP edge; fhirpy's `count()` sends `_totalMethod=count`, Aidbox's name
+# for how to count, and we always count accurately unless `_total` says otherwise.)
+ACCEPTED_QUIETLY = {"_totalMethod", "_format", "_pretty"}
 SYSTEM_PARAMS = {"_id", "_lastUpdated", "_tag", "_profile", "_security", "_source"}
 
 
@@ -62,12 +66,23 @@ class Plan:
     source: Any = None  # FROM clause when not `resource` alone (a compartment join)
 
 
-def _strict(req: FhirRequest) -> bool:
-    return req.prefer.get("handling", "lenient").lower() == "strict"
+def lenient(req: FhirRequest) -> bool:
+    """Search never silently widens: an unknown or unsupported parameter is a 400 naming it, unless the
+    client opted into `Prefer: handling=lenient` (then it is ignored, with a warning in the Bundle)."""
+    return req.prefer.get("handling", "strict").lower() == "lenient"
+
+
+def check_body(req: FhirRequest) -> None:
+    """`POST [type]/_search` takes its parameters as a form body (application/x-www-form-urlencoded: the HTTP
+    edge moves them into the parameters and drops the body); any other body is refused, never ignored."""
+    if req.method == "POST" and req.body:
+        raise OperationOutcomeError(415, "not-supported", f"POST _search takes its parameters as "
+                                    f"application/x-www-form-urlencoded, not {req.content_type or 'an untyped body'}"
+                                    "; the body was not read")
 
 
 def _unknown(req: FhirRequest, plan: Plan, key: str, why: str) -> None:
-    if _strict(req):
+    if not lenient(req):
         raise bad_request(f"Unknown or unsupported search parameter {key!r}: {why}", code="not-supported",
                           expression=(key,))
     plan.notes.append(Issue("warning", "not-supported", f"Ignored search parameter {key!r}: {why}"))
@@ -122,9 +137,15 @@ def _control(req: FhirRequest, plan: Plan, key: str, value: str) -> None:
         if bad:
             raise bad_request(f"_type: {', '.join(bad)} is not a resource type")
         plan.types = sorted(set(plan.types or types) & set(types)) if plan.types is not None else types
-    elif base in ("_contained", "_containedType") and value not in ("false", "entry"):
-        _unknown(req, plan, key, "searching contained resources is not supported")
-        return
+    elif base == "_contained":
+        if value not in ("false", "true", "both"):
+            raise bad_request(f"_contained must be true, false or both, not {value[:100]!r}")
+        if value != "false":
+            _unknown(req, plan, key, "searching contained resources is not supported")
+            return
+    elif base == "_containedType":
+        if value not in ("container", "contained"):
+            raise bad_request(f"_containedType must be container or contained, not {value[:100]!r}")
     plan.applied.append((key, value))
 
 
@@ -168,6 +189,8 @@ def build_plan(engine: Any, req: FhirRequest, repo: Any, rtype: str | None, path
         if extra is not None and key in extra:
             continue
         base = key.split(":", 1)[0]
+        if key in ACCEPTED_QUIETLY:
+            continue
         if base in CONTROL:
             if base == "_type" and rtype is not None:
                 _unknown(req, plan, key, "_type applies to system-level searches")
@@ -306,16 +329,21 @@ def execute(engine: Any, req: FhirRequest, repo: Any, plan: Plan, conds: list[Co
         direction, cursor_keys = paging.verify(secret, plan.cursor, plan.path, plan.applied, _who(repo))
     conn = repo._conn
     total = None
-    if plan.total != "none" or plan.summary == "count" or plan.count == 0:
-        total = conn.execute(select(func.count()).select_from(_source(plan)).where(*conds)).scalar_one()
+    wants_total = plan.total != "none" or plan.summary == "count" or plan.count == 0
+    paged = plan.summary != "count" and plan.count > 0
+    page = fetch_page(conn, plan, conds, direction, cursor_keys) if paged else None
+    if wants_total:
+        if page is not None and plan.cursor is None and not page.has_next:
+            total = len(page.rows)  # the first page holds every match: no second query to count them
+        else:
+            total = conn.execute(select(func.count()).select_from(_source(plan)).where(*conds)).scalar_one()
     bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset"}
     if total is not None:
         bundle["total"] = total
     links = [{"relation": "self", "url": _link(repo, plan, plan.cursor)}]
     entries: list[dict[str, Any]] = []
     returned: list[Stored] = []
-    if plan.summary != "count" and plan.count > 0:
-        page = fetch_page(conn, plan, conds, direction, cursor_keys)
+    if page is not None:
         links.append({"relation": "first", "url": _link(repo, plan, None)})
         if page.has_prev and page.first_keys is not None:
             links.append({"relation": "previous", "url": _link(repo, plan, paging.sign(
@@ -394,6 +422,7 @@ def _base_conds(plan: Plan) -> list[ColumnElement[bool]]:
 
 def run_search(engine: Any, req: FhirRequest, repo: Any, rtype: str | None) -> FhirResponse:
     repo.require("search-type" if rtype else "search-system", rtype)
+    check_body(req)
     path = rtype or ""
     plan = build_plan(engine, req, repo, rtype, path)
     conds = _base_conds(plan)
@@ -416,6 +445,7 @@ def run_compartment(engine: Any, req: FhirRequest, repo: Any, ctype: str, cid: s
         raise bad_request(f"{rtype} is not in the Patient compartment")
     target = None if rtype == "*" else rtype
     repo.require("search-type" if target else "search-system", target)
+    check_body(req)
     plan = build_plan(engine, req, repo, target, f"{ctype}/{cid}/{rtype}", driven=True)
     if target is None:
         plan.types = sorted(t for t in set(plan.types or types) & types if t != "AuditEvent"
