@@ -91,14 +91,10 @@ def json_patch(ops: Any) -> Any:
 
 
 def patch(req: FhirRequest, repo: Repository, rtype: str, rid: str) -> FhirResponse:
-    repo.require("patch", rtype)
-    if req.content_type != PATCH_MEDIA:
-        raise OperationOutcomeError(
-            415, "not-supported",
-            f"PATCH takes JSON Patch ({PATCH_MEDIA}); {req.content_type or 'no content type'} is not supported")
-    apply = json_patch(req.json_body())
-    stored = repo.patch(rtype, rid, apply, if_match=req.if_match())
-    return write_response(req, stored, 200, repo.base, f"Updated {rtype}/{rid}")
+    """PATCH in every format the server takes (service/interactions/patch.py)."""
+    from service.interactions import patch as patching
+
+    return patching.patch(req, repo, rtype, rid)
 
 
 def delete(req: FhirRequest, repo: Repository, rtype: str, rid: str) -> FhirResponse:

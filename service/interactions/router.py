@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from service.fhir.outcome import OperationOutcomeError, not_found
 from service.fhir.request import FhirRequest, FhirResponse
 from service.fhir.types import RESOURCE_TYPES
-from service.interactions import bundle, capability, crud, history
+from service.interactions import bundle, capability, crud, history, patch
 from service.operations import Operations
 from service.repository import Repository
 
@@ -114,7 +114,9 @@ def route(req: FhirRequest, ops: Operations) -> Route:
             return Route(lambda s: crud.conditional_update(req, s, rtype), True, "update")
         if m == "DELETE":
             return Route(lambda s: crud.conditional_delete(req, s, rtype), True, "delete")
-        raise _method_not_allowed(m, rtype, "GET, POST, PUT, DELETE")
+        if m == "PATCH":
+            return Route(lambda s: patch.conditional_patch(req, s, rtype), True, "patch")
+        raise _method_not_allowed(m, rtype, "GET, POST, PUT, PATCH, DELETE")
     second = parts[1]
     if n == 2 and second == "_search":
         if m != "POST":
@@ -135,7 +137,7 @@ def route(req: FhirRequest, ops: Operations) -> Route:
         if m == "PUT":
             return Route(lambda s: crud.update(req, s, rtype, rid), True, "update")
         if m == "PATCH":
-            return Route(lambda s: crud.patch(req, s, rtype, rid), True, "patch")
+            return Route(lambda s: patch.patch(req, s, rtype, rid), True, "patch")
         if m == "DELETE":
             return Route(lambda s: crud.delete(req, s, rtype, rid), True, "delete")
         raise _method_not_allowed(m, f"{rtype}/{rid}", "GET, PUT, PATCH, DELETE")

@@ -59,7 +59,7 @@ WRITE_ERRORS = [
     ("PATCH", "/fhir/Patient/gone", [{"op": "remove", "path": "/gender"}], "application/json-patch+json", {}, 410,
      ["deleted"]),
     ("POST", "/fhir/Patient/{rid}", {"resourceType": "Patient"}, FHIR, {}, 405, ["POST", "allowed"]),
-    ("PATCH", "/fhir/Patient", [], "application/json-patch+json", {}, 405, ["PATCH"]),
+    ("PATCH", "/fhir/Patient", [], "application/json-patch+json", {}, 400, ["PATCH", "search criteria"]),
     ("PUT", "/fhir/_history", {"resourceType": "Patient"}, FHIR, {}, 405, ["PUT"]),
     ("DELETE", "/fhir/metadata", None, None, {}, 405, ["DELETE"]),
     ("POST", "/fhir/Patient/{rid}/_history/1", {"resourceType": "Patient"}, FHIR, {}, 405, ["POST"]),
