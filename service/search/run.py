@@ -9,7 +9,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import orjson
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, cast, func, or_, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from service.fhir.outcome import Issue, OperationOutcomeError, bad_request, not_found
@@ -21,6 +21,7 @@ from service.search import paging
 from service.search.includes import IncludeSpec, fetch_includes, parse_include
 from service.search.params import lookup, params_for
 from service.search.query import (
+    MAX_US,
     MIN_US,
     Criterion,
     UnknownParameter,
@@ -29,7 +30,7 @@ from service.search.query import (
     split_value,
 )
 from service.search.render import apply_summary, check_elements, check_summary
-from service.search.tables import INDEX_TABLES, sp_compartment
+from service.search.tables import INDEX_TABLES, CString, sp_compartment
 from service.search.values import date_range
 from service.storage.store import row_to_stored
 from service.storage.tables import resource as R
@@ -209,6 +210,13 @@ def build_plan(engine: Any, req: FhirRequest, repo: Any, rtype: str | None, path
 
 # -- sort keys and keyset --------------------------------------------------------------------------
 
+# A resource's sort key on a parameter is its lowest value ascending and its highest descending; a resource
+# with no value sorts last either way. Tokens sort by code then system (a text-only concept has no code),
+# references by `Type/id` (or the absolute URL), strings by their case- and accent-free form; text keys
+# compare in code-point order on both databases ("C" collation).
+_LAST_TEXT = "\U0010ffff"
+
+
 def _sort_expr(rtype: str | None, name: str, desc: bool) -> Any:
     if name == "_id":
         return R.c.res_id
@@ -219,17 +227,21 @@ def _sort_expr(rtype: str | None, name: str, desc: bool) -> Any:
     assert param is not None
     t = INDEX_TABLES[param.type]
     agg = func.max if desc else func.min
+    where = [t.c.res_type == rtype, t.c.res_id == R.c.res_id, t.c.param == name]
     if param.type == "date":
-        col, null = (t.c.high if desc else t.c.low), MIN_US
+        col, null = (t.c.high if desc else t.c.low), (MIN_US if desc else MAX_US)
     elif param.type in ("number", "quantity"):
-        col, null = t.c.value, -1e300
-    elif param.type == "token":
-        col, null = t.c.code, ""
-    elif param.type == "reference":
-        col, null = func.coalesce(t.c.target_id, t.c.url), ""
+        col, null = t.c.value, (-1e300 if desc else 1e300)
     else:
-        col, null = t.c.value, ""
-    sub = select(agg(col)).where(t.c.res_type == rtype, t.c.res_id == R.c.res_id, t.c.param == name)
+        if param.type == "token":
+            col = t.c.code + "\x01" + t.c.system
+            where.append(t.c.code != "")
+        elif param.type == "reference":
+            col = func.coalesce(t.c.target_type + "/" + t.c.target_id, t.c.url)
+        else:
+            col = t.c.value
+        col, null = cast(col, CString), ("" if desc else _LAST_TEXT)
+    sub = select(agg(col)).where(*where)
     return func.coalesce(sub.scalar_subquery(), null)
 
 
