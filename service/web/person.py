@@ -102,7 +102,8 @@ async def care_plan_view(web: Web, request: Request, session: Session, patient: 
     goals_ans = await web.api(request, session, "GET", "Goal", [("subject", f"Patient/{patient}"), ("_count", "100")])
     goals = entries(goals_ans.body) if goals_ans.ok else []
     goals = [g for g in goals if g.get("lifecycleStatus") not in ("cancelled", "entered-in-error", "rejected")]
-    own = [g for g in goals if own_goal(g, patient)]
+    own = sorted((g for g in goals if own_goal(g, patient)),
+                 key=lambda g: (_category(g) != "what-matters", str(g.get("startDate") or ""), str(g.get("id"))))
     lookup = Lookup(web, request, session)
     view: dict[str, Any] = {"plan": plan, "own_goals": own, "what_matters": [g for g in own if
                                                                             _category(g) == "what-matters"],

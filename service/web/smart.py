@@ -21,7 +21,8 @@ CLIENT_ID = "sharedcare-web"
 CLIENT_NAME = "Shared care record (web pages)"
 # What the pages ask for; the server grants what the person may have (a patient: her own record, a carer: what
 # was shared with him, staff: the records they care for, the IG lead: read-only oversight).
-SCOPE = "patient/*.cruds user/*.cruds openid fhirUser online_access"
+SCOPE = ("patient/*.cruds patient/Consent.cru patient/Goal.cru patient/QuestionnaireResponse.cru user/*.cruds openid "
+         "fhirUser online_access")
 
 
 class SignInError(Exception):
