@@ -24,6 +24,7 @@ def build_services(settings: Settings, db: Database | None = None) -> Services:
     from service.repository import WriteRules
     from service.search.engine import SearchEngine
     from service.storage.store import Store
+    from service.subscriptions import Subscriptions, SubscriptionSettings
     from service.workflows import consent_rules, forms
 
     db = db or Database(settings)
@@ -47,5 +48,7 @@ def build_services(settings: Settings, db: Database | None = None) -> Services:
     from service.export.install import installer as export_installer
 
     services.app_installers.append(export_installer(services))  # bulk export: file route and worker thread
+    services.subscriptions = Subscriptions(SubscriptionSettings.load(), demo=settings.demo)
+    services.subscriptions.install(services)  # (its write listener, Subscription rule and delivery worker)
     forms.ensure_questionnaires(services)  # best effort: a database not migrated yet gets them on first use
     return services

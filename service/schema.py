@@ -5,7 +5,8 @@ import service.audit.tables
 import service.auth.tables
 import service.export.tables
 import service.policy.tables
-import service.search.tables  # noqa: F401
+import service.search.tables
+import service.subscriptions.tables  # noqa: F401
 from service.storage.tables import metadata
 
 __all__ = ["metadata"]

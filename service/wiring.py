@@ -45,6 +45,8 @@ class Services:
     # HTTP routes beyond the FHIR API (the authorisation server): (app) -> None
     app_installers: list[Callable[[Any], None]] = field(default_factory=list)
     export_worker: Any = None  # bulk export's worker for this process (service.export.worker.ExportWorker)
+    # R4 rest-hook Subscriptions (service.subscriptions.Subscriptions): settings, write listener, delivery worker
+    subscriptions: Any = None
 
     @property
     def base(self) -> str:
