@@ -69,6 +69,7 @@ class Settings:
     export_page_size: int = 500  # resources per search page while exporting (rows are streamed, never all loaded)
     export_file_resources: int = 100_000  # a type's resources are split into files of at most this many
     export_worker: bool = True  # run the export worker thread in each serve process
+    references_lenient: bool = False  # SHAREDCARE_REFERENCES_LENIENT=1: keep dangling local references (bulk loads)
 
     @property
     def fhir_base(self) -> str:
@@ -117,6 +118,7 @@ def load_settings() -> Settings:
         export_page_size=min(_int("SHAREDCARE_EXPORT_PAGE_SIZE", 500), 1000),
         export_file_resources=_int("SHAREDCARE_EXPORT_FILE_RESOURCES", 100_000),
         export_worker=_bool("SHAREDCARE_EXPORT_WORKER", True),
+        references_lenient=_bool("SHAREDCARE_REFERENCES_LENIENT"),
         **_auth_settings(),
     )
 

@@ -212,3 +212,11 @@ def anon_client(app):  # type: ignore[no-untyped-def]
 
     with TestClient(app, base_url="http://testserver") as c:
         yield c
+
+
+@pytest.fixture
+def lenient_references(services, monkeypatch):  # type: ignore[no-untyped-def]
+    """SHAREDCARE_REFERENCES_LENIENT=1 for one test: dangling local references are stored as sent (a bulk load
+    that arrives out of order, or examples that name resources outside the set)."""
+    monkeypatch.setattr(services, "settings", replace(services.settings, references_lenient=True))
+    return services

@@ -170,9 +170,11 @@ def _transaction(repo: Repository, raw: list[Any], base_headers: dict[str, str],
         if e.method == "DELETE":
             results[e.index] = _run(repo, e, base_headers, {}, route, transaction=True)
     mapping = _plan(repo, entries)
+    repo.defer_references()  # references among the entries resolve once all are written (in any order)
     for e in order:
         if e.method != "DELETE":
             results[e.index] = _run(repo, e, base_headers, mapping, route, transaction=True)
+    repo.check_deferred_references()
     return [(e, results[e.index]) for e in entries]
 
 

@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import orjson
-from sqlalchemy import select
+from sqlalchemy import select, tuple_
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -459,7 +459,10 @@ class Repository:
             self._unique_nhs_number(resource, rid)
         for rule in self.services.rules.of(rtype):
             rule.before(self, rtype, before, resource, change)
-        validate_resource(resource, expected_type=rtype)
+        references: list[tuple[str, str]] = []
+        validate_resource(resource, expected_type=rtype, references=references)
+        if references:
+            self._check_references(rtype, rid, references)
         if current is None and not at_id:
             stored = self._store.create(self._conn, resource, rid=rid)
         else:
@@ -468,6 +471,57 @@ class Repository:
             rule.after(self, stored, before, change)
         self._saw(stored)
         return stored
+
+    def _check_references(self, rtype: str, rid: str | None, references: list[tuple[str, str]]) -> None:
+        """Local references must resolve (service/validation/references.py): existence regardless of who may
+        see the resource, answered the same for hidden and visible. In a transaction the check waits for all
+        its entries (`defer_references`). SHAREDCARE_REFERENCES_LENIENT=1 turns it off for bulk loads."""
+        from service.storage.tables import resource as R
+        from service.validation import references as refcheck
+
+        if getattr(self.services.settings, "references_lenient", False):
+            return
+        targets = refcheck.local_targets(references, self.base)
+        targets.pop((rtype, rid or ""), None)  # a resource may refer to itself
+        if not targets:
+            return
+        keys = sorted(targets)
+        found = {tuple(r) for r in self._conn.execute(select(R.c.res_type, R.c.res_id).where(
+            tuple_(R.c.res_type, R.c.res_id).in_(keys), R.c.deleted.is_(False)))}
+        missing = [p for k in keys if k not in found for p in targets[k]]
+        if not missing:
+            return
+        pending = self.memo.get("references.deferred")
+        if pending is not None:
+            pending.append((f"{rtype}/{rid}" if rid else rtype, missing))
+            return
+        raise refcheck.refuse(missing)
+
+    def defer_references(self) -> None:
+        """A transaction: local references are resolved once all its entries are written."""
+        self.memo["references.deferred"] = []
+
+    def check_deferred_references(self) -> None:
+        """At the end of a transaction: every reference an entry made must now resolve (else 422, all rolled
+        back)."""
+        from service.storage.tables import resource as R
+        from service.validation import references as refcheck
+
+        pending = self.memo.pop("references.deferred", None) or []
+        issues = []
+        for where, missing in pending:
+            keys = set()
+            for path, ref in missing:
+                keys.update(refcheck.local_targets([(path, ref)], self.base))
+            found = {tuple(r) for r in self._conn.execute(select(R.c.res_type, R.c.res_id).where(
+                tuple_(R.c.res_type, R.c.res_id).in_(sorted(keys)), R.c.deleted.is_(False)))}
+            still = [(p, ref) for p, ref in missing
+                     if not set(refcheck.local_targets([(p, ref)], self.base)) <= found]
+            issues += refcheck.issues(still, f"{where} (in this transaction): ")
+        if issues:
+            from service.fhir.outcome import OperationOutcomeError as Refused
+
+            raise Refused(422, "processing", "", issues=issues)
 
     def _unique_nhs_number(self, patient: dict[str, Any], rid: str | None) -> None:
         """An NHS number belongs to one Patient in the record. Saying so for a second one reveals only that
