@@ -7,16 +7,21 @@ runs the type's rules, validates and stores.
 
 from __future__ import annotations
 
+from datetime import UTC
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import jsonpatch
 
+from service.clock import http_date
 from service.fhir.outcome import OperationOutcomeError, bad_request
 from service.fhir.request import FhirRequest, FhirResponse
 from service.fhir.responses import read_response, write_response
+from service.fhir.stored import Stored
 from service.fhir.types import is_valid_id
 from service.fhir.validation import check_shape
 from service.repository import Repository
+from service.repository.subsetting import subset
 
 PATCH_MEDIA = "application/json-patch+json"
 
@@ -26,11 +31,48 @@ def _resource_body(req: FhirRequest, rtype: str) -> dict[str, Any]:
 
 
 def read(req: FhirRequest, repo: Repository, rtype: str, rid: str) -> FhirResponse:
-    return read_response(repo.read(rtype, rid))
+    return _answer(req, repo.read(rtype, rid))
 
 
 def vread(req: FhirRequest, repo: Repository, rtype: str, rid: str, vid: str) -> FhirResponse:
-    return read_response(repo.vread(rtype, rid, vid))
+    return _answer(req, repo.vread(rtype, rid, vid))
+
+
+def _answer(req: FhirRequest, stored: Stored) -> FhirResponse:
+    """A version the caller may see (the repository answered 404 for anything else, before any comparison):
+    304 when the client's copy is current (If-None-Match, else If-Modified-Since), else the stored bytes,
+    subsetted if `_summary`/`_elements` ask."""
+    headers = req.headers
+    if ("if-none-match" in headers or "if-modified-since" in headers) and not_modified(
+            stored, headers.get("if-none-match"), headers.get("if-modified-since")):
+        return FhirResponse(304, None, {"ETag": stored.etag, "Last-Modified": http_date(stored.last_updated)})
+    resp = read_response(stored)
+    if req.params and stored.content is not None:
+        resp.body = subset(stored.content, req.params)
+    return resp
+
+
+def not_modified(stored: Stored, if_none_match: str | None, if_modified_since: str | None) -> bool:
+    """RFC 9110 13.1.2-3: If-None-Match (weak comparison, `*` for any) decides when present; otherwise
+    If-Modified-Since (an HTTP date; one that cannot be read is ignored) against the version's second."""
+    if if_none_match is not None:
+        version = str(stored.version)
+        for tag in if_none_match.split(","):
+            tag = tag.strip()
+            if tag == "*" or tag.removeprefix("W/").strip('"') == version:
+                return True
+        return False
+    if if_modified_since:
+        try:
+            since = parsedate_to_datetime(if_modified_since.strip())
+        except (TypeError, ValueError, IndexError):
+            return False
+        if since is None:
+            return False
+        if since.tzinfo is None:
+            since = since.replace(tzinfo=UTC)
+        return stored.last_updated // 1_000_000 <= int(since.timestamp())
+    return False
 
 
 def create(req: FhirRequest, repo: Repository, rtype: str) -> FhirResponse:
