@@ -49,6 +49,8 @@ def test_the_access_log_names_staff_their_role_organisation_purpose_and_break_gl
     assert newest["role"] == "Nurse"
     assert newest["interaction"] == "read" and newest["resourceType"] == "Patient"
     assert newest["purpose"] == "BTG" and newest["breakGlass"] is True
+    assert newest["reason"] == "Emergency admission"  # the person sees why
+    assert all("reason" not in a for a in staff[1:])
     assert newest["whoReference"] == {"reference": "Practitioner/nurse-jo", "display": "Jo Bloggs"}
     assert newest["organisationReference"] == {"reference": "Organization/trust"}
     assert [(a["resourceType"], a["breakGlass"], a["purpose"]) for a in staff[1:]] == [

@@ -136,6 +136,9 @@ def _access_parts(ev: dict[str, Any], named: dict[str, dict[str, Any]]) -> list[
     for p in purposes:
         parts.append({"name": "purpose", "valueCode": p})
     parts.append({"name": "breakGlass", "valueBoolean": "BTG" in purposes})
+    reason = next((pe.get("text") for pe in ev.get("purposeOfEvent") or [] if pe.get("text")), None)
+    if reason:  # the break-glass reason the professional gave (the person sees why)
+        parts.append({"name": "reason", "valueString": reason})
     parts.append({"name": "outcome", "valueCode": ev.get("outcome", "0")})
     parts.append({"name": "event", "valueReference": {"reference": f"AuditEvent/{ev['id']}"}})
     return parts
