@@ -215,7 +215,7 @@ class Prepared:
                 cur.executemany(sql, args)
                 return []
             cur.execute(sql, args)
-            return list(cur.fetchall())
+            return list(cur.fetchall()) if cur.description is not None else []  # (an INSERT gives no rows)
         except dbapi.Error as exc:  # type: ignore[union-attr]
             from sqlalchemy.exc import DBAPIError
 

@@ -20,12 +20,13 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import orjson
-from sqlalchemy import and_, insert, or_, select, tuple_, update
+from sqlalchemy import and_, bindparam, insert, or_, select, tuple_, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from service import ownership
 from service.clock import fhir_instant, now_us
+from service.db import Prepared
 from service.fhir.outcome import conflict, precondition_failed
 from service.fhir.stored import Stored
 from service.storage.tables import resource as R
@@ -34,6 +35,11 @@ from service.storage.tables import resource_version as V
 __all__ = ["Store", "Stored", "canonical", "new_id", "row_to_stored"]
 
 CURRENT_COLUMNS = (R.c.res_type, R.c.res_id, R.c.version, R.c.last_updated, R.c.deleted, R.c.content, R.c.owners)
+
+# A write's two row inserts, compiled once per dialect and run on the driver's cursor (service.db.Prepared)
+_CURRENT_VALUES = ("res_type", "res_id", "version", "last_updated", "deleted", "content", "patient_id", "owners")
+_INSERT_CURRENT = Prepared(lambda _d: insert(R).values({c: bindparam(c) for c in _CURRENT_VALUES}))
+_INSERT_VERSION = Prepared(lambda _d: insert(V).values({c: bindparam(c) for c in (*_CURRENT_VALUES, "method")}))
 
 
 class WriteListener(Protocol):
@@ -137,15 +143,16 @@ class Store:
                   "content": current_text.decode() if current_text is not None else None,
                   "patient_id": primary, "owners": own_text}
         if first:
-            conn.execute(insert(R).values(res_type=rtype, res_id=rid, **values))
+            _INSERT_CURRENT.rows(conn, {"res_type": rtype, "res_id": rid, **values})
         else:
             res = conn.execute(update(R).where(R.c.res_type == rtype, R.c.res_id == rid,
                                                R.c.version == version - 1).values(**values))
             if res.rowcount != 1:  # someone else moved the version on: never fork the chain
                 raise precondition_failed(f"{rtype}/{rid} was changed by another request; read it again")
-        conn.execute(insert(V).values(res_type=rtype, res_id=rid, version=version, last_updated=lu, method=method,
-                                      deleted=deleted, content=content.decode() if content is not None else None,
-                                      patient_id=primary, owners=own_text))
+        _INSERT_VERSION.rows(conn, {"res_type": rtype, "res_id": rid, "version": version, "last_updated": lu,
+                                    "method": method, "deleted": deleted,
+                                    "content": content.decode() if content is not None else None,
+                                    "patient_id": primary, "owners": own_text})
         stored = Stored(rtype, rid, version, lu, deleted, content, method, owners=owners)
         for listener in self.listeners:
             listener(conn, stored, resource)
