@@ -19,3 +19,12 @@ def who(demo, client, auth_headers) -> dict[str, Any]:  # type: ignore[no-untype
         thread.join(timeout=30)
     return {"ada": As(client, auth_headers()), "gp": As(client, auth_headers(client="gp-system")),
             "gary": As(client, auth_headers("gp.gary")), "nina": As(client, auth_headers("nurse.nina"))}
+
+
+@pytest.fixture
+def policy(demo):  # type: ignore[no-untyped-def]
+    """The installed PolicyGuard; tests that change its settings restore them."""
+    guard = demo.policy
+    saved = guard.settings
+    yield guard
+    guard.settings = saved
