@@ -45,9 +45,25 @@ def _media(raw: str | None) -> str | None:
     return raw.split(";", 1)[0].strip().lower() or None
 
 
+XML_FORMATS = {"xml", "text/xml", "application/xml", "application/fhir+xml", "application/xml+fhir"}
+
+
+def _format_media(fmt: str) -> str:
+    """The answer's media type for `_format` (https://hl7.org/fhir/R4/http.html#mime-type), which overrides
+    Accept: `json` and the JSON MIME types (a `+` left unencoded in the URL reads as a space); 415 otherwise."""
+    f = (_media(fmt.strip().replace(" ", "+")) or "").replace(" ", "+")
+    if f in FORMAT_JSON:
+        return "application/json" if f in ("application/json", "text/json") else FHIR_JSON
+    if f in XML_FORMATS:
+        raise OperationOutcomeError(415, "not-supported", f"_format={fmt!r}: this server speaks FHIR JSON only "
+                                    "(application/fhir+json); XML is not supported")
+    raise OperationOutcomeError(415, "not-supported", f"_format={fmt!r} is not supported: use json, "
+                                "application/fhir+json or application/json")
+
+
 def _wants_xml(fmt: str | None, accept: str | None) -> bool:
     if fmt is not None:
-        return fmt.lower() not in FORMAT_JSON
+        return False  # (_format decides: _format_media)
     if not accept:
         return False
     types = [_media(a) for a in accept.split(",")]
@@ -139,7 +155,9 @@ async def fhir_endpoint(request: Request) -> Response:
         if len(request.scope.get("raw_path") or b"") + len(request.scope.get("query_string") or b"") > MAX_URL:
             raise OperationOutcomeError(414, "too-costly", f"The URL is longer than {MAX_URL} bytes; send a long "
                                         "search as POST [type]/_search with a form body")
-        if _wants_xml(fmt, accept):
+        if fmt is not None:
+            media = _format_media(fmt)
+        elif _wants_xml(fmt, accept):
             raise OperationOutcomeError(415, "not-supported", "This server speaks FHIR JSON only "
                                         "(application/fhir+json); XML is not supported")
         content_type = _media(request.headers.get("content-type"))
