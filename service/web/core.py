@@ -48,9 +48,9 @@ class Web:
         self.sealer = Sealer(services.settings)
 
     # -- rendering -------------------------------------------------------------------------------------------
-    def render(self, request: Request, name: str, session: Session | None, status: int = 200, **ctx: Any
+    def render(self, request: Request, template: str, session: Session | None, status: int = 200, **ctx: Any
                ) -> HTMLResponse:
-        html = templates.get_template(name).render(session=session, path=request.url.path, **ctx)
+        html = templates.get_template(template).render(session=session, path=request.url.path, **ctx)
         resp = HTMLResponse(html, status_code=status, headers=PAGE_HEADERS)
         if session is not None and getattr(request.state, "session_changed", False):
             resp.set_cookie(SESSION_COOKIE, self.sealer.session_cookie(session),
