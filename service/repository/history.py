@@ -9,7 +9,8 @@ they may see, never of a hidden one, and no empty page is handed out while hidde
 
 from __future__ import annotations
 
-from datetime import datetime
+import re
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
@@ -41,6 +42,41 @@ def parse_instant(value: str, name: str) -> int:
     except ValueError:
         raise bad_request(f"{name}={value!r} is not a valid instant (e.g. 2024-01-31T09:00:00Z)") from None
     return from_datetime(dt)
+
+
+_PARTIAL = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?$")
+
+
+def parse_period(value: str, name: str) -> tuple[int, int]:
+    """The period a FHIR dateTime names, inclusive microseconds: a year (`2024`), a month (`2024-05`) or a day
+    (`2024-05-31`) in UTC, or an instant (`2024-05-31T09:00:00Z`: that moment)."""
+    text = value.strip()
+    m = _PARTIAL.match(text)
+    if m is None:
+        at = parse_instant(value, name)
+        return at, at
+    year, month, day = int(m.group(1)), int(m.group(2) or 1), int(m.group(3) or 1)
+    try:
+        low = datetime(year, month, day, tzinfo=UTC)
+    except ValueError:
+        raise bad_request(f"{name}={value!r} is not a valid date") from None
+    if m.group(3):
+        high = low + timedelta(days=1)
+    elif m.group(2):
+        high = datetime(year + month // 12, month % 12 + 1, 1, tzinfo=UTC)
+    else:
+        high = datetime(year + 1, 1, 1, tzinfo=UTC)
+    return from_datetime(low), from_datetime(high) - 1
+
+
+def current_during(low: int, high: int) -> ColumnElement[bool]:
+    """Version rows that were the current version at some moment of [low, high]: written by `high`, and not
+    replaced by a later version at or before `low` (https://hl7.org/fhir/R4/http.html#history, `_at`)."""
+    later = V.alias("later")
+    replaced = exists(select(literal(1)).select_from(later).where(
+        later.c.res_type == V.c.res_type, later.c.res_id == V.c.res_id, later.c.version > V.c.version,
+        later.c.last_updated <= low))
+    return (V.c.last_updated <= high) & ~replaced
 
 
 def _bounded(text: str) -> bool:
@@ -135,8 +171,8 @@ def history(repo: Any, req: FhirRequest, rtype: str | None = None, rid: str | No
         current, _ = repo._visible_current("read", rtype, rid)
         if current is None:
             raise errors.missing(rtype, rid)
-    since = parse_instant(req.param("_since"), "_since") if req.param("_since") else None
-    at = parse_instant(req.param("_at"), "_at") if req.param("_at") else None
+    since = parse_period(req.param("_since"), "_since")[0] if req.param("_since") else None
+    at = parse_period(req.param("_at"), "_at") if req.param("_at") else None
     count = parse_count(req.param("_count"))
     cursor_raw = req.param("_cursor")
     before = None
@@ -150,8 +186,9 @@ def history(repo: Any, req: FhirRequest, rtype: str | None = None, rid: str | No
     if raw_snapshot is not None and not _bounded(raw_snapshot):
         raise bad_request(f"_snapshot={raw_snapshot[:100]!r} is not a valid paging snapshot")
     snapshot = int(raw_snapshot) if raw_snapshot is not None else now_us()
-    upper = min(snapshot, at) if at is not None else snapshot
-    stmt = repo._store.history_statement(rtype=rtype, rid=rid, since=since, at_or_before=upper)
+    stmt = repo._store.history_statement(rtype=rtype, rid=rid, since=since, at_or_before=snapshot)
+    if at is not None:  # the version current at that moment (or during that period), per resource
+        stmt = stmt.where(current_during(*at))
     pre = None if rid else _prefilter(repo, rtype)
     if pre is not None:
         stmt = stmt.where(pre)
