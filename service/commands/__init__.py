@@ -1,6 +1,6 @@
 """CLI subcommands. Each module defines `register(subparsers)`; add new ones to COMMANDS."""
 
-from service.commands import audit, client, db, demo, keys, policy, search, serve, token, user
+from service.commands import audit, client, db, demo, export, keys, policy, search, serve, token, user
 
 COMMANDS = [serve.register, db.register, demo.register, audit.register, search.register,
-            user.register, client.register, token.register, keys.register, policy.register]
+            user.register, client.register, token.register, keys.register, policy.register, export.register]
