@@ -1,7 +1,10 @@
 """The CapabilityStatement, generated from what is registered: types, interactions, search, operations.
 
 Built from the services: the route table, the operations registry, the search engine's parameters and the
-identity layer's SMART `oauth-uris` extension.
+identity layer's SMART `oauth-uris` extension. It only tells the truth: every operation's `definition` links to
+`[base]/OperationDefinition/[id]`, served here (`definition_read`, service/fhir/conformance.py), and the
+StructureDefinition entry lists the extensions the server adds, each served at `[base]/StructureDefinition/[id]`
+with its canonical `url`.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from service.fhir import conformance
 from service.fhir.outcome import OperationOutcomeError
 from service.fhir.request import FhirRequest, FhirResponse
 from service.fhir.types import NOT_STORABLE, RESOURCE_TYPES
@@ -62,17 +66,25 @@ def build(services: Services, route: Any) -> dict[str, Any]:
             includes = search.capability_includes(rtype)
             if includes:
                 entry["searchInclude"], entry["searchRevInclude"] = includes
-        ops = [{"name": op.name, "definition": op.definition or f"{services.base}/OperationDefinition/{op.name}"}
-               for (level, t, _), op in services.operations.items() if t == rtype]
+        ops, seen = [], set()
+        for (_level, t, name), op in services.operations.items():
+            link = conformance.operation_link(op, services.base)
+            if t in (rtype, "*") and (name, link) not in seen:
+                seen.add((name, link))
+                ops.append({"name": name, "definition": link})
         if ops:
             entry["operation"] = ops
+        if rtype == "StructureDefinition":
+            entry["documentation"] = (
+                "Extensions this server adds to resources, each defined at: " + ", ".join(
+                    conformance.extension_link(e.id, services.base) for e in conformance.EXTENSIONS))
         resources.append(entry)
     rest: dict[str, Any] = {
         "mode": "server",
         "resource": resources,
         "interaction": [{"code": c} for c in SYSTEM_INTERACTIONS],
     }
-    sys_ops = [{"name": op.name, "definition": op.definition or f"{services.base}/OperationDefinition/{op.name}"}
+    sys_ops = [{"name": op.name, "definition": conformance.operation_link(op, services.base)}
                for (level, _t, _), op in services.operations.items() if level == "system"]
     if sys_ops:
         rest["operation"] = sys_ops
@@ -107,3 +119,17 @@ def capability_response(req: FhirRequest, repo: Repository, route: Any) -> FhirR
     return FhirResponse(200, body)
 
 
+
+
+def definition_read(req: FhirRequest, repo: Repository, rtype: str, rid: str) -> FhirResponse:
+    """GET OperationDefinition/[id] and StructureDefinition/[id]: the server's own definitions (generated,
+    read-only), else what is stored."""
+    if rtype == "OperationDefinition":
+        served = conformance.operation_definitions(repo.services.operations, repo.base).get(rid)
+    else:
+        served = conformance.structure_definitions().get(rid)
+    if served is not None:
+        return FhirResponse(200, served)
+    from service.interactions import crud
+
+    return crud.read(req, repo, rtype, rid)

@@ -133,6 +133,8 @@ def route(req: FhirRequest, ops: Operations) -> Route:
     rid = second
     if n == 2:
         if m == "GET":
+            if rtype in ("OperationDefinition", "StructureDefinition"):  # the server's own definitions first
+                return Route(lambda s: capability.definition_read(req, s, rtype, rid), False, "read")
             return Route(lambda s: crud.read(req, s, rtype, rid), False, "read")
         if m == "PUT":
             return Route(lambda s: crud.update(req, s, rtype, rid), True, "update")

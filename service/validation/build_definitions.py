@@ -14,6 +14,8 @@ Build time only: the service never reads DIR at run time. Writes into service/va
 - `elements.json`: per resource type, complex datatype and backbone element, each element's JSON name ->
   [type, many (0/1), required ValueSet or null]; choice elements appear under every concrete name
   (`valueQuantity`); `"!"` lists the required (min >= 1) elements; `contentReference` becomes "@Path".
+- `operation_definitions.json`: the official OperationDefinitions of the standard operations this server implements
+  (OPERATIONS below), served by the server at the URLs its CapabilityStatement links to;
 - `bindings.json`: the ValueSets of the base specification's required bindings that can be enumerated from
   the official CodeSystems: url -> {"name", "codes": {system: [codes]}}. ValueSets over external code
   systems that cannot be listed (MIME types, languages, UCUM) are left out and not enforced.
@@ -31,6 +33,8 @@ DATA = HERE / "data"
 DEFAULT = Path(__file__).resolve().parents[3] / "shared" / "data" / "fhir-r4-spec"
 FHIR_TYPE_EXT = "http://hl7.org/fhir/StructureDefinition/structuredefinition-fhir-type"
 SKIP_KINDS = {"logical"}
+OPERATIONS = ("Patient-everything", "Resource-validate", "ValueSet-expand", "ValueSet-validate-code",
+              "CodeSystem-validate-code", "Resource-meta", "Resource-meta-add", "Resource-meta-delete")
 
 
 def load(path: Path) -> list[dict[str, Any]]:
@@ -201,7 +205,11 @@ def main(argv: list[str] | None = None) -> None:
         for name, spec in table.items():
             if name not in ("!", "?") and spec[2] is not None and spec[2] not in bindings:
                 spec[2] = None
+    ods = {r["id"]: {k: v for k, v in r.items() if k not in ("text", "meta")}
+           for r in load(d / "profiles-resources.json")
+           if r.get("resourceType") == "OperationDefinition" and r.get("id") in OPERATIONS}
     DATA.mkdir(exist_ok=True)
+    (DATA / "operation_definitions.json").write_text(json.dumps(ods, separators=(",", ":"), sort_keys=True) + "\n")
     (DATA / "elements.json").write_text(json.dumps(tables, separators=(",", ":"), sort_keys=True) + "\n")
     (DATA / "bindings.json").write_text(json.dumps(bindings, separators=(",", ":"), sort_keys=True) + "\n")
     print(f"{len(tables)} element tables; {len(bindings)} of {len(wanted)} required ValueSets enumerable")
