@@ -76,7 +76,8 @@ def test_casts_keep_only_that_choice() -> None:
     assert compile_plain("Observation.code")({"resourceType": "Patient", "code": {}}) == []  # type: ignore[misc]
 
 
-def test_each_component_of_a_blood_pressure_is_found(client: Any) -> None:
+def test_each_component_of_a_blood_pressure_is_found(client: Any, lenient_references: Any) -> None:
+    # (Patient/pat-pat is not stored here: references must resolve unless SHAREDCARE_REFERENCES_LENIENT=1)
     bp = {"resourceType": "Observation", "status": "final", "subject": {"reference": "Patient/pat-pat"},
           "code": {"coding": [{"system": "http://loinc.org", "code": "85354-9"}]},
           "component": [

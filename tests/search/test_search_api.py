@@ -41,7 +41,7 @@ def world(client):  # type: ignore[no-untyped-def]
                         "meta": {"security": [{"system": R_LABEL[0], "code": R_LABEL[1]}]}})
     plans = [post(client, {"resourceType": "CarePlan", "status": st, "intent": "plan",
                            "subject": {"reference": f"Patient/{p['id']}"},
-                           "period": {"start": start, "end": end}})
+                           "period": {k: v for k, v in (("start", start), ("end", end)) if v}})  # (no null: ele-1)
              for p, st, start, end in ((ann, "active", "2024-01-01", "2024-06-30"),
                                        (ann, "completed", "2023-01-01", "2023-12-31"),
                                        (bob, "active", "2024-03-01", None))]
