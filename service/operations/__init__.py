@@ -30,6 +30,7 @@ MODULES = (
     "service.operations.workflow_queries",
     "service.operations.assessment_metrics",
     "service.operations.bulk_export",
+    "service.operations.meta",
     "service.operations.validate",
 )
 
