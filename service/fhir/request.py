@@ -9,6 +9,7 @@ from typing import Any
 
 import orjson
 
+from service.fhir.decimals import attach
 from service.fhir.outcome import OperationOutcomeError, bad_request
 
 
@@ -48,7 +49,7 @@ class FhirRequest:
                 raise bad_request(f"The body holds a control character ({m.group(2).decode()}) in a string; FHIR strings "
                                   "may hold no control characters other than tab, carriage return and line feed",
                                   code="value")
-        return parsed
+        return attach(parsed, self.body)  # the client's decimal literals ride along (service.fhir.decimals)
 
     @property
     def prefer(self) -> dict[str, str]:

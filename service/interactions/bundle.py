@@ -27,6 +27,7 @@ from urllib.parse import parse_qsl
 
 import orjson
 
+from service.fhir.decimals import dumps
 from service.fhir.outcome import (
     Issue,
     OperationOutcomeError,
@@ -299,7 +300,7 @@ def _run(repo: Repository, e: Entry, base_headers: dict[str, str], mapping: dict
         content_type: str | None = None
         if e.method in ("POST", "PUT") and e.resource is not None:
             resource = references.rewrite(e.resource, mapping, resolve)
-            body = orjson.dumps(resource)
+            body = dumps(resource, like=e.resource)  # (with the client's decimal literals)
             content_type = "application/fhir+json"
         elif e.method == "PATCH":
             body = _patch_body(e, mapping, resolve)

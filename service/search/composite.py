@@ -17,7 +17,7 @@ Composites take no modifiers and cannot be sorted on (as the specification says)
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 from sqlalchemy import String, and_, func, literal, or_, select
@@ -50,7 +50,7 @@ class Composite:
         return {"name": self.code, "definition": self.definition, "type": "composite"}
 
 
-@lru_cache(maxsize=None)
+@cache
 def composites_for(rtype: str) -> dict[str, Composite]:
     from service.search.params import SPEC_URL, _raw
 

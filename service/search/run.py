@@ -144,9 +144,8 @@ def _control(req: FhirRequest, plan: Plan, key: str, value: str) -> None:
         if value != "false":
             _unknown(req, plan, key, "searching contained resources is not supported")
             return
-    elif base == "_containedType":
-        if value not in ("container", "contained"):
-            raise bad_request(f"_containedType must be container or contained, not {value[:100]!r}")
+    elif base == "_containedType" and value not in ("container", "contained"):
+        raise bad_request(f"_containedType must be container or contained, not {value[:100]!r}")
     plan.applied.append((key, value))
 
 

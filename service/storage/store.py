@@ -27,6 +27,7 @@ from sqlalchemy.exc import IntegrityError
 from service import ownership
 from service.clock import fhir_instant, now_us
 from service.db import Prepared
+from service.fhir.decimals import decimals_of, restore
 from service.fhir.outcome import conflict, precondition_failed
 from service.fhir.stored import Stored
 from service.storage.tables import resource as R
@@ -63,7 +64,7 @@ def canonical(resource: dict[str, Any], rid: str, version: int, last_updated: in
     for k, v in resource.items():
         if k not in body:
             body[k] = v
-    return orjson.dumps(body)
+    return restore(orjson.dumps(body), decimals_of(resource))  # the client's decimal literals, as sent
 
 
 def row_to_stored(row: Any) -> Stored:

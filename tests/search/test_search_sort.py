@@ -159,7 +159,7 @@ def test_sort_by_number(client):  # type: ignore[no-untyped-def]
         res: dict[str, Any] = {"resourceType": "RiskAssessment", "status": "final",
                                "subject": {"reference": f"Patient/{pat['id']}"}}
         if i % 5 != 4:
-            probs = [Decimal(((i * 37) % 100)) / 100]
+            probs = [Decimal((i * 37) % 100) / 100]
             if i % 3 == 0:
                 probs.append(Decimal((i * 11) % 100) / 1000)
             res["prediction"] = [{"probabilityDecimal": float(p)} for p in probs]

@@ -7,6 +7,7 @@ unchanged."""
 from __future__ import annotations
 
 from typing import Any
+
 import pytest
 import requests
 from requests.structures import CaseInsensitiveDict
