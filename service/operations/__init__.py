@@ -32,6 +32,7 @@ MODULES = (
     "service.operations.bulk_export",
     "service.operations.meta",
     "service.operations.validate",
+    "service.operations.terminology",
 )
 
 

@@ -549,12 +549,26 @@ class Repository:
     def search(self, req: Any, rtype: str | None) -> Any:
         if rtype == AUDIT:
             return trail().search(self, req)
-        return self.services.search.search(req, self, rtype)
+        with self._valuesets():
+            return self.services.search.search(req, self, rtype)
+
+    def _valuesets(self) -> Any:
+        """`:in` / `:not-in` expand ValueSets through this repository (service/search/valueset_modifiers.py)."""
+        from service.search.valueset_modifiers import expanding
+        from service.validation.terminology import expand, fetchers
+
+        def expander(ref: str) -> set[tuple[str, str]] | None:
+            fetch_vs, fetch_cs = fetchers(self)
+            vs = fetch_vs(ref)
+            return None if vs is None else set(expand(vs, fetch_vs, fetch_cs))
+
+        return expanding(expander)
 
     def compartment(self, req: Any, ctype: str, cid: str, rtype: str) -> Any:
         if rtype == AUDIT and ctype == "Patient":
             return trail().compartment(self, req, cid)
-        return self.services.search.compartment(req, self, ctype, cid, rtype)
+        with self._valuesets():
+            return self.services.search.compartment(req, self, ctype, cid, rtype)
 
     def everything(self, req: Any, pid: str) -> Any:
         return self.services.search.everything(req, self, pid)

@@ -21,6 +21,7 @@ from sqlalchemy.sql.selectable import Select
 
 from service.fhir.outcome import bad_request
 from service.fhir.types import RESOURCE_TYPES
+from service.search import valueset_modifiers
 from service.search.extract import parse_reference
 from service.search.params import COMMON_INDEXED, SearchParam, lookup, modifiers
 from service.search.tables import (
@@ -305,7 +306,7 @@ def _param_ids(rtype: str | None, param: SearchParam, mod: str | None, value: st
                ) -> tuple[Select[Any], bool]:
     t = TABLE_FOR[param.type]
     code = param.code
-    allowed = modifiers()[param.type]
+    allowed = modifiers()[param.type] + (list(valueset_modifiers.MODIFIERS) if param.type == "token" else [])
     if mod is not None and mod not in allowed and not (param.type == "reference" and mod in RESOURCE_TYPES):
         raise UnknownParameter(f"{code}:{mod}", f"search parameter {code!r} ({param.type}) does not support the "
                                f"modifier :{mod} (supported: {', '.join(':' + m for m in allowed)})")
@@ -320,7 +321,10 @@ def _param_ids(rtype: str | None, param: SearchParam, mod: str | None, value: st
     if any(v == "" for v in values):
         raise bad_request(f"Search parameter {code!r} has an empty value")
     negate = False
-    if param.type == "token":
+    if param.type == "token" and mod in valueset_modifiers.MODIFIERS:  # :in / :not-in (valueset_modifiers.py)
+        conds = [valueset_modifiers.condition(t, code, mod, unescape(v)) for v in values]
+        negate = mod == "not-in"
+    elif param.type == "token":
         conds = [_token_value(t, code, mod if mod != "not" else None, v) for v in values]
         negate = mod == "not"
     elif param.type == "string":
