@@ -11,7 +11,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 WORKERS ?= 1
 
-.PHONY: run test venv bench lint postgres clean web-assets chromium
+.PHONY: run test venv bench lint postgres clean token web-assets chromium
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -29,6 +29,12 @@ run: venv web-assets
 	SHAREDCARE_DEMO=1 $(VENV)/bin/sharedcare demo load
 	SHAREDCARE_DEMO=1 SHAREDCARE_BASE_URL="$${SHAREDCARE_BASE_URL:-http://$(HOST):$(PORT)}" \
 	  $(VENV)/bin/sharedcare serve --host $(HOST) --port $(PORT) --workers $(WORKERS)
+
+# A token for the server `make run` started (same HOST/PORT, so the same issuer): make token AS=nurse.nina
+AS ?= admin.ada
+token: venv
+	@SHAREDCARE_DEMO=1 SHAREDCARE_BASE_URL="$${SHAREDCARE_BASE_URL:-http://$(HOST):$(PORT)}" \
+	  $(VENV)/bin/sharedcare token --user $(AS) $(if $(SCOPE),--scope "$(SCOPE)")
 
 postgres:
 	@bash scripts/ensure-postgres.sh

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -13,15 +14,27 @@ def register(sub: argparse._SubParsersAction) -> None:
     load.set_defaults(func=load_demo)
 
 
+def published_forms(services: Any) -> int:
+    """How many of the service's packaged forms the record holds now (published at start or by this load)."""
+    from service.repository import Repository
+    from service.workflows.forms import current_packaged
+
+    with Repository.job(services) as server:
+        return sum(1 for q in current_packaged() if server.get("Questionnaire", q["id"]) is not None)
+
+
 def load_demo(args: argparse.Namespace) -> int:
     from service.bootstrap import build_services
     from service.config import get_settings
     from service.demo.loader import load_records
 
     services = build_services(get_settings())
-    summary = load_records(services)
-    for step in services.loaders:
-        summary.update(step(services))
-    services.db.dispose()
+    try:
+        summary = load_records(services)
+        for step in services.loaders:
+            summary.update(step(services))
+        summary["questionnaires published"] = published_forms(services)
+    finally:
+        services.db.dispose()
     print("demo data: " + ", ".join(f"{k} {v}" for k, v in summary.items()), file=sys.stderr)
     return 0

@@ -28,8 +28,10 @@ def run(args: argparse.Namespace) -> int:
     if not 1 <= args.workers <= 64 or not 0 < args.port < 65536:
         print("error: --workers must be 1-64 and --port 1-65535", file=sys.stderr)
         return 2
+    public_url(args.host, args.port)
     settings = get_settings()
     configure_logging()
+    _remember(settings, args)
     if args.migrate:
         from service.migrate import upgrade
 
@@ -61,3 +63,34 @@ def _seal_here(settings: Settings) -> None:
     audit = AuditLog(db, settings.var_dir / "audit-spool")
     Sealer(db, settings, audit.maybe_flush).start()
     os.environ["SHAREDCARE_AUDIT_SEAL_SECONDS"] = "0"  # (the workers, spawned after this, read it)
+
+
+def public_url(host: str, port: int) -> str:
+    """SHAREDCARE_BASE_URL, or (unset) http://HOST:PORT, set in the environment for the workers: tokens' issuer and
+    audience, and the SMART discovery links, follow the address the server was started on."""
+    import os
+
+    if not os.environ.get("SHAREDCARE_BASE_URL"):
+        shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else (f"[{host}]" if ":" in host else host)
+        os.environ["SHAREDCARE_BASE_URL"] = f"http://{shown}:{port}"
+        from service.config import get_settings
+
+        get_settings.cache_clear()
+    return os.environ["SHAREDCARE_BASE_URL"]
+
+
+SERVE_FILE = "serve.json"  # in the var directory: where the server last started, for `sharedcare token`
+
+
+def _remember(settings: Settings, args: argparse.Namespace) -> None:
+    import json
+    import os
+
+    try:
+        settings.var_dir.mkdir(parents=True, exist_ok=True)
+        tmp = settings.var_dir / f".{SERVE_FILE}.{os.getpid()}"
+        tmp.write_text(json.dumps({"base_url": settings.base_url, "host": args.host, "port": args.port,
+                                   "pid": os.getpid()}))
+        os.replace(tmp, settings.var_dir / SERVE_FILE)
+    except OSError as exc:  # (a read-only var directory: `sharedcare token` then needs SHAREDCARE_BASE_URL)
+        print(f"note: could not record the address in {settings.var_dir / SERVE_FILE}: {exc}", file=sys.stderr)

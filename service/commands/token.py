@@ -6,6 +6,10 @@ identity may have (with --patient: its patient/ scopes, confined to that patient
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import sys
+from pathlib import Path
 
 from service.commands._auth_common import fail, services
 
@@ -25,6 +29,7 @@ def run(args: argparse.Namespace) -> int:
     from service.auth.issue import IssueError, token_for_client, token_for_user
     from service.auth.scopes import ScopeError
 
+    follow_server()
     if args.client and args.patient:
         return fail("--patient is for --user tokens")
     if args.ttl is not None and not 0 < args.ttl <= 24 * 3600:
@@ -41,3 +46,22 @@ def run(args: argparse.Namespace) -> int:
         svc.db.dispose()
     print(token)
     return 0
+
+
+def follow_server() -> None:
+    """Without SHAREDCARE_BASE_URL, the issuer is the address `sharedcare serve` last started with in the same var
+    directory (so `PORT=8101 make run` and a plain `sharedcare token` agree), else the default."""
+    if os.environ.get("SHAREDCARE_BASE_URL"):
+        return
+    from service.commands.serve import SERVE_FILE
+    from service.config import PROJECT_ROOT, get_settings
+
+    path = Path(os.environ.get("SHAREDCARE_VAR_DIR", str(PROJECT_ROOT / "var"))) / SERVE_FILE
+    try:
+        base = json.loads(path.read_text()).get("base_url")
+    except (OSError, ValueError):
+        return
+    if isinstance(base, str) and base.startswith(("http://", "https://")):
+        os.environ["SHAREDCARE_BASE_URL"] = base
+        get_settings.cache_clear()
+        print(f"base URL {base} (where sharedcare serve last started, from {path})", file=sys.stderr)
