@@ -11,7 +11,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 WORKERS ?= 1
 
-.PHONY: run test venv bench lint postgres clean token web-assets chromium
+.PHONY: run test venv bench bench-load lint postgres clean token web-assets chromium
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -54,6 +54,11 @@ bench: venv
 	  apt-get install -y wrk || { apt-get update && apt-get install -y wrk; } || echo "could not install wrk" >&2; \
 	  else echo "wrk is missing (the http benchmark needs it): sudo apt-get install -y wrk" >&2; fi; }
 	$(VENV)/bin/python -m bench.run $(BENCH_ARGS)
+
+# the mixed-workload load run alone (bench/load): LOAD_ARGS="--patients 10000 --duration 60 --workers 2"
+bench-load: venv
+	@if [ "$${SHAREDCARE_TEST_SKIP_POSTGRES:-0}" != "1" ]; then bash scripts/ensure-postgres.sh; fi
+	$(VENV)/bin/python -m bench.load $(LOAD_ARGS)
 
 clean:
 	rm -rf $(VENV) $(TOOLS) var/*.db var/*.db-* node_modules $(WEB_BUILD)
