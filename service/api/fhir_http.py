@@ -22,6 +22,7 @@ from fastapi.responses import Response
 
 from service.access.record import RequestRecord
 from service.api.pipeline import OnLoop, handle
+from service.fhir.decimals import redumps
 from service.fhir.outcome import OperationOutcomeError
 from service.fhir.request import FhirRequest, FhirResponse, error_response
 from service.fhir.types import RESOURCE_TYPES
@@ -84,7 +85,7 @@ MAX_URL = 16 * 1024  # bytes of path and query; longer searches go as POST [type
 def to_http(resp: FhirResponse, *, pretty: bool, media: str, head: bool = False, hsts: bool = False) -> Response:
     body = resp.body
     if body is not None and pretty:
-        body = orjson.dumps(orjson.loads(body), option=orjson.OPT_INDENT_2)
+        body = redumps(orjson.loads(body), body, orjson.OPT_INDENT_2)  # (decimals as stored: service.fhir.decimals)
     headers = dict(resp.headers)
     # Answers may hold personal data: never stored by a browser or a proxy, never sniffed into another type
     headers.setdefault("Cache-Control", "no-store")

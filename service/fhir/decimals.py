@@ -143,3 +143,9 @@ def restore(content: bytes, decimals: Decimals | None) -> bytes:
 def dumps(resource: Any, like: Any = None) -> bytes:
     """orjson.dumps with the client's decimal literals (of `resource`, or of `like` when it was rebuilt)."""
     return restore(orjson.dumps(resource), decimals_of(resource) or decimals_of(like))
+
+
+def redumps(obj: Any, source: bytes, option: int | None = None) -> bytes:
+    """Serialise `obj`, something made from the JSON `source` (a subset, an indented copy), keeping the decimal
+    literals as `source` writes them."""
+    return restore(orjson.dumps(obj, option=option), lossy_literals(source))

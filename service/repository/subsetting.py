@@ -7,6 +7,7 @@ from typing import Any
 
 import orjson
 
+from service.fhir.decimals import redumps
 from service.fhir.outcome import bad_request
 from service.search.render import apply_summary, check_elements, check_summary
 
@@ -26,4 +27,4 @@ def subset(content: bytes, params: list[tuple[str, str]]) -> bytes:
     if summary is None and elements is None:
         return content
     res: dict[str, Any] = orjson.loads(content)
-    return orjson.dumps(apply_summary(res, summary, elements))
+    return redumps(apply_summary(res, summary, elements), content)  # (the decimals as stored)

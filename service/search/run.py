@@ -12,6 +12,7 @@ import orjson
 from sqlalchemy import and_, cast, func, or_, select
 from sqlalchemy.sql.elements import ColumnElement
 
+from service.fhir.decimals import redumps
 from service.fhir.outcome import Issue, OperationOutcomeError, bad_request, not_found
 from service.fhir.request import FhirRequest, FhirResponse
 from service.fhir.stored import Stored
@@ -398,7 +399,7 @@ def _entry(repo: Any, s: Stored, mode: str, plan: Plan) -> dict[str, Any]:
     assert s.content is not None
     content: Any = orjson.Fragment(s.content)
     if plan.summary in ("true", "text", "data") or plan.elements is not None:
-        content = apply_summary(s.json(), plan.summary, plan.elements)
+        content = orjson.Fragment(redumps(apply_summary(s.json(), plan.summary, plan.elements), s.content))
     return {"fullUrl": f"{repo.base}/{s.res_type}/{s.res_id}", "resource": content, "search": {"mode": mode}}
 
 

@@ -72,6 +72,13 @@ def test_create_read_search_serve_what_was_sent(client, pid):  # type: ignore[no
     assert found.status_code == 200
     assert b'"value":1.50' in found.content and b'"value":-2.0E-3' in found.content
     assert client.get("/fhir/Observation?value-quantity=1.50").json()["total"] == 1
+    # subsets and pretty printing keep them as well
+    for url in (f"/fhir/Observation/{oid}?_pretty=true", f"/fhir/Observation/{oid}?_elements=valueQuantity",
+                f"/fhir/Observation/{oid}?_summary=data", "/fhir/Observation?_elements=valueQuantity",
+                "/fhir/Observation?_summary=data&_pretty=true"):
+        r = client.get(url)
+        assert r.status_code == 200, (url, r.text)
+        assert b"1.50" in r.content and b"1.5," not in r.content, url
     assert client.get("/fhir/Observation?component-value-quantity=1e2").json()["total"] == 1
 
 
