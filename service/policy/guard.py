@@ -503,7 +503,8 @@ class Access:
             if not d.permitted:
                 return None
             reds = (Redaction(frozenset({pid}), tuple(d.obligations)),) if d.obligations else ()
-            return PolicyCondition(patients=[pid], redactions=reds, exact=sqlfilter.exact(d.obligations))
+            return PolicyCondition(patients=[pid], redactions=reds, exact=sqlfilter.exact(d.obligations),
+                                   key=("patient", pid))
         if p.kind not in ("practitioner", "system"):
             return None
         if any(x in SECONDARY for x in purposes):
@@ -514,11 +515,11 @@ class Access:
             self.note(f"policy: search for {'/'.join(purposes)}: National Data Opt-out excluded; consents of "
                       f"{len(found)} people applied")
             return PolicyCondition(patients=None, exclude=opted_out_patients(), redactions=reds,
-                                   exact=self._exact(reds), hidden_labels=self.g.hidden_labels)
+                                   exact=self._exact(reds), hidden_labels=self.g.hidden_labels, key=("secondary",))
         keys = actor_keys(p)
         own = org_keys(p)
         granted = break_glass.active_patients(self.conn, p.subject, self.now) if p.kind == "practitioner" else set()
-        related = relationships.related_patients(keys, self.now)
+        related = relationships.related_patients(keys)  # (current when the search runs)
         if rec.btg_request:
             patients: Any = None
             scope_sql = None
@@ -535,7 +536,8 @@ class Access:
                   + (" (break-glass: any patient)" if rec.btg_request else "")
                   + f"; consents of {len(found)} people applied")
         return PolicyCondition(patients=patients, redactions=reds, own=own, addressed_to=keys, exact=self._exact(reds),
-                               hidden_labels=self.g.hidden_labels)
+                               hidden_labels=self.g.hidden_labels,
+                               key=("any",) if rec.btg_request else ("related", keys, frozenset(granted)))
 
     def _exact(self, reds: tuple[Redaction, ...]) -> bool:
         return not self._approximate and all(sqlfilter.exact(r.obligations) for r in reds)

@@ -141,7 +141,7 @@ def replace(conn: Connection, rtype: str, rid: str, resource: dict[str, Any] | N
     return len(rows)
 
 
-def _current(at_us: int) -> ColumnElement[bool]:
+def _current(at_us: Any) -> ColumnElement[bool]:
     return and_(or_(CR.c.start_us.is_(None), CR.c.start_us <= at_us),
                 or_(CR.c.end_us.is_(None), CR.c.end_us > at_us))
 
@@ -153,8 +153,16 @@ def has_relationship(conn: Connection, patient_id: str, parties: frozenset[str],
     return bool(conn.execute(stmt).scalar())
 
 
-def related_patients(parties: frozenset[str], at_us: int) -> Any:
-    """A subquery of the patient ids with a current relationship to any of `parties`."""
+def related_patients(parties: frozenset[str], at_us: int | None = None) -> Any:
+    """A subquery of the patient ids with a current relationship to any of `parties`: current at `at_us`, or
+    (None) when the statement runs, so that the subquery can be built once and kept (service.policy.sqlfilter)."""
+    if at_us is None:
+        from sqlalchemy import bindparam
+
+        from service.clock import now_us
+
+        at: Any = bindparam("relationship_now", callable_=now_us, type_=CR.c.start_us.type)
+        return select(CR.c.patient_id).where(CR.c.party.in_(sorted(parties)), _current(at))
     return select(CR.c.patient_id).where(CR.c.party.in_(sorted(parties)), _current(at_us))
 
 

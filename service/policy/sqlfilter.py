@@ -172,6 +172,10 @@ class Redaction:
     unless: frozenset[str] = frozenset()
 
 
+_SQL_MEMO: dict[tuple[Any, ...], ColumnElement[bool]] = {}  # SQL expressions are immutable: safe to share
+_SQL_MEMO_SIZE = 4096
+
+
 @dataclass(eq=False)
 class PolicyCondition:
     """What `PolicyGuard.search_filter` hands the engine (as `SearchFilter.where`). Hashed by identity: the
@@ -185,8 +189,23 @@ class PolicyCondition:
     hidden_labels: frozenset[tuple[str, str]] = frozenset()
     notes: list[str] = field(default_factory=list)
     exact: bool = True  # the SQL decides exactly what the per-resource decision would (no backstop needed)
+    # What `patients` and `exclude` were built from, when that determines them (then the SQL is built once per
+    # process for equal conditions, see `sql`): a search's condition is the same for a caller until a consent,
+    # a relationship set or a grant changes it, and building it was a large part of a search's time.
+    key: tuple[Any, ...] | None = None
 
     def sql(self, rtype: str | None) -> ColumnElement[bool]:
+        if self.key is None:
+            return self._sql(rtype)
+        memo_key = (self.key, self.redactions, self.own, self.addressed_to, self.hidden_labels, rtype)
+        found = _SQL_MEMO.get(memo_key)
+        if found is None:
+            if len(_SQL_MEMO) >= _SQL_MEMO_SIZE:
+                _SQL_MEMO.clear()  # (rarely: a process serving more distinct conditions than that)
+            found = _SQL_MEMO[memo_key] = self._sql(rtype)
+        return found
+
+    def _sql(self, rtype: str | None) -> ColumnElement[bool]:
         person = [in_compartment(self.patients, rtype) if self.patients is not None else true()]
         if self.exclude is not None:
             person.append(not_(in_compartment(self.exclude, rtype)))
