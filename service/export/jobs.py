@@ -55,8 +55,7 @@ class Job:
 
     @classmethod
     def of(cls, row: Any) -> Job:
-        m = row._mapping
-        return cls(**{k: m[k] for k in cls.__dataclass_fields__})
+        return cls(*row)  # (selected in the fields' order: see `get`)
 
 
 def new_id() -> str:
