@@ -79,7 +79,12 @@ class Web:
             request.state.session_changed = True
         return s
 
-    async def form(self, request: Request, session: Session) -> dict[str, Any]:
+    async def multi_form(self, request: Request, session: Session) -> dict[str, list[str]]:
+        """The posted form with every field as a list (checkboxes, repeated names), its CSRF token checked."""
+        data = await self.form(request, session, multi=True)
+        return data
+
+    async def form(self, request: Request, session: Session, multi: bool = False) -> dict[str, Any]:
         """The posted form (urlencoded), its CSRF token checked; repeated fields as lists under `name[]`."""
         media = (request.headers.get("content-type") or "").split(";", 1)[0].strip().lower()
         if media != "application/x-www-form-urlencoded":
@@ -95,11 +100,12 @@ class Web:
             raise PageError(400, "The form could not be read. Please go back and try again.") from None
         data: dict[str, Any] = {}
         for k, v in pairs:
-            if k.endswith("[]"):
+            if multi or k.endswith("[]"):
                 data.setdefault(k, []).append(v)
             else:
                 data[k] = v
-        if not csrf_ok(session, data.get("csrf")):
+        token = data.get("csrf")
+        if not csrf_ok(session, token[0] if isinstance(token, list) and token else token):
             raise PageError(403, "This form has expired or did not come from this service. Please go back, "
                                  "reload the page and try again.")
         return data

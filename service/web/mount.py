@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
-from service.web import ig, person, professional, signin
+from service.web import assessment, careplan, ig, person, professional, signin
 from service.web.assets import StaticAssets
 from service.web.core import PageError, Web
 
@@ -18,6 +18,8 @@ def mount(app: Any) -> None:
     signin.routes(web, router)
     person.routes(web, router)
     professional.routes(web, router)
+    assessment.routes(web, router)
+    careplan.routes(web, router)
     ig.routes(web, router)
 
     @router.get("/")
