@@ -280,7 +280,8 @@ def routes(web: Web, router: APIRouter) -> None:
                               ("/web/what-matters", what_matters_post, ["POST"]),
                               ("/web/who-has-looked", access_log, ["GET"]), ("/web/sharing", sharing, ["GET"]),
                               ("/web/sharing", sharing_post, ["POST"])):
-        router.add_api_route(path, page(web, fn, PERSON), methods=methods)
+        kinds = ("patient",) if path in ("/web/what-matters", "/web/who-has-looked") else PERSON
+        router.add_api_route(path, page(web, fn, kinds), methods=methods)
 
 
 def describe_consent(c: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:

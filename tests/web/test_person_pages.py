@@ -78,3 +78,26 @@ def test_session_cookie_is_httponly_samesite_and_sign_out_ends_it(new_page):
     page.goto("/web/my-care-plan")
     assert "Staying well at home" not in page.content()
     assert re.search(r"signed out|Sign in", text(page) + page.content())
+
+
+def test_the_carer_sees_only_what_was_granted(new_page):
+    carl = new_page()
+    sign_in(carl, "carer.carl")
+    assert carl.url.endswith("/web/my-care-plan")
+    audit_page(carl, "carer-care-plan")
+    assert "Staying well at home" in text(carl)
+    assert "Paula" not in carl.content()
+    carl.goto("/web/who-has-looked")  # the person's own access log is hers
+    assert "not for your kind of account" in text(carl)
+    carl.goto("/web/sharing")
+    assert "Record a new choice" not in text(carl) and "Withdraw" not in text(carl)
+
+    pat = new_page()
+    sign_in(pat, "patient.pat")
+    pat.goto("/web/sharing")
+    card = pat.locator(".nhsuk-card", has_text="Let Carl Example see my record")
+    card.locator("button[value=withdraw]").click()
+    assert "Your choice has been withdrawn" in text(pat)
+
+    carl.goto("/web/my-care-plan")
+    assert "Staying well at home" not in carl.content()
