@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import re
+from contextvars import ContextVar
 from typing import Any
 
 import orjson
@@ -91,14 +92,20 @@ def _in_order(node: Any, out: list[float]) -> None:
             _in_order(v, out)
 
 
+# The lossy literals of the body this request parsed last (a unit of work runs in its own context): a PATCH
+# document's values reach the stored resource through the patch engine, not as a `Parsed` (see `patched`).
+_BODY: ContextVar[Decimals | None] = ContextVar("sharedcare_body_decimals", default=None)
+
+
 def attach(parsed: Any, body: bytes) -> Any:
     """`parsed` (orjson's result for `body`), as a `Parsed` carrying its lossy literals when there are any.
     Each of a Bundle's entries' resources carries its own (a transaction stores each entry on its own)."""
-    if not isinstance(parsed, dict):
+    if not isinstance(parsed, (dict, list)):
         return parsed
     found = _floats(body)
     decimals = None if found is None else _lossy([(float(t), t) for t in found])
-    if decimals is None:
+    _BODY.set(decimals)
+    if decimals is None or not isinstance(parsed, dict):
         return parsed
     if parsed.get("resourceType") == "Bundle" and isinstance(parsed.get("entry"), list):
         values: list[float] = []
@@ -149,3 +156,15 @@ def redumps(obj: Any, source: bytes, option: int | None = None) -> bytes:
     """Serialise `obj`, something made from the JSON `source` (a subset, an indented copy), keeping the decimal
     literals as `source` writes them."""
     return restore(orjson.dumps(obj, option=option), lossy_literals(source))
+
+
+def patched(after: Any, stored: bytes | None) -> Any:
+    """A resource made by patching a stored version: the stored version's literals (the elements the patch left
+    alone) and the patch document's (what it wrote) ride along to storage."""
+    if not isinstance(after, dict):
+        return after
+    merged: Decimals = {}
+    for source in (decimals_of(after), lossy_literals(stored) if stored else None, _BODY.get()):
+        for value, literals in (source or {}).items():
+            merged.setdefault(value, []).extend(literals)
+    return Parsed(after, merged) if merged else after

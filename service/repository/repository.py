@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from sqlalchemy import select, tuple_
@@ -27,6 +27,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from service import ownership
 from service.access.context import RequestContext
 from service.access.record import RequestRecord
+from service.fhir.decimals import patched
 from service.fhir.outcome import OperationOutcomeError, bad_request, forbidden, precondition_failed
 from service.fhir.stored import Stored
 from service.fhir.types import is_valid_id
@@ -36,6 +37,10 @@ from service.policy.guard import Verdict
 from service.repository import errors
 from service.repository.redaction import only_written_by
 from service.repository.rules import Change
+
+if TYPE_CHECKING:
+    from service.policy.guard import Access
+    from service.storage.store import Store
 
 NHS_NUMBER = ownership.NHS_NUMBER
 AUDIT = "AuditEvent"  # kept in the audit log, not with the record (service/audit/trail.py)
@@ -57,8 +62,8 @@ class Repository:
         self.record = record
         self.services = services
         self._conn = conn
-        self._store = services.store
-        self._access = services.policy.bind(conn, ctx, record, services.store)
+        self._store: Store = services.store
+        self._access: Access = services.policy.bind(conn, ctx, record, services.store)
         self.in_bundle = False
         self.memo: dict[str, Any] = {}  # per-request caches of the code working through this repository
         conn.info["sharedcare.ctx"] = ctx  # the writer, for the authorship stamper; cleared with the unit of work
@@ -336,7 +341,7 @@ class Repository:
         current = self._lock(current)
         if if_match is not None and if_match != current.version:
             raise precondition_failed(f"{rtype}/{rid} is at version {current.version}, not {if_match} (If-Match)")
-        after = apply(current.json())
+        after = patched(apply(current.json()), current.content)  # (decimal literals as stored and as sent)
         if not isinstance(after, dict) or after.get("resourceType") != rtype or after.get("id") != rid:
             raise OperationOutcomeError(422, "processing", "A patch may not change the resourceType or id")
         meta = after.get("meta") if isinstance(after.get("meta"), dict) else None
@@ -510,7 +515,7 @@ class Repository:
         pending = self.memo.pop("references.deferred", None) or []
         issues = []
         for where, missing in pending:
-            keys = set()
+            keys: set[tuple[str, str]] = set()
             for path, ref in missing:
                 keys.update(refcheck.local_targets([(path, ref)], self.base))
             found = {tuple(r) for r in self._conn.execute(select(R.c.res_type, R.c.res_id).where(

@@ -132,3 +132,22 @@ def test_the_probe_misses_no_literal_a_float_would_rewrite() -> None:
         if orjson.dumps(float(lit)) != lit.encode():
             found = lossy_literals(body)
             assert found is not None and lit.encode() in found[float(lit)], lit
+
+
+def test_patch_keeps_the_stored_literals_and_writes_the_patch_literals(client, pid):  # type: ignore[no-untyped-def]
+    sent = observation(pid)
+    oid = client.post("/fhir/Observation", content=sent, headers=JSON).json()["id"]
+    ops = b'[{"op": "replace", "path": "/status", "value": "amended"}, ' \
+          b'{"op": "add", "path": "/component/0/valueQuantity/value", "value": 3.10}]'
+    r = client.patch(f"/fhir/Observation/{oid}", content=ops, headers={"Content-Type": "application/json-patch+json"})
+    assert r.status_code == 200, r.text
+    got = client.get(f"/fhir/Observation/{oid}").content
+    assert b'"status":"amended"' in got and b'"value":3.10' in got
+    for lit in LITERALS[1:]:  # every value the patch left alone, as it was sent
+        assert lit.encode() in got, lit
+    assert b'"value":1.50' in got
+    merge = client.patch(f"/fhir/Observation/{oid}", content=b'{"valueQuantity": {"value": 9.90, "unit": "kg"}}',
+                         headers={"Content-Type": "application/merge-patch+json"})
+    assert merge.status_code == 200, merge.text
+    got = client.get(f"/fhir/Observation/{oid}").content
+    assert b'"value":9.90' in got and b'"value":3.10' in got and b'"value":1e2' in got
