@@ -11,7 +11,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 WORKERS ?= 1
 
-.PHONY: run test venv bench bench-load lint postgres clean token web-assets chromium
+.PHONY: run test venv bench bench-load lint postgres clean token typecheck web-assets chromium
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -46,6 +46,10 @@ test: venv web-assets chromium
 lint: venv
 	$(VENV)/bin/ruff check service consent fhir_profiles tests bench
 	$(VENV)/bin/lint-imports
+
+# mypy, strict on consent/ and service/repository/ (mypy.ini)
+typecheck: venv
+	$(VENV)/bin/mypy --config-file mypy.ini
 
 bench: venv
 	@if [ "$${SHAREDCARE_TEST_SKIP_POSTGRES:-0}" != "1" ]; then bash scripts/ensure-postgres.sh; fi

@@ -175,7 +175,6 @@ def _failed(exc: Exception) -> int:
 
     from service.audit.log import unavailable
     from service.logging import configure_logging, scrub
-
     from service.repository import StorageUnavailable
 
     if isinstance(exc, StorageUnavailable) and isinstance(exc.__cause__, Exception):

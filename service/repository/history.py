@@ -171,8 +171,9 @@ def history(repo: Any, req: FhirRequest, rtype: str | None = None, rid: str | No
         current, _ = repo._visible_current("read", rtype, rid)
         if current is None:
             raise errors.missing(rtype, rid)
-    since = parse_period(req.param("_since"), "_since")[0] if req.param("_since") else None
-    at = parse_period(req.param("_at"), "_at") if req.param("_at") else None
+    since_raw, at_raw = req.param("_since"), req.param("_at")
+    since = parse_period(since_raw, "_since")[0] if since_raw else None
+    at = parse_period(at_raw, "_at") if at_raw else None
     count = parse_count(req.param("_count"))
     cursor_raw = req.param("_cursor")
     before = None

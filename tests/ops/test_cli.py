@@ -20,8 +20,8 @@ from tests.running import SHAREDCARE, running_server
 
 def _commands(parser: argparse.ArgumentParser, words: list[str]) -> list[list[str]]:
     out = [words]
-    for action in parser._actions:  # noqa: SLF001
-        if isinstance(action, argparse._SubParsersAction):  # noqa: SLF001
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
             for name, sub in action.choices.items():
                 out += _commands(sub, [*words, name])
     return out
