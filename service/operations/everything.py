@@ -1,8 +1,7 @@
-"""Patient/{id}/$everything (https://hl7.org/fhir/R4/patient-operation-everything.html).
-
-The patient's compartment (CompartmentDefinition-patient) plus the resources those reference that are
-outside any patient compartment (Practitioner, Organization, ...), paged like a search. Parameters:
-`_since` (instant), `_type` (comma-separated types), `_count`. Implemented by the search engine.
+"""Patient/$everything, for one patient (`Patient/[id]/$everything`) and at type level (`Patient/$everything`:
+every patient the caller may see), with `start`, `end`, `_since`, `_type` and `_count`; AuditEvents only when
+`_type` names them (https://hl7.org/fhir/R4/patient-operation-everything.html). Implemented in the repository
+package (service/repository/everything.py), under the same access condition as every search.
 """
 
 from __future__ import annotations
@@ -10,13 +9,18 @@ from __future__ import annotations
 from typing import Any
 
 from service.operations import Operation
+from service.repository.everything import everything as run
+
+DEFINITION = "http://hl7.org/fhir/OperationDefinition/Patient-everything"
 
 
 def everything(req: Any, repo: Any, rtype: str | None, rid: str | None) -> Any:
-    assert rid is not None
-    return repo.everything(req, rid)
+    return run(req, repo, rid)
 
 
 OPERATIONS = (
-    Operation(name="everything", level="instance", types=("Patient",), methods=("GET", "POST"), handler=everything, definition="http://hl7.org/fhir/OperationDefinition/Patient-everything"),
+    Operation(name="everything", level="instance", types=("Patient",), methods=("GET", "POST"), handler=everything,
+              definition=DEFINITION),
+    Operation(name="everything", level="type", types=("Patient",), methods=("GET", "POST"), handler=everything,
+              definition=DEFINITION),
 )
