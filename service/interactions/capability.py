@@ -102,7 +102,8 @@ def build(services: Services, route: Any) -> dict[str, Any]:
                            "url": services.base},
         "fhirVersion": "4.0.1",
         "format": ["application/fhir+json", "application/json"],
-        "patchFormat": ["application/json-patch+json"],
+        "patchFormat": ["application/json-patch+json", "application/merge-patch+json",
+                        "application/fhir+json"],  # (the last: FHIRPath Patch, service/interactions/patch.py)
         "rest": [rest],
     }
 

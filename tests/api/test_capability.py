@@ -162,4 +162,5 @@ def test_claimed_system_interactions_work(client, capability):
         assert r.status_code == 200 and r.json()["type"] == f"{kind}-response", r.text
     assert client.get("/fhir/_history").json()["type"] == "history"
     assert client.get("/fhir?_type=Patient", headers=STRICT).json()["type"] == "searchset"
-    assert capability["patchFormat"] == ["application/json-patch+json"]
+    assert capability["patchFormat"] == ["application/json-patch+json", "application/merge-patch+json",
+                                         "application/fhir+json"]
