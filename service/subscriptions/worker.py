@@ -46,18 +46,22 @@ class Notifier:
         self._thread = ProcessThread("subscription-delivery", self._run)
         self._wake = threading.Event()
         self._stop = threading.Event()
+        self._serving = False  # started by a serve process (never by a command-line tool's writes)
         self._last_error: tuple[str, float] = ("", 0.0)
 
     # -- the thread -----------------------------------------------------------------------------------
     def start(self) -> None:
-        """Run the worker in this process (again, after `stop`)."""
+        """Run the worker in this process (again, after `stop`): each serve process does, when its app is made."""
+        self._serving = True
         self._stop.clear()
         self._ensure()
 
     def wake(self) -> None:
-        """A delivery was queued by this process (its transaction commits soon): look again now."""
-        self._ensure()
-        self._wake.set()
+        """A delivery was queued by this process (its transaction commits soon): look again now. A process that
+        does not serve (`sharedcare demo load`, say) leaves it to the servers' workers."""
+        if self._serving:
+            self._ensure()
+            self._wake.set()
 
     def stop(self) -> None:
         """Stop sending from this process until `start` (the queue stays: other processes, or a restart, send)."""

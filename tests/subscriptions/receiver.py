@@ -19,7 +19,7 @@ class Received:
 class Receiver:
     """Records every request; answers with `statuses` in turn (then 200)."""
 
-    def __init__(self, statuses: tuple[int, ...] = ()) -> None:
+    def __init__(self, statuses: tuple[int, ...] = (), port: int = 0) -> None:
         self.requests: list[Received] = []
         self.statuses = list(statuses)
         self._cond = threading.Condition()
@@ -43,7 +43,7 @@ class Receiver:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self._thread.start()
 
