@@ -247,3 +247,53 @@ def test_a_deletion_or_a_no_longer_matching_update_notifies_no_one(client, demo,
     time.sleep(0.3)
     assert len(rx.requests) == 1
     assert len(deliveries(client.app.state.services, sub["id"])) == 1
+
+
+def _object_to_the_council(client: Any, pat: dict[str, str]) -> None:
+    from tests.policy.support import actor, consent
+
+    body = consent("pat-pat", {"type": "permit", "provision": [{"type": "deny",
+                                                                "actor": [actor("Organization/org-council-asc")]}]})
+    r = client.post("/fhir/Consent", json=body, headers=pat)
+    assert r.status_code == 201, r.text
+
+
+def test_the_persons_objection_keeps_notifications_from_the_organisation(client, demo, quick, receivers,
+                                                                          auth_headers):
+    from tests.policy.support import observation
+
+    nina_rx, sam_rx = receivers(), receivers()
+    nina_sub = subscribe(client, subscription(nina_rx.url, "Observation?subject=Patient/pat-pat"),
+                         auth_headers("nurse.nina"))
+    sam_sub = subscribe(client, subscription(sam_rx.url, "Observation?subject=Patient/pat-pat"),
+                        auth_headers("social.sam"))  # the council, in Pat's care team
+    _object_to_the_council(client, auth_headers("patient.pat"))
+    obs = client.post("/fhir/Observation", json=observation("pat-pat", "HbA1c 48")).json()
+    (got,) = nina_rx.wait(1)
+    assert got.path.endswith(obs["id"])
+    services = client.app.state.services
+    settle(services, nina_sub["id"])
+    time.sleep(0.3)
+    assert sam_rx.requests == [] and deliveries(services, sam_sub["id"]) == []
+
+
+def test_an_objection_recorded_after_matching_stops_the_delivery(client, demo, quick, receivers, auth_headers):
+    """The resource is read again as the owner when the notification is sent: what they may no longer see is
+    dropped, not sent."""
+    from tests.policy.support import observation
+
+    rx = receivers()
+    sub = subscribe(client, subscription(rx.url, "Observation?subject=Patient/pat-pat"), auth_headers("social.sam"))
+    services = client.app.state.services
+    services.subscriptions.notifier.stop()  # hold the worker while the person objects
+    try:
+        time.sleep(0.2)
+        client.post("/fhir/Observation", json=observation("pat-pat", "HbA1c 48"))
+        assert [r.state for r in deliveries(services, sub["id"])] == ["pending"]
+        _object_to_the_council(client, auth_headers("patient.pat"))
+    finally:
+        services.subscriptions.notifier.start()
+    (row,) = settle(services, sub["id"])
+    assert row.state == "dropped" and "no longer visible to social.sam" in row.last_error
+    time.sleep(0.2)
+    assert rx.requests == [] and notification_audit(services) == []
