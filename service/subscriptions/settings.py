@@ -1,8 +1,8 @@
-"""Subscription settings from the environment (`SHAREDCARE_SUBSCRIPTION_*`), validated once like service.config's."""
+"""Subscription settings from the environment (`SHAREDCARE_SUBSCRIPTION_*`), validated once with service.config's
+helpers (kept beside the subscriptions; the README's "Subscriptions" lists them)."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 from service.config import _bool, _float, _int
@@ -29,8 +29,7 @@ class SubscriptionSettings:
             max_attempts=_int("SHAREDCARE_SUBSCRIPTION_MAX_ATTEMPTS", 6),
             timeout_seconds=_float("SHAREDCARE_SUBSCRIPTION_TIMEOUT_SECONDS", 10.0, 0.1, 300.0),
             lease_seconds=_float("SHAREDCARE_SUBSCRIPTION_LEASE_SECONDS", 120.0, 1.0, 3600.0),
-            allow_http=_bool("SHAREDCARE_ALLOW_INSECURE_HTTP") or bool(os.environ.get(
-                "SHAREDCARE_SUBSCRIPTION_ALLOW_HTTP", "").strip() in ("1", "true", "yes", "on")),
+            allow_http=_bool("SHAREDCARE_ALLOW_INSECURE_HTTP"),
         )
 
     def retry_delay(self, attempts: int) -> float:
