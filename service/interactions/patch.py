@@ -117,6 +117,7 @@ class Op:
     index: int | None = None
     source: int | None = None
     destination: int | None = None
+    value_type: str | None = None  # the value's type as its value[x] names it ("Quantity"), for choice elements
 
     def where(self) -> str:
         return f"operation {self.n} ({self.type} at {self.path!r})"
@@ -178,6 +179,8 @@ def parse_operations(body: dict[str, Any]) -> list[Op]:
                 if not found:
                     raise bad_request(f"FHIRPath Patch operation {n}: the value part has no value")
                 parts[name] = value
+                parts["value_type"] = next((k[5:] for k in part if k.startswith("value") and len(k) > 5
+                                            and k[5].isupper()), None)
             else:
                 found, value = _value_of(part)
                 parts[name] = value if found else None
@@ -197,7 +200,7 @@ def parse_operations(body: dict[str, Any]) -> list[Op]:
                               f"{parts['name']!r}")
         ops.append(Op(n, op_type, parts["path"].strip(), parts.get("name"), parts.get("value"),
                       *(_integer(op_type, n, k, parts[k]) if parts.get(k) is not None else None
-                        for k in ("index", "source", "destination"))))
+                        for k in ("index", "source", "destination")), parts.get("value_type")))
     return ops
 
 
@@ -233,6 +236,7 @@ class Loc:
     container: dict[str, Any]
     key: str
     index: int | None
+    choice: str | None = None  # a choice element's name without its type (value for valueQuantity)
 
     def get(self) -> Any:
         value = self.container[self.key]
@@ -272,12 +276,14 @@ def _walk(resource: dict[str, Any], prop: str, op: Op) -> Loc:
     for key, index in steps:
         if not isinstance(node, dict):
             break
+        choice = None
         if key not in node:  # a choice element named without its type (value -> valueQuantity)
+            choice = key
             key = next((k for k in node if k.startswith(key) and len(k) > len(key) and k[len(key)].isupper()), key)
         if key not in node:
             break
         idx = int(index) if index else None
-        loc = Loc(node, key, idx if isinstance(node[key], list) else None)
+        loc = Loc(node, key, idx if isinstance(node[key], list) else None, choice)
         node = loc.get()
     else:
         if loc is not None:
@@ -332,16 +338,22 @@ def _apply(resource: dict[str, Any], op: Op) -> None:
             raise OperationOutcomeError(422, "processing", f"FHIRPath Patch {op.where()}: elements can only be "
                                         "added to a complex element")
         assert op.name is not None
-        field = _field(_model_at(resource, loc), op.name)
-        repeats = isinstance(target.get(op.name), list) or _repeats(field)
+        model = _model_at(resource, loc)
+        name = op.name
+        if model is not None and _field(model, name) is None and op.value_type and _field(model, name + op.value_type):
+            name = name + op.value_type  # a choice element (value -> valueQuantity)
+        field = _field(model, name)
+        repeats = isinstance(target.get(name), list) or _repeats(field)
         value = _shape(op.value, _field_model(field))
+        taken = name in target or (name != op.name and any(
+            k.startswith(op.name) and k[len(op.name):][:1].isupper() for k in target))
         if repeats:
-            target[op.name] = [*(target.get(op.name) or []), value]
-        elif op.name in target:
+            target[name] = [*(target.get(name) or []), value]
+        elif taken:
             raise OperationOutcomeError(422, "processing", f"FHIRPath Patch {op.where()}: {op.name} already has a "
                                         "value and does not repeat; use replace")
         else:
-            target[op.name] = value
+            target[name] = value
     elif op.type == "insert":
         container, key = _list_at(resource, op)
         items = list(container.get(key) or [])
@@ -364,11 +376,15 @@ def _apply(resource: dict[str, Any], op: Op) -> None:
     elif op.type == "replace":
         loc = _one(resource, op)
         assert loc is not None
-        value = _shape(op.value, _field_model(_field(_model_of(resource, loc.container), loc.key)))
+        key = loc.key
+        if loc.choice and op.value_type and key != loc.choice + op.value_type:  # valueQuantity -> valueString
+            key = loc.choice + op.value_type
+            loc.container[key] = loc.container.pop(loc.key)
+        value = _shape(op.value, _field_model(_field(_model_of(resource, loc.container), key)))
         if loc.index is not None:
-            loc.container[loc.key][loc.index] = value
+            loc.container[key][loc.index] = value
         else:
-            loc.container[loc.key] = value
+            loc.container[key] = value
     elif op.type == "move":
         container, key = _list_at(resource, op)
         items = list(container.get(key) or [])

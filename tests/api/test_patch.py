@@ -94,6 +94,19 @@ def test_fhirpath_patch_replace_in_a_list_and_a_choice_element(client):  # type:
     assert r.status_code == 200, r.text
     assert r.json()["valueQuantity"] == {"value": 71.25, "unit": "kg"}
     assert r.json()["note"] == [{"text": "a"}, {"text": "B"}]
+    r = client.patch(url, json=params(op("replace", "Observation.value", value={"valueString": "heavy"})),
+                     headers=FHIR)
+    assert r.status_code == 200, r.text
+    assert r.json()["valueString"] == "heavy" and "valueQuantity" not in r.json()
+    r = client.patch(url, json=params(op("delete", "Observation.value"),
+                                      op("add", "Observation", name="value", value={"valueBoolean": True}),
+                                      op("add", "Observation", name="effective",
+                                         value={"valueDateTime": "2024-01-01"})), headers=FHIR)
+    assert r.status_code == 200, r.text
+    assert r.json()["valueBoolean"] is True and "valueString" not in r.json()
+    assert r.json()["effectiveDateTime"] == "2024-01-01"
+    assert_outcome(client.patch(url, json=params(op("add", "Observation", name="value", value={"valueInteger": 1})),
+                                headers=FHIR), 422, "already has a value")
 
 
 @pytest.mark.parametrize(("body", "status", "words"), [
