@@ -60,6 +60,16 @@ def _category(goal: dict[str, Any]) -> str | None:
     return None
 
 
+def goal_words(goal: dict[str, Any]) -> str:
+    """A need's goal in plain English ("Managing and maintaining nutrition: needs met" reads as "Getting the
+    help you need with managing and maintaining nutrition")."""
+    text = str((goal.get("description") or {}).get("text") or "")
+    if text.endswith(": needs met"):
+        need = text.removesuffix(": needs met")
+        return f"Getting the help you need with {need[:1].lower()}{need[1:]}"
+    return text
+
+
 def own_goal(goal: dict[str, Any], patient: str) -> bool:
     return _ref_id(goal.get("expressedBy"), "Patient") == patient or _category(goal) in OWN_KINDS
 
@@ -112,7 +122,8 @@ async def care_plan_view(web: Web, request: Request, session: Session, patient: 
         return view
     view["review"] = _ext(plan, REVIEW_DATE, "valueDate")
     linked = {(g.get("reference") or "").split("/", 1)[-1] for g in plan.get("goal") or [] if isinstance(g, dict)}
-    view["plan_goals"] = [g for g in goals if g.get("id") in linked and not own_goal(g, patient)]
+    view["plan_goals"] = [{**g, "words": goal_words(g)} for g in goals
+                          if g.get("id") in linked and not own_goal(g, patient)]
     for act in plan.get("activity") or []:
         d = act.get("detail") or {}
         who = [await lookup.name(p) for p in d.get("performer") or []]

@@ -120,3 +120,4 @@ def test_nurse_and_social_worker_complete_one_assessment_with_a_conflict(new_pag
     assert "Weekly visit to check on how the new routine is going" in body
     assert "1 February 2027" in body  # the review date, from the plan itself
     assert "2026-" not in body  # no raw dates, and no stale review date from the draft's description
+    assert ": needs met" not in body and "linkId" not in body
