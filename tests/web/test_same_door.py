@@ -101,3 +101,41 @@ def test_pages_have_a_restrictive_csp_and_plain_errors(web, demo):
 def test_a_forged_or_expired_sign_in_callback_is_refused_in_plain_words(web):
     r = web.get("/web/callback", params={"code": "x", "state": "y"})
     assert r.status_code == 400 and "Please sign in again" in r.text
+
+
+def test_an_expiring_access_token_is_refreshed_and_the_old_one_stops_working(web, app, demo):
+    sign_in(web, "nurse.nina")
+    sealer = app.state.web.sealer
+    s = sealer.session(web.cookies.get("sc_session"))
+    old_token, old_refresh = s.access_token, s.refresh_token
+    assert old_refresh  # (online_access: the pages keep the session alive while it is used)
+    s.expires_at = 0  # as if the access token were about to expire
+    web.cookies.set("sc_session", sealer.session_cookie(s))
+    r = web.get("/web/caseload")
+    assert r.status_code == 200 and "Pat Example" in r.text
+    renewed = sealer.session(r.cookies.get("sc_session"))
+    assert renewed is not None and renewed.access_token != old_token and renewed.refresh_token != old_refresh
+    assert renewed.csrf == s.csrf and renewed.subject == "nurse.nina"
+    # the refresh token was rotated: replaying the old session cannot refresh again
+    s.refresh_token = old_refresh
+    web.cookies.set("sc_session", sealer.session_cookie(s))
+    r = web.get("/web/caseload")
+    assert r.status_code == 303 and r.headers["location"].startswith("/web/sign-in")
+
+
+def test_sign_in_returns_only_to_our_own_pages(web):
+    r = web.get("/web/sign-in", params={"next": "https://evil.example/phish"})
+    assert r.status_code == 303
+    page = web.get(r.headers["location"])
+    form = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', page.text))
+    form.update(username="patient.pat", password="sharedcare-demo", action="login")
+    r = web.get(web.post("/auth/authorize", data=form).headers["location"])
+    assert r.headers["location"] == "/web/my-care-plan"
+
+
+def test_a_tampered_session_cookie_is_no_session(web, app):
+    sign_in(web, "patient.pat")
+    value = web.cookies.get("sc_session")
+    web.cookies.set("sc_session", value[:-4] + ("AAAA" if not value.endswith("AAAA") else "BBBB"))
+    r = web.get("/web/my-care-plan")
+    assert r.status_code == 303 and r.headers["location"].startswith("/web/sign-in")
