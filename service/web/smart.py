@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import orjson
+from sqlalchemy.exc import IntegrityError
 
 from service.auth.identities import Client, get_user, upsert_client
 from service.auth.oauth import PlainRequest
@@ -48,8 +49,14 @@ class SmartClient:
             client = Client(client_id=CLIENT_ID, name=CLIENT_NAME, auth_method="none",
                             grant_types=("authorization_code", "refresh_token"), redirect_uris=(self.redirect_uri,),
                             scope=f"{SCOPE} launch/patient")
-            with self.services.db.write() as conn:
-                upsert_client(conn, client)
+            for attempt in (1, 2):  # (another process may register it at the same moment: then it exists)
+                try:
+                    with self.services.db.write() as conn:
+                        upsert_client(conn, client)
+                    break
+                except IntegrityError:
+                    if attempt == 2:
+                        raise
             self._registered = True
 
     def authorize_url(self, state: str, challenge: str) -> str:
