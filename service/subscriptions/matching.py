@@ -15,11 +15,12 @@ from collections.abc import Callable
 from typing import Any
 
 import orjson
-from sqlalchemy import insert, or_, select, update
+from sqlalchemy import bindparam, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
 from service.access.record import RequestRecord
 from service.clock import now_us
+from service.db import Prepared
 from service.fhir.outcome import OperationOutcomeError
 from service.fhir.stored import Stored
 from service.subscriptions import owner as owners
@@ -29,6 +30,11 @@ from service.subscriptions.tables import subscription_delivery as D
 
 log = logging.getLogger("sharedcare.subscriptions")
 CTX_KEY = "sharedcare.ctx"  # the writer of the unit of work (set by the Repository; the authorship stamper's too)
+
+
+_ACTIVE = Prepared(lambda _dialect: select(S.c.id, S.c.criteria, S.c.owner).where(
+    S.c.criteria_type == bindparam("rtype"), S.c.status == "active",
+    or_(S.c.end_at.is_(None), S.c.end_at > bindparam("now"))))
 
 
 class Matcher:
@@ -43,9 +49,7 @@ class Matcher:
         if stored.deleted or resource is None or stored.res_type in spec.NOT_WATCHABLE:
             return
         now = now_us()
-        subs = conn.execute(select(S.c.id, S.c.criteria, S.c.owner).where(
-            S.c.criteria_type == stored.res_type, S.c.status == "active",
-            or_(S.c.end_at.is_(None), S.c.end_at > now))).all()
+        subs = _ACTIVE.rows(conn, {"rtype": stored.res_type, "now": now})  # (on every write: compiled once)
         if subs:
             self._match(conn, stored, subs, now)
 
