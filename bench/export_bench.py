@@ -58,11 +58,34 @@ def _batch(job: tuple[int, int, int, str, int]) -> tuple[int, dict[str, tuple[li
     return len(res_rows), tables
 
 
+def _insert(services: Any, tables: dict[str, tuple[list[str], list[tuple]]]) -> None:
+    """Bulk insert one batch (COPY on PostgreSQL): the resources, the same rows as their first versions, and the
+    index rows into the indexer's own tables."""
+    from sqlalchemy import insert
+
+    from service.search import indexer
+    from service.storage.tables import resource as R
+    from service.storage.tables import resource_version as V
+
+    work = [(R, *tables["resource"])]
+    cols, rows = tables["resource"]
+    work.append((V, [*cols, "method"], [(*r, "POST") for r in rows]))
+    work += [(indexer.TABLES[name], c, r) for name, (c, r) in tables.items() if name != "resource"]
+    with services.db.write() as conn:
+        if services.db.is_postgres:
+            with conn.connection.driver_connection.cursor() as cur:
+                for table, cols, rows in work:
+                    with cur.copy(f"COPY {table.name} ({', '.join(cols)}) FROM STDIN") as copy:
+                        for row in rows:
+                            copy.write_row(row)
+        else:
+            for table, cols, rows in work:
+                conn.execute(insert(table), [dict(zip(cols, r, strict=True)) for r in rows])
+
+
 def generate(services: Any, patients: int, per_patient: int, log: Any) -> int:
     """Bulk-load the population (COPY on PostgreSQL), then ANALYZE; returns how many resources."""
     from concurrent.futures import ProcessPoolExecutor
-
-    from bench.search_bench import _insert
 
     base = services.settings.fhir_base
     lu0 = int(time.time() * 1_000_000) - 10 ** 12

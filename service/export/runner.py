@@ -14,6 +14,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -40,23 +41,53 @@ class Stopped(Exception):
     """The worker is shutting down."""
 
 
-def pages(services: Any, ctx: RequestContext, path: str, params: list[tuple[str, str]], search: Search
+UNIT_SECONDS = 2.0  # pages share a read unit (and its Repository: the policy's condition is built once) this long
+
+
+class Units:
+    """The read unit (and the Repository on it) the export's searches run in, renewed every UNIT_SECONDS: the
+    policy's SQL condition is built once per unit rather than per page, and no unit outlives SQLite's per-unit
+    statement timeout. The Repository's record is emptied after every page (it would otherwise grow with the
+    export)."""
+
+    def __init__(self, services: Any, ctx: RequestContext) -> None:
+        self.services, self.ctx = services, ctx
+        self._stack: ExitStack | None = None
+        self._repo: Repository | None = None
+        self._opened = 0.0
+
+    def repo(self) -> Repository:
+        if self._repo is None or time.monotonic() - self._opened > UNIT_SECONDS:
+            self.close()
+            self._stack = ExitStack()
+            conn = self._stack.enter_context(self.services.db.read())
+            self._repo = Repository(self.services, conn, self.ctx, RequestRecord(interaction="operation:export"))
+            self._opened = time.monotonic()
+        return self._repo
+
+    def close(self) -> None:
+        if self._stack is not None:
+            stack, self._stack, self._repo = self._stack, None, None
+            stack.close()
+
+
+def pages(services: Any, units: Units, path: str, params: list[tuple[str, str]], search: Search
           ) -> Iterator[tuple[list[Any], list[str]]]:
-    """(resources, people whose data they are) page by page, each page one search in its own read unit."""
+    """(resources, people whose data they are) page by page: each page one search, keyset-paged."""
     size = str(services.settings.export_page_size)
     cursor: str | None = None
     while True:
+        repo = units.repo()
         p = [*params, ("_count", size), ("_total", "none")] + ([("_cursor", cursor)] if cursor else [])
-        record = RequestRecord(interaction="operation:export")
-        with services.db.read() as conn:
-            resp = search(Repository(services, conn, ctx, record), FhirRequest("GET", path, p, dict(STRICT)))
-        bundle = orjson.loads(resp.body)
+        bundle = orjson.loads(search(repo, FhirRequest("GET", path, p, dict(STRICT))).body)
         found = [e["resource"] for e in bundle.get("entry") or () if (e.get("search") or {}).get("mode") == "match"]
-        yield found, list(record.patients)
+        people = list(repo.record.patients)
+        repo.record.patients.clear()
+        repo.record.entities.clear()
+        repo.record.notes.clear()
+        yield found, people
         nxt = next((link["url"] for link in bundle.get("link") or () if link.get("relation") == "next"), None)
-        if not nxt:
-            return
-        cursor = dict(parse_qsl(urlsplit(nxt).query)).get("_cursor")
+        cursor = dict(parse_qsl(urlsplit(nxt).query)).get("_cursor") if nxt else None
         if not cursor:
             return
 
@@ -109,6 +140,7 @@ class Run:
         self.spec = ExportSpec.from_json(job.spec)
         self.ctx = caller.context(services, job.caller, request_id=job.id)
         self.files = FileSet(services.db, job, self.lease, s.export_file_resources)
+        self.units = Units(services, self.ctx)
         self._renewed = time.monotonic()
 
     def _tick(self, rtype: str) -> None:
@@ -126,11 +158,14 @@ class Run:
             repo = Repository(self.services, conn, self.ctx, RequestRecord())
             types = types_for(repo, self.spec)
             group = members(repo, self.spec) if self.spec.level == "group" else []
-        if self.spec.level == "group":
-            self._group(types, group)
-        else:
-            for rtype in types:
-                self._type(rtype)
+        try:
+            if self.spec.level == "group":
+                self._group(types, group)
+            else:
+                for rtype in types:
+                    self._type(rtype)
+        finally:
+            self.units.close()
         self.files.close_all()
         return self.files.exported
 
@@ -143,7 +178,7 @@ class Run:
             return repo.search(req, rtype)
 
         for criteria in ([filter_params(q) for q in queries] if queries else [[]]):
-            for found, patients in pages(self.services, self.ctx, rtype, [*criteria, *base], search):
+            for found, patients in pages(self.services, self.units, rtype, [*criteria, *base], search):
                 self._tick(rtype)
                 for res in found:
                     if seen is not None:
@@ -169,7 +204,7 @@ class Run:
                 def search(repo: Repository, req: FhirRequest, target: str = target, pid: str = pid) -> Any:
                     return repo.compartment(req, "Patient", pid, target)
 
-                for found, patients in pages(self.services, self.ctx, f"Patient/{pid}/{target}", params, search):
+                for found, patients in pages(self.services, self.units, f"Patient/{pid}/{target}", params, search):
                     self._tick(target)
                     touched = set()
                     for res in found:
