@@ -115,7 +115,7 @@ class Matcher:
             "criteria": parsed.query if parsed else "", "status": status,
             "endpoint": parsed.endpoint if parsed else "", "payload": parsed.payload if parsed else "empty",
             "headers": orjson.dumps([list(h) for h in parsed.headers]).decode() if parsed else "[]",
-            "end_at": _instant_us(resource.get("end")), "owner": owner_text,
+            "end_at": instant_us(resource.get("end")), "owner": owner_text,
             "error": resource.get("error"), "updated_at": now,
         }
         if current is None:
@@ -131,7 +131,7 @@ def _drop_pending(conn: Connection, sub_id: str, why: str) -> None:
         state="dropped", finished_at=now_us(), last_error=why))
 
 
-def _instant_us(value: Any) -> int | None:
+def instant_us(value: Any) -> int | None:
     if not isinstance(value, str) or not value:
         return None
     from datetime import datetime

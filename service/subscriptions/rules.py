@@ -16,6 +16,14 @@ from service.fhir.outcome import OperationOutcomeError
 from service.subscriptions import spec
 
 
+def _ended(end: Any) -> bool:
+    from service.clock import now_us
+    from service.subscriptions.matching import instant_us
+
+    at = instant_us(end)
+    return at is not None and at <= now_us()
+
+
 class SubscriptionRules:
     def __init__(self, allow_http: Any) -> None:
         self.allow_http = allow_http  # () -> bool
@@ -34,6 +42,8 @@ class SubscriptionRules:
                                         "'off' to pause")
         elif status != "off":
             raise spec.invalid(f"Subscription.status {status!r} is not one of requested, active, error, off")
+        if status != "off" and _ended(after.get("end")):
+            raise spec.invalid(f"Subscription.end {after['end']!r} is in the past: nothing would ever be sent")
         self._check_criteria(repo, parsed)
 
     @staticmethod

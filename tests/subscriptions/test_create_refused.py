@@ -51,6 +51,7 @@ CASES = [
     ("sorting is not a criterion", _with(criteria="CarePlan?_sort=date"), "cannot be matched"),
     ("tag", _with(tag=[{"system": "http://example.org", "code": "seen"}]), "Subscription.tag is not supported"),
     ("status error from a client", _with(status="error"), "set by the server"),
+    ("an end in the past", _with(end="2020-01-01T00:00:00Z"), "is in the past"),
 ]
 
 

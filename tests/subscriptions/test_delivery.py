@@ -297,3 +297,17 @@ def test_an_objection_recorded_after_matching_stops_the_delivery(client, demo, q
     assert row.state == "dropped" and "no longer visible to social.sam" in row.last_error
     time.sleep(0.2)
     assert rx.requests == [] and notification_audit(services) == []
+
+
+def test_nothing_is_sent_after_the_subscriptions_end(client, demo, quick, receivers):
+    from datetime import UTC, datetime, timedelta
+
+    rx = receivers()
+    soon = (datetime.now(UTC) + timedelta(seconds=1.5)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    sub = subscribe(client, {**subscription(rx.url), "end": soon})
+    client.post("/fhir/CarePlan", json=careplan())
+    assert len(rx.wait(1)) == 1
+    time.sleep(1.6)
+    client.post("/fhir/CarePlan", json=careplan(title="After the end"))
+    time.sleep(0.3)
+    assert len(rx.requests) == 1 and len(deliveries(client.app.state.services, sub["id"])) == 1
