@@ -226,6 +226,10 @@ def routes(web: Web, router: APIRouter) -> None:
                 else:
                     parts[part.get("name")] = value
             parts["purposes"] = purposes
+            who_ref = next((x.get("valueReference", {}).get("reference") for x in p.get("part") or []
+                            if x.get("name") == "whoReference"), None)
+            if session.fhir_user and who_ref == session.fhir_user:
+                continue  # her own visits are not "someone looking at her record"
             rows.append(parts)
         return web.render(request, "person/access_log.html", session, rows=rows)
 

@@ -9,7 +9,8 @@ INTERACTIONS = {
     "read": "opened", "vread": "opened an earlier version of", "search-type": "searched", "search-system": "searched",
     "search-compartment": "looked through", "history-instance": "looked at the history of",
     "history-type": "looked at the history of", "create": "added", "update": "changed", "patch": "changed",
-    "delete": "removed", "operation:everything": "looked at everything in", "operation:access-log":
+    "delete": "removed", "break-glass": "used emergency access to open", "permit": "was allowed to see",
+    "deny": "was refused", "operation:everything": "looked at everything in", "operation:access-log":
     "looked at who has seen", "batch": "made several requests about", "transaction": "made several changes to",
 }
 THINGS = {
@@ -28,17 +29,30 @@ PURPOSES = {
 KINDS = {"patient": "you", "relatedPerson": "your carer or family member"}
 
 
+def _uk() -> Any:
+    try:
+        from zoneinfo import ZoneInfo
+
+        return ZoneInfo("Europe/London")
+    except Exception:  # noqa: BLE001 (no time zone data on this machine: UTC, labelled)
+        return None
+
+
+UK = _uk()
+
+
 def when(text: Any) -> str:
-    """'7 December 2026 at 10:45' (UTC times shown in UK time would need tz data; shown as UTC, labelled)."""
+    """'7 December 2026 at 10:45' in UK time (UTC, labelled, where the machine has no time zone data)."""
     if not isinstance(text, str) or not text:
         return ""
     try:
         dt = datetime.fromisoformat(text)
     except ValueError:
         return text
-    if dt.tzinfo is not None:
-        dt = dt.astimezone(UTC)
-    return f"{dt.day} {dt:%B %Y} at {dt:%H:%M}" + (" (UTC)" if dt.tzinfo is not None else "")
+    if dt.tzinfo is None:
+        return f"{dt.day} {dt:%B %Y} at {dt:%H:%M}"
+    local = dt.astimezone(UK or UTC)
+    return f"{local.day} {local:%B %Y} at {local:%H:%M}" + ("" if UK else " (UTC)")
 
 
 def day(text: Any) -> str:

@@ -87,6 +87,8 @@ def test_break_glass_then_ig_review_then_the_person_sees_it_with_its_reason(new_
     assert "Emergency access" in body and REASON in body
     assert "Wes Ward, Nurse" in body and "Westshire Hospitals NHS Foundation Trust" in body
     assert "search-type" not in body and "BTG" not in body  # no raw codes
+    assert "Pat Example" not in body  # her own visits are not "someone looking"
+    assert "Used emergency access to open your details" in body and "Searched your details" in body
 
 
 def test_ig_audit_search_and_reports(new_page):
