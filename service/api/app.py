@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from service import metrics
 from service.api import fhir_http, health, openapi
 from service.bootstrap import build_services
 from service.config import Settings, get_settings
@@ -38,6 +39,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.state.services = services or build_services(settings)
     app.state.services.sealer.start()  # this process seals the audit log every few seconds (a daemon thread)
     app.include_router(health.router)
+    metrics.install(app)  # GET /metrics, loopback only
     openapi.install(app)  # /openapi.json: the FHIR API too, built on first use (service/api/openapi.py)
     app.include_router(fhir_http.router)
     # The FHIR API is answered before FastAPI's routing and exception layers (it does its own: every failure is

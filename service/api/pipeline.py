@@ -18,6 +18,7 @@ event loop's own thread and connection (`inline`), with no hand-off to a worker 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -30,6 +31,7 @@ from service.db import timed_out
 from service.fhir.outcome import OperationOutcomeError
 from service.fhir.request import FhirRequest, FhirResponse, error_response
 from service.interactions.router import Route, allowed, route
+from service.metrics import observe_audit_commit
 from service.repository import Repository
 from service.wiring import Services
 
@@ -139,7 +141,9 @@ class _Group:
         if self.on_loop is not None:
             self.on_loop.rows.append(row)
         else:
+            started = time.perf_counter()
             self.services.audit.commit([row])
+            observe_audit_commit(time.perf_counter() - started)
 
 
 def _audit(group: _Group, ctx: RequestContext | None, record: RequestRecord, req: FhirRequest,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -32,6 +33,7 @@ def run(args: argparse.Namespace) -> int:
     settings = get_settings()
     configure_logging()
     _remember(settings, args)
+    metrics_folder(settings, args.port)
     if args.migrate:
         from service.migrate import upgrade
 
@@ -94,3 +96,16 @@ def _remember(settings: Settings, args: argparse.Namespace) -> None:
         os.replace(tmp, settings.var_dir / SERVE_FILE)
     except OSError as exc:  # (a read-only var directory: `sharedcare token` then needs SHAREDCARE_BASE_URL)
         print(f"note: could not record the address in {settings.var_dir / SERVE_FILE}: {exc}", file=sys.stderr)
+
+
+def metrics_folder(settings: Settings, port: int) -> None:
+    """Every process's metrics in one folder (prometheus_client's multiprocess mode, service/metrics.py), one per
+    server (by port), emptied at start; set before prometheus_client is first imported here and inherited by the
+    workers."""
+    import os
+
+    folder = Path(os.environ.get("PROMETHEUS_MULTIPROC_DIR") or settings.var_dir / "metrics" / str(port))
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob("*.db"):
+        stale.unlink(missing_ok=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
