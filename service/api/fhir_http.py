@@ -28,6 +28,7 @@ from service.fhir.request import FhirRequest, FhirResponse, error_response
 from service.fhir.types import RESOURCE_TYPES
 from service.interactions.router import point_read
 from service.logging import client_request_id, log_request
+from service.metrics import observe_audit_commit, observe_request
 
 router = APIRouter()
 log = logging.getLogger("sharedcare.http")
@@ -129,8 +130,10 @@ async def _in_thread(fn: Any, *args: Any) -> Any:
 
 async def _audited(services: Any, rows: list[Any], resp: FhirResponse) -> FhirResponse:
     """The response, once its audit rows are durable; if they cannot be made so, nothing is disclosed."""
+    started = time.perf_counter()
     try:
         await services.audit.acommit(rows)
+        observe_audit_commit(time.perf_counter() - started)
     except Exception:
         log.exception("the audit rows of a request could not be written; its answer is withheld")
         if resp.status >= 400:  # (an error discloses nothing: answer it as it was)
@@ -203,8 +206,10 @@ async def fhir_endpoint(request: Request) -> Response:
         rid = resp.headers["X-Request-Id"] = client_request_id(request.headers.get("x-request-id")) or (
             freq.request_id if freq else uuid.uuid4().hex)
     rtype = path.split("/", 1)[0]
-    log_request(rid, request.method, record.interaction, rtype if rtype in RESOURCE_TYPES else None, resp.status,
-                time.perf_counter() - started)
+    rtype = rtype if rtype in RESOURCE_TYPES else "-"
+    took = time.perf_counter() - started
+    log_request(rid, request.method, record.interaction, rtype, resp.status, took)
+    observe_request(record.interaction, rtype, resp.status, took)
     return to_http(resp, pretty=pretty, media=media, head=request.method == "HEAD",
                    hsts=services.settings.base_url.startswith("https://"))
 
