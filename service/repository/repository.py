@@ -364,6 +364,7 @@ class Repository:
         if if_match is not None and if_match != current.version:
             raise precondition_failed(f"{rtype}/{rid} is at version {current.version}, not {if_match} (If-Match)")
         self._access.may_write("delete", rtype, current.json(), current.owners, before=current.json())
+        self.memo.pop("references.known", None)  # (a reference to what is deleted no longer resolves)
         stored = self._store.delete(self._conn, current)
         self._saw(stored)
         return stored
@@ -397,6 +398,7 @@ class Repository:
 
     def savepoint(self) -> Any:
         """A SAVEPOINT on this unit of work (a batch entry that fails leaves nothing behind)."""
+        self.memo.pop("references.known", None)  # (what a rolled-back entry wrote must not resolve later)
         return self._conn.begin_nested()
 
     def store_server_owned(self, resource: dict[str, Any]) -> Stored:
@@ -474,6 +476,8 @@ class Repository:
             stored, _ = self._store.update(self._conn, resource, rid or resource["id"], current, method=method)
         for rule in self.services.rules.of(rtype):
             rule.after(self, stored, before, change)
+        if "references.known" in self.memo:  # (what this unit of work wrote resolves for its later writes)
+            self.memo["references.known"].add((stored.res_type, stored.res_id))
         self._saw(stored)
         return stored
 
@@ -488,11 +492,13 @@ class Repository:
             return
         targets = refcheck.local_targets(references, self.base)
         targets.pop((rtype, rid or ""), None)  # a resource may refer to itself
-        if not targets:
+        known: set[tuple[str, str]] = self.memo.setdefault("references.known", set())  # (this unit of work's)
+        keys = sorted(k for k in targets if k not in known)
+        if not keys:
             return
-        keys = sorted(targets)
         found = {tuple(r) for r in self._conn.execute(select(R.c.res_type, R.c.res_id).where(
             tuple_(R.c.res_type, R.c.res_id).in_(keys), R.c.deleted.is_(False)))}
+        known.update(found)  # type: ignore[arg-type]
         missing = [p for k in keys if k not in found for p in targets[k]]
         if not missing:
             return

@@ -106,6 +106,11 @@ CASES: list[tuple[str, dict[str, Any], str, str]] = [
     ("contained resource with contained", _obs(contained=[{"resourceType": "Patient", "id": "p1", "contained": [
         {"resourceType": "Patient", "id": "p2"}]}], subject={"reference": "#p1"}),
      "Observation.contained[0].contained", "dom-2"),
+    ("NHS number failing modulus 11", _patient(identifier=[{"system": "https://fhir.nhs.uk/Id/nhs-number",
+                                                             "value": "9434765918"}]),
+     "Patient.identifier[0].value", "modulus-11"),
+    ("resource id in a Bundle entry", {"resourceType": "Bundle", "type": "collection", "entry": [
+        {"resource": {"resourceType": "Patient", "id": "not valid!"}}]}, "Bundle.entry[0].resource.id", "id"),
     # -- required bindings of the base specification --
     ("gender outside its ValueSet", _patient(gender="xyz"), "Patient.gender", "administrative-gender"),
     ("Observation.status outside its ValueSet", _obs(status="done"), "Observation.status", "observation-status"),
