@@ -1,7 +1,8 @@
 """The HTTP adapter for the FHIR API: HTTP request -> FhirRequest -> pipeline -> HTTP response.
 
-Content rules (https://hl7.org/fhir/R4/http.html#mime-type): JSON only, as application/fhir+json or
-application/json, with `_format` and `_pretty`; XML gets 415 with a clear OperationOutcome.
+Content rules (https://hl7.org/fhir/R4/http.html#mime-type): JSON (application/fhir+json, application/json) and
+XML (application/fhir+xml, converted at this edge by service/fhir/xml.py: the handlers and the store see JSON),
+chosen by `_format`, else Accept; `_pretty` for JSON.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from service.fhir.decimals import redumps
 from service.fhir.outcome import OperationOutcomeError
 from service.fhir.request import FhirRequest, FhirResponse, error_response
 from service.fhir.types import RESOURCE_TYPES
+from service.fhir.xml import XML_TYPES, to_json, to_xml
 from service.interactions.router import point_read
 from service.logging import client_request_id, log_request
 from service.metrics import observe_audit_commit, observe_request
@@ -36,7 +38,8 @@ log = logging.getLogger("sharedcare.http")
 FHIR_JSON = "application/fhir+json"
 JSON_TYPES = {"application/fhir+json", "application/json", "application/json+fhir", "text/json"}
 BODY_TYPES = JSON_TYPES | {"application/json-patch+json", "application/merge-patch+json",
-                           "application/x-www-form-urlencoded"}
+                           "application/x-www-form-urlencoded"} | XML_TYPES
+XML_MEDIA = "application/fhir+xml"
 FORMAT_JSON = {"json", "application/json", "application/fhir+json", "application/json+fhir", "text/json"}
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"]
 
@@ -57,10 +60,9 @@ def _format_media(fmt: str) -> str:
     if f in FORMAT_JSON:
         return "application/json" if f in ("application/json", "text/json") else FHIR_JSON
     if f in XML_FORMATS:
-        raise OperationOutcomeError(415, "not-supported", f"_format={fmt!r}: this server speaks FHIR JSON only "
-                                    "(application/fhir+json); XML is not supported")
+        return XML_MEDIA
     raise OperationOutcomeError(415, "not-supported", f"_format={fmt!r} is not supported: use json, "
-                                "application/fhir+json or application/json")
+                                "application/fhir+json, application/json, xml or application/fhir+xml")
 
 
 def _wants_xml(fmt: str | None, accept: str | None) -> bool:
@@ -85,7 +87,7 @@ MAX_URL = 16 * 1024  # bytes of path and query; longer searches go as POST [type
 
 def to_http(resp: FhirResponse, *, pretty: bool, media: str, head: bool = False, hsts: bool = False) -> Response:
     body = resp.body
-    if body is not None and pretty:
+    if body is not None and pretty and media != XML_MEDIA:
         body = redumps(orjson.loads(body), body, orjson.OPT_INDENT_2)  # (decimals as stored: service.fhir.decimals)
     headers = dict(resp.headers)
     # Answers may hold personal data: never stored by a browser or a proxy, never sniffed into another type
@@ -143,6 +145,16 @@ async def _audited(services: Any, rows: list[Any], resp: FhirResponse) -> FhirRe
     return resp
 
 
+def _as_xml(resp: FhirResponse) -> FhirResponse:
+    """The answer in FHIR XML (what XML cannot carry is answered 415 as an OperationOutcome, in XML)."""
+    try:
+        return FhirResponse(resp.status, to_xml(resp.body or b""), resp.headers)
+    except OperationOutcomeError as err:
+        failed = error_response(err)
+        return FhirResponse(failed.status, to_xml(failed.body or b""), {**failed.headers, **{
+            k: v for k, v in resp.headers.items() if k == "X-Request-Id"}})
+
+
 async def fhir_endpoint(request: Request) -> Response:
     started = time.perf_counter()
     services = request.app.state.services
@@ -162,13 +174,14 @@ async def fhir_endpoint(request: Request) -> Response:
         if fmt is not None:
             media = _format_media(fmt)
         elif _wants_xml(fmt, accept):
-            raise OperationOutcomeError(415, "not-supported", "This server speaks FHIR JSON only "
-                                        "(application/fhir+json); XML is not supported")
+            media = XML_MEDIA
         content_type = _media(request.headers.get("content-type"))
         body = await _read_body(request, services.settings.max_body_bytes)
         if body and content_type is not None and content_type not in BODY_TYPES:
             raise OperationOutcomeError(415, "not-supported", f"Content-Type {content_type!r} is not supported; "
-                                        "send application/fhir+json (XML is not supported)")
+                                        "send application/fhir+json or application/fhir+xml")
+        if body and content_type in XML_TYPES:
+            body, content_type = to_json(body), FHIR_JSON  # (the handlers see JSON)
         if body:
             try:
                 body.decode("utf-8")
@@ -210,6 +223,8 @@ async def fhir_endpoint(request: Request) -> Response:
     took = time.perf_counter() - started
     log_request(rid, request.method, record.interaction, rtype, resp.status, took)
     observe_request(record.interaction, rtype, resp.status, took)
+    if media == XML_MEDIA and resp.body is not None:
+        resp = _as_xml(resp)
     return to_http(resp, pretty=pretty, media=media, head=request.method == "HEAD",
                    hsts=services.settings.base_url.startswith("https://"))
 

@@ -1,4 +1,4 @@
-"""Content negotiation: FHIR JSON and plain JSON in and out, _format, _pretty, XML refused, UTF-8."""
+"""Content negotiation: FHIR JSON and plain JSON in and out, _format, _pretty, XML, UTF-8."""
 
 from __future__ import annotations
 
@@ -42,14 +42,16 @@ def test_format_json_and_pretty(client):
     assert client.get(f"/fhir/Patient/{rid}?_format=json&_pretty=false").content == compact.content
 
 
-def test_xml_is_refused_with_415_whichever_way_it_is_asked_for(client):
+def test_xml_whichever_way_it_is_asked_for(client):  # (XML in and out: tests/api/test_xml.py)
     rid = client.post("/fhir/Patient", json=patient()).json()["id"]
-    assert_outcome(client.get(f"/fhir/Patient/{rid}?_format=xml"), 415, "XML")
-    assert_outcome(client.get(f"/fhir/Patient/{rid}?_format=application/fhir%2Bxml"), 415, "XML")
-    assert_outcome(client.get(f"/fhir/Patient/{rid}", headers={"Accept": "application/fhir+xml"}), 415, "XML")
+    for r in (client.get(f"/fhir/Patient/{rid}?_format=xml"),
+              client.get(f"/fhir/Patient/{rid}?_format=application/fhir%2Bxml"),
+              client.get(f"/fhir/Patient/{rid}", headers={"Accept": "application/fhir+xml"})):
+        assert r.status_code == 200 and r.headers["content-type"].startswith("application/fhir+xml"), r.text
+        assert r.content.startswith(b'<?xml version="1.0" encoding="UTF-8"?><Patient xmlns="http://hl7.org/fhir">')
     posted = client.post("/fhir/Patient", content=b"<Patient xmlns='http://hl7.org/fhir'/>",
                          headers={"Content-Type": "application/fhir+xml"})
-    assert_outcome(posted, 415, "application/fhir+xml", "XML")
+    assert posted.status_code == 201, posted.text
     assert_outcome(client.post("/fhir/Patient", content=b"{}", headers={"Content-Type": "text/plain"}), 415,
                    "text/plain")
 

@@ -49,7 +49,7 @@ WRITE_ERRORS = [
     ("POST", "/fhir/Patient", {"resourceType": "Patient", "birthDate": "31/12/2000", "colour": "blue",
                                "active": "maybe"}, FHIR, {}, 422,
      ["Patient.birthDate", "Patient.colour", "Patient.active"]),
-    ("POST", "/fhir/Patient", b"<Patient xmlns='http://hl7.org/fhir'/>", "application/fhir+xml", {}, 415, ["XML"]),
+    ("POST", "/fhir/Patient", b"<Patient xmlns='http://hl7.org/fhir'>", "application/fhir+xml", {}, 400, ["XML"]),
     ("POST", "/fhir/Patient", b"name=Smith", "text/plain", {}, 415, ["text/plain"]),
     ("PUT", "/fhir/Patient/{rid}", {"resourceType": "Patient", "id": "{rid}"}, FHIR, {"If-Match": 'W/"1"'}, 412,
      ["version 2", "If-Match"]),
@@ -92,7 +92,7 @@ READ_ERRORS = [
     ("/fhir/Patient/{rid}/_history/x", 404, ["'x'"]),
     ("/fhir/Patient/gone", 410, ["Patient/gone", "deleted"]),
     ("/fhir/Patient/gone/_history/2", 410, ["deletion"]),
-    ("/fhir/Patient/{rid}?_format=xml", 415, ["XML"]),
+    ("/fhir/Patient/{rid}?_format=ttl", 415, ["ttl"]),
     ("/fhir/Patient/_history?_count=-1", 400, ["_count"]),
     ("/fhir/nowhere/at/all/really", 404, []),
 ]
@@ -114,9 +114,11 @@ def test_unsupported_http_method_is_405_with_allow(client):
     assert "GET" in r.headers["allow"]
 
 
-def test_accept_xml_is_415_with_a_clear_message(client, existing):
+def test_accept_xml_is_answered_in_xml(client, existing):  # (XML in and out: tests/api/test_xml.py)
     r = client.get(f"/fhir/Patient/{existing}", headers={"Accept": "application/fhir+xml"})
-    assert_outcome(r, 415, "XML", "application/fhir+json")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("application/fhir+xml")
+    r = client.get("/fhir/Patient/nope", headers={"Accept": "application/fhir+xml"})
+    assert r.status_code == 404 and b"<OperationOutcome" in r.content
 
 
 def test_body_over_the_limit_is_413_and_writes_nothing(clean_services, settings):

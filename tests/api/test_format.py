@@ -1,6 +1,6 @@
 """`_format` (https://hl7.org/fhir/R4/http.html#mime-type): `json` and the JSON MIME types, written with `+` or
-`%2B`, answer JSON with the matching content type (overriding Accept); XML forms and anything else are 415 with
-an OperationOutcome naming what was asked (both databases)."""
+`%2B`, answer JSON with the matching content type (overriding Accept); XML forms answer FHIR XML; anything
+else is 415 with an OperationOutcome naming what was asked (both databases)."""
 
 from __future__ import annotations
 
@@ -34,8 +34,10 @@ def test_json_formats(client, url, fmt, media):  # type: ignore[no-untyped-def]
 
 @pytest.mark.parametrize("fmt", ["xml", "application/fhir+xml", "application%2Ffhir%2Bxml", "text/xml",
                                  "application/xml"])
-def test_xml_formats_are_415(client, url, fmt):  # type: ignore[no-untyped-def]
-    assert_outcome(client.get(f"{url}?_format={fmt}"), 415, "XML is not supported")
+def test_xml_formats_answer_fhir_xml(client, url, fmt):  # type: ignore[no-untyped-def]
+    r = client.get(f"{url}?_format={fmt}", headers={"Accept": "application/fhir+json"})
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"].startswith("application/fhir+xml") and b"<Patient" in r.content
 
 
 @pytest.mark.parametrize("fmt", ["ttl", "text/html", ""])

@@ -183,7 +183,9 @@ def test_json_patch_still_works_and_other_types_get_415(client):  # type: ignore
     assert r.status_code == 200 and r.json()["active"] is True
     assert_outcome(client.patch(url, json=[{"op": "replace", "path": "/active", "value": False}],
                                 headers={"Content-Type": "application/json"}), 415, "application/json-patch+json")
-    assert_outcome(client.patch(url, content=b"<Parameters/>", headers={"Content-Type": "application/xml"}), 415)
+    assert_outcome(client.patch(url, content=b"<Parameters/>", headers={"Content-Type": "application/xml"}), 400,
+                   "FHIR namespace")
+    assert_outcome(client.patch(url, content=b"a=b", headers={"Content-Type": "text/plain"}), 415, "text/plain")
     assert_outcome(client.patch(url, json=[{"op": "test", "path": "/active", "value": False}], headers=JSON_PATCH),
                    422, "test failed")
 
