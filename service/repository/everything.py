@@ -22,6 +22,7 @@ from sqlalchemy import exists, literal, or_, select
 
 from service.fhir.outcome import bad_request, not_found
 from service.fhir.request import FhirRequest, FhirResponse
+from service.ownership import patient_data_types as compartment_types
 from service.repository.history import parse_period
 from service.search.includes import IncludeSpec
 from service.search.run import (
@@ -30,7 +31,6 @@ from service.search.run import (
     _control,
     _in_compartment,
     _unknown,
-    compartment_types,
     execute,
 )
 from service.search.tables import sp_compartment, sp_date

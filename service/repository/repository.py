@@ -498,7 +498,7 @@ class Repository:
             return
         found = {tuple(r) for r in self._conn.execute(select(R.c.res_type, R.c.res_id).where(
             tuple_(R.c.res_type, R.c.res_id).in_(keys), R.c.deleted.is_(False)))}
-        known.update(found)  # type: ignore[arg-type]
+        known.update(found)
         missing = [p for k in keys if k not in found for p in targets[k]]
         if not missing:
             return
