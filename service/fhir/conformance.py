@@ -33,6 +33,11 @@ class Extension:
     value: str | None  # the value[x] type, or None for a complex extension
     parts: tuple[tuple[str, str], ...]  # complex: (part url, value type)
     title: str
+    canonical: str | None = None  # defined elsewhere (the URL it is known by), else NAMESPACE + id
+
+    @property
+    def url(self) -> str:
+        return self.canonical or NAMESPACE + self.id
 
 
 EXTENSIONS: tuple[Extension, ...] = (
@@ -62,11 +67,17 @@ EXTENSIONS: tuple[Extension, ...] = (
               "The profession that normally completes this section of the assessment form (health | social-care)"),
     Extension("prefill-source", ("Questionnaire.item",), "string", (),
               "Where a question's answer is pre-filled from (a FHIRPath-like source in the record)"),
+    # named by the CapabilityStatement itself (SMART App Launch 1.0: the OAuth endpoints), defined by SMART
+    Extension("oauth-uris", ("CapabilityStatement.rest.security",), None,
+              (("token", "uri"), ("authorize", "uri"), ("register", "uri"), ("manage", "uri"),
+               ("introspect", "uri"), ("revoke", "uri")),
+              "The OAuth2 endpoints of this server (SMART App Launch)",
+              canonical="http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"),
 )
 
 
 def structure_definition(ext: Extension) -> dict[str, Any]:
-    url = NAMESPACE + ext.id
+    url = ext.url
     diff: list[dict[str, Any]] = [{"id": "Extension", "path": "Extension", "short": ext.title,
                                    "definition": ext.title}]
     if ext.value is None:
