@@ -82,3 +82,16 @@ def test_the_required_binding_is_named_with_its_valueset(client):
 def test_valid_resources_are_still_accepted(client, resource):
     r = client.post(f"/fhir/{resource['resourceType']}", json=resource, headers=HEADERS)
     assert r.status_code == 201, r.text
+
+
+@pytest.mark.parametrize("bad", ["x" * 65, "bad_id", "a%20b"])
+def test_a_bad_id_in_the_url_or_body_is_refused_naming_it(client, bad):
+    r = client.put(f"/fhir/Patient/{bad}", json={"resourceType": "Patient", "id": bad.replace("%20", " ")},
+                   headers=HEADERS)
+    assert r.status_code in (400, 404, 422), r.text
+    assert r.json()["resourceType"] == "OperationOutcome"
+    body = client.post("/fhir/Patient/$validate", headers=HEADERS,
+                       json={"resourceType": "Parameters", "parameter": [
+                           {"name": "resource", "resource": {"resourceType": "Patient", "id": bad}}]}).json()
+    assert any("Patient.id" in i.get("expression", []) for i in body["issue"]), body
+    assert all_versions(client) == []
