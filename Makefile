@@ -57,7 +57,7 @@ bench: venv
 	@command -v wrk >/dev/null || { if [ "$$(id -u)" = 0 ]; then export DEBIAN_FRONTEND=noninteractive; \
 	  apt-get install -y wrk || { apt-get update && apt-get install -y wrk; } || echo "could not install wrk" >&2; \
 	  else echo "wrk is missing (the http benchmark needs it): sudo apt-get install -y wrk" >&2; fi; }
-	$(VENV)/bin/python -m bench.run $(BENCH_ARGS)
+	SHAREDCARE_DEMO=1 $(VENV)/bin/python -m bench.run $(BENCH_ARGS)  # (demo mode: each benchmark makes its own keys)
 
 # the mixed-workload load run alone (bench/load): LOAD_ARGS="--patients 10000 --duration 60 --workers 2"
 bench-load: venv

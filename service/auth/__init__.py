@@ -49,10 +49,14 @@ def capability_security(services: Any) -> dict[str, Any]:
 
 
 def build(settings: Any) -> tuple[AuthLayer, Authenticator]:
-    """The identity layer for these settings: keys (generated on first use), tokens, the authorisation server."""
-    retention = settings.access_token_ttl + settings.clock_skew + 60
-    keys = KeyStore(settings.keys_dir, retention)
-    keys.ensure()
+    """The identity layer for these settings: keys (made on first use only in demo mode; otherwise from the shared
+    keys directory, made by `sharedcare keys generate`), tokens, the authorisation server."""
+    from service.auth.keys import retention_for
+    from service.secrets import server_secret
+
+    keys = KeyStore(settings.keys_dir, retention_for(settings))
+    keys.ensure(create=settings.demo)
+    server_secret(settings)  # (configured, or made in demo mode: checked now rather than on the first search)
     tokens = TokenService(settings, keys)
     server = SharedCareAuthServer(settings, tokens)
     guard = ScopeGuard(realm=settings.fhir_base)

@@ -1,4 +1,9 @@
-"""The server's token-signing keys: generated on first start, kept outside the repository, rotatable.
+"""The server's token-signing keys: from a keys directory every process shares, rotatable without downtime.
+
+Where they come from: `SHAREDCARE_KEYS_DIR` (default `<var>/keys`), a directory every API process and host
+mounts (a shared volume, or a secret mounted read-only where `sharedcare keys rotate` runs elsewhere). The first key
+is made only in demo mode (SHAREDCARE_DEMO=1) or by `sharedcare keys generate`; outside demo mode a server
+without one refuses to start, naming the directory, so two hosts never silently sign with different keys.
 
 Layout of `settings.keys_dir` (directory mode 0700, files 0600):
 - `keys.json`: the manifest, `{"keys": [{"kid", "alg", "created", "retired"}]}`, newest last; the current
@@ -7,8 +12,10 @@ Layout of `settings.keys_dir` (directory mode 0700, files 0600):
 - `.lock`: taken exclusively (flock) while generating or rotating, so several workers starting at once
   end up with one key.
 
-A retired key stays in the published JWKS (and is accepted for verification) until every token it signed
-has expired. Each process re-reads the manifest when its modification time changes, so `sharedcare keys
+Rotation (`sharedcare keys rotate`): a new key becomes the current one (new tokens are signed with it), the
+previous one is retired then but stays in the published JWKS, and is accepted for verification, for the longest
+lifetime a token it signed can have (the retention: access-token lifetime plus clock skew plus a minute); after
+that it is dropped from the JWKS and its tokens are refused. Each process re-reads the manifest when its modification time changes, so `sharedcare keys
 rotate` takes effect in running workers without a restart. Several hosts need the same keys directory
 (a shared volume or a mounted secret).
 """
@@ -43,9 +50,11 @@ class KeyInfo:
 
 
 class KeyStore:
-    def __init__(self, keys_dir: Path, retention_seconds: int) -> None:
+    def __init__(self, keys_dir: Path, retention_seconds: int, clock: Any = time.time) -> None:
         self.dir = Path(keys_dir)
         self.retention = retention_seconds
+        self.clock = clock  # (seconds since the epoch; the tests move it forward to see a key retire)
+        self.may_create = True
         self._mtime: int | None = None
         self._infos: list[KeyInfo] = []
         self._keys: dict[str, RSAKey] = {}
@@ -92,21 +101,28 @@ class KeyStore:
         kid = time.strftime("%Y%m%d", time.gmtime()) + "-" + secrets.token_hex(6)
         pem = key.as_pem(private=True)
         self._write_private(self.dir / f"{kid}.pem", pem)
-        return KeyInfo(kid=kid, alg=ALG, created=int(time.time()), retired=None)
+        return KeyInfo(kid=kid, alg=ALG, created=int(self.clock()), retired=None)
 
     # -- life cycle ---------------------------------------------------------------------------------------
-    def ensure(self) -> None:
-        """Create the first key if there is none (safe when many processes start at once)."""
+    def ensure(self, create: bool = True) -> bool:
+        """Create the first key if there is none (safe when many processes start at once); with create=False
+        (outside demo mode) a missing key is an error naming the directory. True if a key was made."""
+        self.may_create = create
         if self._read_manifest():
-            return
+            return False
+        if not create:
+            raise SystemExit(f"configuration error: no token-signing key in {self.dir} (SHAREDCARE_KEYS_DIR); "
+                             "run `sharedcare keys generate` once and give every server the same directory")
         with self._exclusive():
             if not self._read_manifest():
                 self._write_manifest([self._new_key()])
+                return True
+        return False
 
     def rotate(self) -> str:
         """Make a new current key; the previous ones are retired now and published until their tokens expire."""
         with self._exclusive():
-            now = int(time.time())
+            now = int(self.clock())
             infos = [KeyInfo(i.kid, i.alg, i.created, i.retired or now) for i in self._read_manifest()]
             keep = [i for i in infos if not self._expired(i, now)]
             for gone in infos:
@@ -124,7 +140,7 @@ class KeyStore:
         try:
             mtime = self.manifest.stat().st_mtime_ns
         except FileNotFoundError:
-            self.ensure()
+            self.ensure(create=self.may_create)
             mtime = self.manifest.stat().st_mtime_ns
         if mtime == self._mtime:
             return
@@ -151,14 +167,14 @@ class KeyStore:
     def verification_keys(self) -> KeySet:
         """Every key whose tokens may still be valid (the current one and recently retired ones)."""
         self._refresh()
-        now = int(time.time())
+        now = int(self.clock())
         return KeySet([self._keys[i.kid] for i in self._infos if not self._expired(i, now)])
 
     def valid_kids(self) -> frozenset[str]:
         """The ids of the keys whose tokens may still be accepted (a cached verification is kept only while its
         key is one of them)."""
         self._refresh()
-        now = int(time.time())
+        now = int(self.clock())
         return frozenset(i.kid for i in self._infos if not self._expired(i, now))
 
     def public_jwks(self) -> dict[str, Any]:
@@ -168,3 +184,8 @@ class KeyStore:
             jwk.update({"kid": key.kid, "alg": ALG, "use": "sig"})
             keys.append(jwk)
         return {"keys": keys}
+
+
+def retention_for(settings: Any) -> int:
+    """How long a retired key stays published and accepted: the longest a token it signed can live."""
+    return int(settings.access_token_ttl + settings.clock_skew + 60)

@@ -32,6 +32,7 @@ def run(args: argparse.Namespace) -> int:
     public_url(args.host, args.port)
     settings = get_settings()
     configure_logging()
+    _keys_ready(settings)
     _remember(settings, args)
     metrics_folder(settings, args.port)
     if args.migrate:
@@ -109,3 +110,13 @@ def metrics_folder(settings: Settings, port: int) -> None:
     for stale in folder.glob("*.db"):
         stale.unlink(missing_ok=True)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
+
+
+def _keys_ready(settings: Settings) -> None:
+    """Before any worker starts: the signing key and the server secret are there (made now only in demo mode), so a
+    server outside demo mode without them stops at once with the variable to set, never with keys of its own."""
+    from service.auth.keys import KeyStore, retention_for
+    from service.secrets import server_secret
+
+    KeyStore(settings.keys_dir, retention_for(settings)).ensure(create=settings.demo)
+    server_secret(settings)

@@ -84,6 +84,7 @@ def cli(cli_db: str, tmp_path: Path, pycache: Path) -> Cli:
                SHAREDCARE_KEYS_DIR=str(tmp_path / "keys"), SHAREDCARE_BASE_URL=BASE)
     c = Cli(env)
     c.ok("db", "upgrade")
+    c.ok("keys", "generate")  # (outside demo mode keys are made only by this command)
     return c
 
 
