@@ -90,9 +90,16 @@ class PrivatePostgres:
         self.start()
 
     def sql(self, statement: str, database: str = "postgres") -> str:
-        out = self._run("psql" if (self.bin / "psql").exists() else "postgres", "-h", "127.0.0.1", "-p",
-                        str(self.port), "-U", "postgres", "-d", database, "-Atc", statement)
+        out = self._run("psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-d", database,
+                        "-Atc", statement, timeout=60)
         return out.stdout.strip()
+
+    def sql_or_none(self, statement: str, database: str = "postgres") -> str | None:
+        """The statement's output, or None when the instance does not answer."""
+        try:
+            return self.sql(statement, database)
+        except subprocess.CalledProcessError:
+            return None
 
     def __enter__(self) -> Self:
         self.init()

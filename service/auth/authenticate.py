@@ -8,8 +8,11 @@ error_description=...` (RFC 6750); an insufficient scope is the guard's 403.
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any
+
+from sqlalchemy.exc import DBAPIError
 
 from service.access.context import RequestContext
 from service.auth.throttle import ApiThrottle
@@ -17,6 +20,7 @@ from service.auth.tokens import InvalidToken, TokenService
 from service.fhir.outcome import OperationOutcomeError
 from service.fhir.request import FhirRequest
 
+log = logging.getLogger("sharedcare.auth")
 PUBLIC = {("GET", "metadata"), ("GET", ".well-known/smart-configuration")}
 PURPOSE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
 MAX_REASON = 1000
@@ -98,9 +102,27 @@ class Authenticator:
                 raise InvalidToken("The access token has been revoked")
         except InvalidToken as exc:
             raise self.unauthorized(str(exc)) from None
-        self.throttle.check(principal.subject, services.db)  # (429 with Retry-After past the caller's limit)
+        except DBAPIError as exc:  # the revocation list could not be read: refuse for now, never let it through
+            raise _database_error(exc) from None
+        try:
+            self.throttle.check(principal.subject, services.db)  # (429 with Retry-After past the caller's limit)
+        except DBAPIError as exc:
+            raise _database_error(exc) from None
         return RequestContext(principal, purposes, reason, remote_addr=remote, user_agent=agent,
                               request_id=req.request_id)
+
+
+def _database_error(exc: DBAPIError) -> OperationOutcomeError:
+    """A database that is down, read-only or full while checking the token (revocations, the rate limit): 503 with
+    Retry-After, like any request that needs it; anything else is a 500 (logged)."""
+    from service.audit.log import unavailable
+
+    log.warning("database error while authenticating: %s", type(exc).__name__)
+    if unavailable(exc):
+        return OperationOutcomeError(503, "transient", "The database is unavailable; try again shortly",
+                                     headers={"Retry-After": "5"})
+    log.error("database error while authenticating", exc_info=exc)
+    return OperationOutcomeError(500, "exception", "Internal error (database); it has been logged")
 
 
 def _kid(token: str) -> str | None:
