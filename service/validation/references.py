@@ -3,8 +3,9 @@
 A Reference.reference naming a resource on this server (`Type/id`, `Type/id/_history/n`, or the same under the
 server's own base URL) must name a resource that exists here (not deleted) when the write is stored: else 422
 naming the element path. Not checked: contained (`#id`), `urn:` and other servers' URLs, conditional
-references (a transaction resolves those first), logical references (identifier only), and AuditEvents (kept
-in the audit log, service/audit/trail.py).
+references (a transaction resolves those first), logical references (identifier only), AuditEvents (kept
+in the audit log, service/audit/trail.py), and the entries of a stored Bundle (a document or collection, whose
+entries refer to each other by their fullUrls, not to this server).
 
 A transaction resolves references among its own entries first: the check of every entry waits until all of
 them are written (the repository's `defer_references` / `check_deferred_references`), so entries may come in any
@@ -37,6 +38,8 @@ def local_targets(references: list[tuple[str, str]], base: str) -> dict[tuple[st
     prefix = base.rstrip("/") + "/"
     out: dict[tuple[str, str], list[tuple[str, str]]] = {}
     for path, ref in references:
+        if path.startswith("Bundle.entry["):  # a stored document or collection: its entries refer among themselves
+            continue
         bare = ref.removeprefix(prefix)
         m = LOCAL_RE.match(bare)
         if m is None or m.group(1) not in RESOURCE_TYPES or m.group(1) in NOT_CHECKED:

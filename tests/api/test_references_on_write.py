@@ -131,3 +131,13 @@ def test_the_lenient_switch_stores_dangling_references_as_sent(client, lenient_r
     r = client.post("/fhir/Observation", json=_obs(f"Patient/{MISSING}"), headers=HEADERS)
     assert r.status_code == 201, r.text
     assert r.json()["subject"]["reference"] == f"Patient/{MISSING}"
+
+
+def test_a_stored_document_bundle_refers_among_its_entries_not_to_the_server(client):
+    bundle = {"resourceType": "Bundle", "type": "collection", "entry": [
+        {"fullUrl": "http://example.org/fhir/Patient/p1", "resource": {"resourceType": "Patient", "id": "p1"}},
+        {"fullUrl": "http://example.org/fhir/Observation/o1",
+         "resource": {"resourceType": "Observation", "id": "o1", "status": "final", "code": {"text": "x"},
+                      "subject": {"reference": "Patient/p1"}}}]}
+    r = client.post("/fhir/Bundle", json=bundle, headers=HEADERS)
+    assert r.status_code == 201, r.text
