@@ -119,3 +119,15 @@ def test_hidden_answers_in_xml_as_missing(who):  # type: ignore[no-untyped-def]
         assert a.status_code == b.status_code == 404
         assert a.content.replace(hidden.encode(), b"ID") == b.content.replace(MISSING.encode(), b"ID")
         assert a.headers["content-type"] == b.headers["content-type"]
+
+
+def test_every_kind_of_answer_renders_as_xml(client):  # type: ignore[no-untyped-def]
+    rid = client.post("/fhir/Patient", json=patient()).json()["id"]
+    client.post("/fhir/Observation", json={"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+                                           "subject": {"reference": f"Patient/{rid}"}, "valueQuantity": {"value": 1.50}})
+    for url, tag in (("/fhir/metadata", "CapabilityStatement"), (f"/fhir/Patient/{rid}/$everything", "Bundle"),
+                     ("/fhir/_history", "Bundle"), (f"/fhir/Patient/{rid}/$meta", "Parameters"),
+                     ("/fhir/Observation?code:text=x&_include=Observation:subject", "Bundle"),
+                     ("/fhir/Nonsense", "OperationOutcome")):
+        r = client.get(url, headers={"Accept": XML})
+        assert _xml(r).tag == f"{NS}{tag}", (url, r.text[:300])
