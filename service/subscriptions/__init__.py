@@ -40,4 +40,4 @@ class Subscriptions:
         self.services = services
         services.store.listeners.append(self.matcher)  # (after the search index and care relationships)
         services.rules.add("Subscription", self.rules)
-        services.app_installers.append(lambda app: self.notifier.start())  # each serve process sends
+        services.app_installers.append(lambda app: self.notifier.serve())  # each serve process sends

@@ -88,8 +88,7 @@ class Matcher:
         if queued:
             self._enqueued()
 
-    @staticmethod
-    def register(conn: Connection, stored: Stored, resource: dict[str, Any] | None) -> None:
+    def register(self, conn: Connection, stored: Stored, resource: dict[str, Any] | None) -> None:
         """The registry row of a Subscription just written (its rule has checked it), or its deletion."""
         current = conn.execute(select(S.c.owner).where(S.c.id == stored.res_id)).first()
         now = now_us()
@@ -124,6 +123,8 @@ class Matcher:
             conn.execute(update(S).where(S.c.id == stored.res_id).values(**values))
         if status != "active":
             _drop_pending(conn, stored.res_id, f"the subscription is {status}")
+        else:
+            self._enqueued()  # (this process's worker runs from now on)
 
 
 def _drop_pending(conn: Connection, sub_id: str, why: str) -> None:

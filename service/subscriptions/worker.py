@@ -51,14 +51,32 @@ class Notifier:
 
     # -- the thread -----------------------------------------------------------------------------------
     def start(self) -> None:
-        """Run the worker in this process (again, after `stop`): each serve process does, when its app is made."""
+        """Run the worker in this process (again, after `stop`)."""
         self._serving = True
         self._stop.clear()
         self._ensure()
 
+    def serve(self) -> None:
+        """A serve process (its app is being made): its worker runs from now on if the database holds an active
+        subscription or a queued notification, else from the moment this process writes a subscription or queues
+        a notification. (So a process of a service with no subscriptions polls nothing.)"""
+        self._serving = True
+        self._stop.clear()
+        if not self.hub.settings.worker:
+            return
+        try:
+            with self.hub.services.db.read() as conn:
+                busy = conn.execute(select(S.c.id).where(S.c.status == "active").limit(1)).first() is not None or \
+                    conn.execute(select(D.c.id).where(D.c.state == "pending").limit(1)).first() is not None
+        except Exception:  # noqa: BLE001 (a database not migrated or not up yet: start, the worker copes)
+            busy = True
+        if busy:
+            self._ensure()
+
     def wake(self) -> None:
-        """A delivery was queued by this process (its transaction commits soon): look again now. A process that
-        does not serve (`sharedcare demo load`, say) leaves it to the servers' workers."""
+        """A delivery was queued, or a subscription made active, by this process (its transaction commits soon): run
+        the worker and look again now. A process that does not serve (`sharedcare demo load`, say) leaves it to the
+        servers' workers."""
         if self._serving:
             self._ensure()
             self._wake.set()

@@ -311,3 +311,19 @@ def test_nothing_is_sent_after_the_subscriptions_end(client, demo, quick, receiv
     client.post("/fhir/CarePlan", json=careplan(title="After the end"))
     time.sleep(0.3)
     assert len(rx.requests) == 1 and len(deliveries(client.app.state.services, sub["id"])) == 1
+
+
+def test_a_server_with_no_subscriptions_polls_nothing(app, services):
+    """Each serve process runs the delivery worker only once there is something to send or watch."""
+    import threading
+
+    def running() -> bool:
+        return any(t.name == "subscription-delivery" and t.is_alive() for t in threading.enumerate())
+
+    services.subscriptions.notifier.stop()  # (a worker an earlier test started ends)
+    deadline = time.monotonic() + 5
+    while running() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    services.subscriptions.notifier.serve()  # what making a serve process's app does
+    time.sleep(0.1)
+    assert not running()
