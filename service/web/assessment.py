@@ -78,7 +78,10 @@ def routes(web: Web, router: APIRouter) -> None:
         rid = request.path_params["rid"]
         form = await web.multi_form(request, session)
         qr, q = await _load(web, request, session, rid)
-        sec = _section(q, (form.get("section") or [""])[0])
+        wanted = (form.get("section") or [""])[0]
+        if wanted not in {x.get("linkId") for x in af.sections(q)}:
+            raise PageError(400, "The form could not be read. Please go back, reload the page and try again.")
+        sec = _section(q, wanted)
         item, errors = af.read_section(sec, form, af.current_answers(qr))
         if errors:
             return await show(request, session, posted=form, errors=errors, status=400,

@@ -4,6 +4,7 @@ goals, who has looked at my record, my sharing choices. Every read and write is 
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,6 +22,7 @@ CONSENT_SCOPE = "http://terminology.hl7.org/CodeSystem/consentscope"
 CARE_COORDINATOR = "768820003"
 OWN_KINDS = {"what-matters": "What matters to me", "outcomes-wanted": "What I want to achieve"}
 PERSON = ("patient", "relatedPerson")
+ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 # Kinds of information a person may keep from other organisations (security labels the policy understands)
 INFO_KINDS = {"PSY": "Mental health", "SEX": "Sexual health", "ETH": "Drug and alcohol use", "HIV": "HIV"}
 
@@ -185,6 +187,8 @@ def routes(web: Web, router: APIRouter) -> None:
             view = await care_plan_view(web, request, session, patient)
             return web.render(request, "person/what_matters.html", session, status=400, own_goals=view["own_goals"],
                               saved=False, kinds=OWN_KINDS, errors=errors, values={"text": text, "kind": kind})
+        if goal_id and not ID.match(goal_id):
+            raise PageError(400, "The form could not be read. Please go back and try again.")
         if goal_id:
             current = await web.api(request, session, "GET", f"Goal/{goal_id}")
             if not current.ok:
@@ -244,6 +248,8 @@ def routes(web: Web, router: APIRouter) -> None:
         action = form.get("action")
         if action == "withdraw":
             cid = str(form.get("consent", ""))
+            if not ID.match(cid):
+                raise PageError(400, "The form could not be read. Please go back and try again.")
             current = await web.api(request, session, "GET", f"Consent/{cid}")
             if not current.ok:
                 raise api_failure(current, "this sharing choice")

@@ -26,6 +26,12 @@ def test_patient_signs_in_and_sees_only_her_own_plan_in_plain_words(new_page):
 
 def test_the_sign_in_screen_names_permissions_in_plain_words(new_page):
     page = new_page()
+    page.goto("/web/")
+    audit_page(page, "start")
+    assert "Sign in" in text(page)
+    page.goto("/web/no-such-page")
+    audit_page(page, "error-not-found")
+    assert "There is no page at this address" in text(page)
     page.goto("/web/sign-in")
     page.wait_for_url(re.compile(r".*/auth/authorize.*"))
     visible = page.inner_text("main")

@@ -139,3 +139,20 @@ def test_a_tampered_session_cookie_is_no_session(web, app):
     web.cookies.set("sc_session", value[:-4] + ("AAAA" if not value.endswith("AAAA") else "BBBB"))
     r = web.get("/web/my-care-plan")
     assert r.status_code == 303 and r.headers["location"].startswith("/web/sign-in")
+
+
+def test_a_section_that_is_not_in_the_form_is_refused_and_nothing_is_saved(web, app, demo):
+    sign_in(web, "nurse.nina")
+    csrf = app.state.web.sealer.session(web.cookies.get("sc_session")).csrf
+    r = web.post("/web/record/pat-pat/start-assessment", data={"csrf": csrf})
+    assert r.status_code == 303
+    url = r.headers["location"]
+    before = [x.seq for x in rows(demo, interaction="operation:save-answers")]
+    r = web.post(f"{url}/save", data={"csrf": csrf, "section": "no-such-section", "version": "1",
+                                      "about-me.preferred-name": "Pat"})
+    assert r.status_code == 400 and "could not be read" in r.text
+    assert [x.seq for x in rows(demo, interaction="operation:save-answers")] == before
+    r = web.post(f"{url}/save", data={"csrf": csrf, "section": "about-me", "version": "1",
+                                      "about-me.preferred-name": "Pat"})
+    assert r.status_code == 303 and "saved=1" in r.headers["location"]
+    assert len(rows(demo, interaction="operation:save-answers")) == len(before) + 1

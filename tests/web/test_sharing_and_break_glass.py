@@ -40,8 +40,10 @@ def test_objection_to_an_organisation_then_withdrawn(new_page):
     assert "not shared with" in body
     audit_page(sam, "staff-record-withheld")
 
-    pat.click("button[value=withdraw]")
+    card = pat.locator(".nhsuk-card", has_text="Do not share my record with Westshire County Council")
+    card.locator("button[value=withdraw]").click()
     assert "Your choice has been withdrawn" in text(pat)
+    assert "Let Carl Example see my record" in text(pat)  # her other choice stands
     assert "Do not share my record with" not in text(pat)
 
     sam.goto("/web/record/pat-pat")
@@ -102,6 +104,8 @@ def test_ig_audit_search_and_reports(new_page):
     with iris.expect_download() as dl:
         iris.click("text=Download as CSV")
     assert "ig.iris" in Path(dl.value.path()).read_text()
+    iris.goto("/web/ig/audit?patient=pat-pat&outcome=0&purpose=TREAT")
+    assert "events" in text(iris)
     iris.goto("/web/ig/objections")
     audit_page(iris, "ig-objections")
     assert "Objections and consents in force" in text(iris)
