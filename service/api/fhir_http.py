@@ -27,7 +27,7 @@ from service.fhir.decimals import redumps
 from service.fhir.outcome import OperationOutcomeError
 from service.fhir.request import FhirRequest, FhirResponse, error_response
 from service.fhir.types import RESOURCE_TYPES
-from service.fhir.xml import XML_TYPES, to_json, to_xml
+from service.fhir.xml import XML_TYPES, to_json, to_xml, xml_type_check
 from service.interactions.router import point_read
 from service.logging import client_request_id, log_request
 from service.metrics import observe_audit_commit, observe_request
@@ -175,6 +175,8 @@ async def fhir_endpoint(request: Request) -> Response:
             media = _format_media(fmt)
         elif _wants_xml(fmt, accept):
             media = XML_MEDIA
+        if media == XML_MEDIA:
+            xml_type_check(path.split("/", 1)[0])  # (a type XML cannot carry: 415 before anything is read)
         content_type = _media(request.headers.get("content-type"))
         body = await _read_body(request, services.settings.max_body_bytes)
         if body and content_type is not None and content_type not in BODY_TYPES:

@@ -76,6 +76,14 @@ def fields(model_name: str) -> dict[str, Field] | None:
     return out
 
 
+def xml_type_check(rtype: str) -> None:
+    """415 for a resource type XML cannot carry here (before a request for it in XML is run)."""
+    from service.fhir.types import RESOURCE_TYPES
+
+    if rtype in RESOURCE_TYPES and fields(rtype) is None:
+        raise _unknown_type(rtype)
+
+
 def _unknown_type(rtype: str) -> OperationOutcomeError:
     return OperationOutcomeError(415, "not-supported", f"{rtype} cannot be exchanged as XML here (its definition is "
                                  "not in the models this server uses); use application/fhir+json")

@@ -131,3 +131,11 @@ def test_every_kind_of_answer_renders_as_xml(client):  # type: ignore[no-untyped
                      ("/fhir/Nonsense", "OperationOutcome")):
         r = client.get(url, headers={"Accept": XML})
         assert _xml(r).tag == f"{NS}{tag}", (url, r.text[:300])
+
+
+def test_a_type_xml_cannot_carry_is_415_before_anything_is_read(client):  # type: ignore[no-untyped-def]
+    for url in ("/fhir/MedicinalProduct/x", "/fhir/MedicinalProduct"):
+        r = client.get(url, headers={"Accept": XML})
+        assert r.status_code == 415
+        assert "MedicinalProduct" in _xml(r).find(f"{NS}issue/{NS}diagnostics").get("value")
+    assert client.get("/fhir/MedicinalProduct").status_code == 200  # (in JSON, as ever)
