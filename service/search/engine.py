@@ -195,7 +195,14 @@ class SearchEngine:
             return [dict(p) for p in CAPABILITY]
         spec = "http://hl7.org/fhir/SearchParameter/"
         out = [{"name": "_id", "definition": spec + "Resource-id", "type": "token"},
-               {"name": "_lastUpdated", "definition": spec + "Resource-lastUpdated", "type": "date"}]
+               {"name": "_lastUpdated", "definition": spec + "Resource-lastUpdated", "type": "date"},
+               {"name": "_content", "definition": spec + "Resource-content", "type": "string",
+                "documentation": "Every word given appears in the resource (any string in it; whole words, "
+                                 "case- and accent-free)"},
+               {"name": "_text", "definition": spec + "DomainResource-text", "type": "string",
+                "documentation": "Every word given appears in the narrative (text.div)"},
+               {"name": "_list", "type": "reference",
+                "documentation": "The resources a List names (List/<id>), when the caller may see the List"}]
         out += [p.capability() for _, p in sorted(params_for(rtype).items())]
         from service.search.composite import composites_for
 

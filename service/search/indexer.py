@@ -10,7 +10,10 @@ from sqlalchemy.engine import Connection
 
 from service.db import Prepared
 from service.search.extract import extract
-from service.search.tables import INDEX_TABLES, sp_compartment
+from service.search.fulltext import text_row
+from service.search.tables import INDEX_TABLES, sp_compartment, sp_text
+
+TABLES = {**INDEX_TABLES, "compartment": sp_compartment, "text": sp_text}
 
 
 def index_rows(rtype: str, rid: str, resource: dict[str, Any], base: str, owners: Iterable[str]
@@ -31,12 +34,14 @@ def index_rows(rtype: str, rid: str, resource: dict[str, Any], base: str, owners
                 uniq.append({"res_type": rtype, "res_id": rid, "patient_id": primary, **r})
         out[name] = uniq
     out["compartment"] = [{"res_type": rtype, "res_id": rid, "patient_id": p} for p in dict.fromkeys(owners)]
+    text = text_row(resource)
+    out["text"] = [{"res_type": rtype, "res_id": rid, "patient_id": primary, **text}] if text else []
     return out
 
 
 def clear(conn: Connection, keys: Iterable[tuple[str, str]]) -> None:
     for rtype, rid in keys:
-        for table in (*INDEX_TABLES.values(), sp_compartment):
+        for table in TABLES.values():
             conn.execute(delete(table).where(table.c.res_type == rtype, table.c.res_id == rid))
 
 
@@ -46,13 +51,13 @@ def _insert_statement(table: Table) -> Prepared:
 
 # Each table's INSERT compiled once per dialect and run as one executemany on the driver (pipelined by psycopg):
 # index rows are most of a write's statements, and SQLAlchemy's per-statement work was most of a write's time.
-_INSERTS = {name: _insert_statement(t) for name, t in (*INDEX_TABLES.items(), ("compartment", sp_compartment))}
+_INSERTS = {name: _insert_statement(t) for name, t in TABLES.items()}
 
 
 def insert_rows(conn: Connection, batch: dict[str, list[dict[str, Any]]]) -> None:
     for name, rs in batch.items():
         if rs:
-            cols = [c.name for c in (sp_compartment if name == "compartment" else INDEX_TABLES[name]).columns]
+            cols = [c.name for c in TABLES[name].columns]
             _INSERTS[name].many(conn, [{c: r.get(c) for c in cols} for r in rs])
 
 

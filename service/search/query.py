@@ -41,10 +41,7 @@ PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
 TABLE_FOR = {"token": sp_token, "string": sp_string, "reference": sp_reference, "date": sp_date,
              "number": sp_number, "quantity": sp_quantity, "uri": sp_uri}
 MAX_CHAIN = 3
-NOT_SUPPORTED = {"_filter": "the _filter syntax is not supported", "_query": "named queries are not supported",
-                 "_text": "full-text search of the narrative is not supported",
-                 "_content": "full-text search of the resource is not supported",
-                 "_list": "searching by List is not supported"}
+NOT_SUPPORTED = {"_filter": "the _filter syntax is not supported", "_query": "named queries are not supported"}
 
 
 class UnknownParameter(Exception):
@@ -282,6 +279,12 @@ def positive_ids(rtype: str | None, key: str, value: str, cx: Context, depth: in
             raise bad_request(f"Search parameter '_lastUpdated' takes no modifier (got :{mod})")
         conds = [_date_value(R.c.last_updated, R.c.last_updated, code, v, cx.now_us) for v in split_value(value)]
         return _ids_of(rtype).where(or_(*conds)), False
+    if code in ("_text", "_content"):
+        from service.search.fulltext import text_ids
+
+        return text_ids(rtype, code, mod, value), False
+    if code == "_list":
+        return _list_ids(rtype, mod, value, cx), False
     if rtype is None:
         param = lookup("Patient", code) if code in COMMON_INDEXED else None
         if param is None:
@@ -343,6 +346,28 @@ def _param_ids(rtype: str | None, param: SearchParam, mod: str | None, value: st
     else:
         conds = [_uri_value(t, mod, v) for v in values]
     return base.where(or_(*conds)), negate
+
+
+def _list_ids(rtype: str | None, mod: str | None, value: str, cx: Context) -> Select[Any]:
+    """`_list=List/<id>` (or `<id>`): the resources the List's entries name, when the caller may see the List
+    (a hidden List is a missing one: nothing matches). Functional lists (`$current-problems`) are not supported."""
+    if mod is not None:
+        raise UnknownParameter(f"_list:{mod}", "_list takes no modifiers")
+    lists = []
+    for v in split_value(value):
+        lid = unescape(v).removeprefix(cx.base + "/").removeprefix("List/")
+        if lid.startswith("$"):
+            raise UnknownParameter("_list", f"functional lists such as {lid!r} are not supported")
+        if not lid or "/" in lid:
+            raise bad_request(f"Search parameter '_list': {v!r} is not a List id or List/<id>")
+        lists.append(lid[:64])
+    visible = _restrict(_ids_of("List").where(R.c.res_id.in_(lists)), "List", cx)
+    t = sp_reference
+    if rtype is None:
+        return select(t.c.target_type, t.c.target_id).where(
+            t.c.res_type == "List", t.c.param == "item", t.c.target_type.is_not(None), t.c.res_id.in_(visible))
+    return select(t.c.target_id).where(t.c.res_type == "List", t.c.param == "item", t.c.target_type == rtype,
+                                       t.c.res_id.in_(visible))
 
 
 def _chain(rtype: str, code: str, mod: str | None, rest: str, value: str, cx: Context, depth: int
@@ -434,6 +459,10 @@ def _rank(rtype: str | None, key: str, value: str) -> int:
     if mod == "missing":
         return 8
     param = lookup(rtype or "Patient", code) if rtype is not None or code in COMMON_INDEXED else None
+    if code == "_list":
+        return 1
+    if code in ("_text", "_content"):
+        return 6
     if param is None:
         from service.search.composite import composites_for
 

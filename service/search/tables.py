@@ -11,7 +11,7 @@ guaranteed).
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Float, Index, String, Table
+from sqlalchemy import BigInteger, Column, Float, Index, String, Table, Text
 
 from service.storage.tables import metadata
 
@@ -97,6 +97,19 @@ sp_compartment = Table(
     Index("ix_sp_compartment_res", "res_type", "res_id"),
 )
 
+# Full text (`_text`, `_content`): one row per resource, its words (service/search/fulltext.py); PostgreSQL
+# searches it through GIN indexes on to_tsvector('simple', column), SQLite through the FTS5 table `sp_text_fts`
+# over it (migration 0010).
+sp_text = Table(
+    "sp_text", metadata,
+    Column("res_type", String(64), nullable=False),
+    Column("res_id", String(64), nullable=False),
+    Column("patient_id", String(64), nullable=True),
+    Column("narrative", Text, nullable=False),
+    Column("content", Text, nullable=False),
+    Index("ix_sp_text_res", "res_type", "res_id"),
+)
+
 INDEX_TABLES = {"token": sp_token, "string": sp_string, "reference": sp_reference, "date": sp_date,
                 "number": sp_number, "quantity": sp_quantity, "uri": sp_uri}
-ALL_TABLES = [*INDEX_TABLES.values(), sp_compartment]
+ALL_TABLES = [*INDEX_TABLES.values(), sp_compartment, sp_text]

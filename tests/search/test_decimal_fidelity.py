@@ -24,7 +24,7 @@ def observation(pid: str, value: str = "1.50") -> bytes:
             '"coding": [{"system": "http://loinc.org", "code": "29463-7"}, {"system": "http://snomed.info/sct", '
             '"code": "27113001"}]}, "subject": {"reference": "Patient/' + pid + '"}, '
             '"component": [' + ", ".join(
-                '{"code": {"text": "c%d"}, "valueQuantity": {"value": %s}}' % (i, lit)
+                f'{{"code": {{"text": "c{i}"}}, "valueQuantity": {{"value": {lit}}}}}'
                 for i, lit in enumerate(LITERALS)) + ']}').encode()
 
 
@@ -128,7 +128,7 @@ def test_the_probe_misses_no_literal_a_float_would_rewrite() -> None:
         lit = ("-" if rng.random() < 0.2 else "") + whole + "." + frac
         if rng.random() < 0.1:
             lit += rng.choice("eE") + rng.choice(["", "+", "-"]) + str(rng.randint(0, 30))
-        body = ('{"a": [1, %s ], "b":%s}' % (lit, lit)).encode()
+        body = f'{{"a": [1, {lit} ], "b":{lit}}}'.encode()
         if orjson.dumps(float(lit)) != lit.encode():
             found = lossy_literals(body)
             assert found is not None and lit.encode() in found[float(lit)], lit
