@@ -116,6 +116,16 @@ directory), else http://127.0.0.1:8000.""",
   cat new-optouts.txt | sharedcare optout import -""",
     "optout count": """examples:
   sharedcare optout count""",
+    "export": """examples:
+  sharedcare export work            # the export worker, in its own process (a service of its own)
+  sharedcare export work --once     # until the queue is empty
+  sharedcare export list && sharedcare export purge""",
+    "export work": """examples:
+  sharedcare export work --once""",
+    "export list": """examples:
+  sharedcare export list""",
+    "export purge": """examples:
+  sharedcare export purge""",
     "backup": """examples:
   sharedcare backup /backups/sharedcare-$(date +%F).dump
   sharedcare backup /backups/sharedcare.db          # SQLite: an online copy of the file""",
