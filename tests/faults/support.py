@@ -57,9 +57,10 @@ class Server:
 
     def workers(self) -> list[int]:
         """The uvicorn worker processes (children of the supervising process)."""
-        out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(self.proc.pid)], capture_output=True, text=True,
-                             check=False)
-        return [int(p) for p in out.stdout.split()]
+        out = subprocess.run(["ps", "-o", "pid=,args=", "--ppid", str(self.proc.pid)], capture_output=True,
+                             text=True, check=False)
+        return [int(line.split()[0]) for line in out.stdout.splitlines()
+                if line.strip() and "resource_tracker" not in line]
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace")
