@@ -148,14 +148,14 @@ def one_size(backend: str, resources: int, log: Any) -> dict[str, Any]:
     patients = max(1, resources // (per_patient + 1))
     with tempfile.TemporaryDirectory() as tmp, fresh_database(backend, Path(tmp)) as url:
         upgrade(url)
-        settings = replace(load_settings(), database_url=url, var_dir=Path(tmp), keys_dir=Path(tmp) / "keys")
+        settings = replace(load_settings(), database_url=url, var_dir=Path(tmp), keys_dir=Path(tmp) / "keys", demo=True)
         services = build_services(settings)
         try:
             stored = generate(services, patients, per_patient, log)
             jid = _queue(services)
             env = {k: v for k, v in os.environ.items() if not k.startswith("SHAREDCARE_")}
             env.update(SHAREDCARE_DATABASE_URL=url, SHAREDCARE_VAR_DIR=tmp, SHAREDCARE_KEYS_DIR=str(Path(tmp) / "keys"),
-                       SHAREDCARE_SECONDARY_USE_CLIENTS=CLIENT, SHAREDCARE_AUDIT_SEAL_SECONDS="0",
+                       SHAREDCARE_SECONDARY_USE_CLIENTS=CLIENT, SHAREDCARE_AUDIT_SEAL_SECONDS="0", SHAREDCARE_DEMO="1",
                        SHAREDCARE_STATEMENT_TIMEOUT_SECONDS="0")
             t0 = time.perf_counter()
             proc = subprocess.Popen([SHAREDCARE, "export", "work", "--once"], env=env, stdout=subprocess.DEVNULL,
