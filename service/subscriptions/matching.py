@@ -23,8 +23,8 @@ from service.clock import now_us
 from service.db import Prepared
 from service.fhir.outcome import OperationOutcomeError
 from service.fhir.stored import Stored
+from service.subscriptions import headers, spec
 from service.subscriptions import owner as owners
-from service.subscriptions import spec
 from service.subscriptions.tables import subscription as S
 from service.subscriptions.tables import subscription_delivery as D
 
@@ -90,7 +90,7 @@ class Matcher:
 
     def register(self, conn: Connection, stored: Stored, resource: dict[str, Any] | None) -> None:
         """The registry row of a Subscription just written (its rule has checked it), or its deletion."""
-        current = conn.execute(select(S.c.owner).where(S.c.id == stored.res_id)).first()
+        current = conn.execute(select(S.c.owner, S.c.headers).where(S.c.id == stored.res_id)).first()
         now = now_us()
         if stored.deleted or resource is None:
             if current is not None:
@@ -113,7 +113,8 @@ class Matcher:
             "criteria_type": parsed.criteria_type if parsed else str(resource.get("criteria") or "")[:64],
             "criteria": parsed.query if parsed else "", "status": status,
             "endpoint": parsed.endpoint if parsed else "", "payload": parsed.payload if parsed else "empty",
-            "headers": orjson.dumps([list(h) for h in parsed.headers]).decode() if parsed else "[]",
+            "headers": orjson.dumps(headers.resolve(writer, orjson.loads(current[1]) if current is not None else [],
+                                                    parsed.headers) if parsed else []).decode(),
             "end_at": instant_us(resource.get("end")), "owner": owner_text,
             "error": resource.get("error"), "updated_at": now,
         }

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from service.fhir.outcome import OperationOutcomeError
-from service.subscriptions import spec
+from service.subscriptions import headers, spec
 
 
 def _ended(end: Any) -> bool:
@@ -45,6 +45,7 @@ class SubscriptionRules:
         if status != "off" and _ended(after.get("end")):
             raise spec.invalid(f"Subscription.end {after['end']!r} is in the past: nothing would ever be sent")
         self._check_criteria(repo, parsed)
+        headers.withhold(repo.ctx.request_id, after, parsed.headers)  # (kept by the registry, not in the resource)
 
     @staticmethod
     def _check_criteria(repo: Any, parsed: spec.Spec) -> None:

@@ -48,6 +48,7 @@ class Notifier:
         self._stop = threading.Event()
         self._serving = False  # started by a serve process (never by a command-line tool's writes)
         self._last_error: tuple[str, float] = ("", 0.0)
+        self._running: threading.Thread | None = None
 
     # -- the thread -----------------------------------------------------------------------------------
     def start(self) -> None:
@@ -81,16 +82,21 @@ class Notifier:
             self._ensure()
             self._wake.set()
 
-    def stop(self) -> None:
-        """Stop sending from this process until `start` (the queue stays: other processes, or a restart, send)."""
+    def stop(self, wait: float = 0.0) -> None:
+        """Stop sending from this process until `start` (the queue stays: other processes, or a restart, send);
+        `wait`: up to so many seconds for a notification being sent to be recorded."""
         self._stop.set()
         self._wake.set()
+        running = self._running
+        if wait and running is not None and running is not threading.current_thread():
+            running.join(wait)
 
     def _ensure(self) -> None:
         if self.hub.settings.worker and not self._stop.is_set():
             self._thread.ensure()
 
     def _run(self) -> None:
+        self._running = threading.current_thread()
         with httpx.Client(timeout=self.hub.settings.timeout_seconds, follow_redirects=False,
                           trust_env=False) as http:
             while not self._stop.is_set():

@@ -17,7 +17,8 @@ def quick(services: Any) -> Iterator[Any]:
     saved = hub.settings
     hub.settings = replace(saved, poll_seconds=0.05, retry_seconds=0.1, max_retry_seconds=0.4, max_attempts=3)
     yield hub
-    hub.notifier.stop()  # (it polls nothing in the tests that follow; the next app made starts it if needed)
+    hub.notifier.stop(wait=15)  # (what it was sending is recorded before the next test cleans up; it polls
+    # nothing in the tests that follow; the next app made starts it if needed)
     hub.settings = saved
 
 

@@ -327,3 +327,30 @@ def test_a_server_with_no_subscriptions_polls_nothing(app, services):
     services.subscriptions.notifier.serve()  # what making a serve process's app does
     time.sleep(0.1)
     assert not running()
+
+
+def test_header_values_are_kept_by_the_server_not_shown_in_the_subscription(client, demo, quick, receivers,
+                                                                           auth_headers):
+    rx = receivers()
+    gp = auth_headers(client="gp-system")
+    sub = subscribe(client, subscription(rx.url, headers=["Authorization: Bearer inbox-secret", "X-Partner: gp-1"]),
+                    gp)
+    assert sub["channel"]["header"] == ["Authorization: ***", "X-Partner: ***"]
+    stored = client.get(f"/fhir/Subscription/{sub['id']}").text  # anyone who may read Subscriptions
+    assert "inbox-secret" not in stored and "gp-1" not in stored
+    assert "inbox-secret" not in client.get("/fhir/Subscription").text
+    # written back as read (paused, resumed), the values kept are kept; a new value replaces its own
+    sub["status"] = "off"
+    assert client.put(f"/fhir/Subscription/{sub['id']}", json=sub, headers=gp).status_code == 200
+    sub["status"] = "requested"
+    sub["channel"]["header"] = ["Authorization: ***", "X-Partner: gp-2"]
+    resumed = client.put(f"/fhir/Subscription/{sub['id']}", json=sub, headers=gp)
+    assert resumed.status_code == 200, resumed.text
+    client.post("/fhir/CarePlan", json=careplan())
+    (got,) = rx.wait(1)
+    assert got.headers["authorization"] == "Bearer inbox-secret" and got.headers["x-partner"] == "gp-2"
+    # a name with nothing kept needs its value
+    sub = resumed.json()
+    sub["channel"]["header"] = ["X-New: ***"]
+    r = client.put(f"/fhir/Subscription/{sub['id']}", json=sub, headers=gp)
+    assert r.status_code == 422 and "no value kept" in r.text
