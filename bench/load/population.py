@@ -182,8 +182,8 @@ def clinical_rows(pid: str, patient_url: str | None, clinical: list[tuple[str, s
               "resource_version": ([*cols, "method"], [(*r, "POST") for r in res_rows])}
     for name, rows in idx.items():
         if rows:
-            c = list(rows[0])
-            tables[name] = (c, [tuple(r[k] for k in c) for r in rows])
+            c = list(dict.fromkeys(k for r in rows for k in r))
+            tables[name] = (c, [tuple(r.get(k) for k in c) for r in rows])
     return tables, lu
 
 
@@ -191,13 +191,21 @@ def copy_rows(conn: Any, tables: dict[str, tuple[list[str], list[tuple[Any, ...]
     """COPY the rows in (PostgreSQL), or insert them (SQLite), on the unit of work's connection."""
     from sqlalchemy import Table, insert
 
+    from service.search import indexer
     from service.search.tables import INDEX_TABLES, sp_compartment
     from service.storage.tables import resource, resource_version
 
-    def table_of(name: str) -> Table:
-        fixed = {"resource": resource, "resource_version": resource_version, "compartment": sp_compartment}
-        return fixed[name] if name in fixed else INDEX_TABLES[name]
+    def table_of(name: str) -> Table:  # (the indexer's own map of its row kinds to tables, when it has one)
+        fixed = {"resource": resource, "resource_version": resource_version, "compartment": sp_compartment,
+                 **getattr(indexer, "TABLES", INDEX_TABLES)}
+        return fixed[name]
 
+    def only_columns(name: str, cols: list[str], rows: list[tuple[Any, ...]]) -> tuple[list[str], list[tuple[Any, ...]]]:
+        known = {c.name for c in table_of(name).columns}  # (as the indexer inserts them: the table's columns)
+        keep = [i for i, c in enumerate(cols) if c in known]
+        return [cols[i] for i in keep], [tuple(r[i] for i in keep) for r in rows]
+
+    tables = {name: only_columns(name, cols, rows) for name, (cols, rows) in tables.items()}
     if conn.dialect.name == "postgresql":
         with conn.connection.driver_connection.cursor() as cur:
             for name, (cols, rows) in tables.items():
