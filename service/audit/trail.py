@@ -33,7 +33,8 @@ from service.repository import errors
 A = audit_log
 DEFAULT_COUNT, MAX_COUNT = 20, 1000
 PARAMS = {p["name"]: p["type"] for p in CAPABILITY}
-CONTROL = ("_count", "_sort", "_total", "_summary", "_cursor", "_format", "_pretty", "_include")
+CONTROL = ("_count", "_sort", "_total", "_summary", "_cursor", "_format", "_pretty", "_include",
+           "_totalMethod")  # (fhirpy's count() sends it)
 INCLUDES = {"AuditEvent:patient": "patient", "AuditEvent:entity:Patient": "patient"}
 TYPE_KINDS = {"rest": ("rest",), "110114": ("login", "token"), "policy-decision": ("decision",),
               "break-glass": ("break-glass",)}
@@ -211,7 +212,7 @@ def search(repo: Any, req: FhirRequest, path: str = "AuditEvent", extra: ColumnE
     _require(repo, "search-type")
     check_limits(req.params)
     notes: list[Issue] = []
-    strict = req.prefer.get("handling", "lenient").lower() == "strict"
+    strict = req.prefer.get("handling", "strict").lower() != "lenient"  # (search never silently widens)
     conds, applied = _conditions(req, notes, strict, repo)
     if extra is not None:
         conds.append(extra)

@@ -75,6 +75,10 @@ def test_search_rejects_an_unknown_audit_parameter_but_not_purpose(client):
     assert r.status_code == 200
     r = client.get("/fhir/AuditEvent?purpose-of-use=BTG", headers={"Prefer": "handling=strict"})
     assert r.status_code == 400, r.text
+    r = client.get("/fhir/AuditEvent?purpose-of-use=BTG")  # strict unless the client asks for lenient
+    assert r.status_code == 400 and "purpose-of-use" in r.text, r.text
+    assert client.get("/fhir/AuditEvent?purpose-of-use=BTG", headers={"Prefer": "handling=lenient"}).status_code == 200
+    assert client.get("/fhir/AuditEvent?_totalMethod=count&_count=0").status_code == 200
 
 
 def test_capability_statement_lists_the_purpose_parameter_on_audit_event(client):
