@@ -63,6 +63,7 @@ def routes(web: Web, router: APIRouter) -> None:
         sec = _section(q, request.query_params.get("section") or (posted or {}).get("section", [None])[0])
         glob = af.current_answers(qr)
         nodes = af.render([sec], qr.get("item") or [], glob, posted)
+        await _reference_choices(web, request, session, nodes)
         subject = (qr.get("subject") or {}).get("reference", "")
         who = await web.api(request, session, "GET", subject) if subject.startswith("Patient/") else None
         return web.render(request, "staff/assessment.html", session, status=status, qr=qr, q=q, section=sec,
@@ -161,6 +162,28 @@ def routes(web: Web, router: APIRouter) -> None:
                               ("/web/assessment/{rid}/complete", complete, ["POST"]),
                               ("/web/assessment/{rid}/generate-careplan", generate, ["POST"])):
         router.add_api_route(path, page(web, fn, STAFF), methods=methods)
+
+
+async def _reference_choices(web: Web, request: Request, session: Session, nodes: list[dict[str, Any]]) -> None:
+    """A reference answer (the GP practice) is chosen from the organisations on the record, not typed."""
+    refs = [n for n in _walk(nodes) if n.get("type") == "reference"]
+    if not refs:
+        return
+    a = await web.api(request, session, "GET", "Organization", [("_count", "100")])
+    orgs = [(f"Organization/{o['id']}", _name(o)) for o in entries(a.body)] if a.ok else []
+    for n in refs:
+        current = [(v, v) for v in n.get("values") or [] if v and v not in dict(orgs)]
+        n["options"], n["control"] = orgs + current, "select"
+
+
+def _walk(nodes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for n in nodes:
+        out.append(n)
+        out += _walk(n.get("children") or [])
+        for inst in n.get("instances") or []:
+            out += _walk(inst)
+    return out
 
 
 async def _author_name(web: Web, request: Request, session: Session, qr: dict[str, Any], unit: str) -> str | None:

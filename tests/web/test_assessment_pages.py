@@ -55,6 +55,8 @@ def test_nurse_and_social_worker_complete_one_assessment_with_a_conflict(new_pag
     audit_page(nina, "staff-assessment-about-me")
     assert nina.locator(".app-prefilled").count() >= 3
     assert "Pre-filled from the record" in text(nina)
+    # a reference answer is chosen from the record's organisations, pre-filled with the GP practice
+    assert nina.locator("#about-me-gp-practice option:checked").inner_text() == "Meadow Lane Surgery"
 
     # both read the same version of about-me; each changes "What I like to be called"
     sam.goto(f"{url}?section=about-me")
