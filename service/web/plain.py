@@ -73,7 +73,7 @@ def what(interaction: str | None, rtype: str | None) -> str:
 
 def why(purposes: list[str]) -> str:
     if "BTG" in purposes:
-        return "Emergency access (break-glass): they had no care relationship with you and gave a reason"
+        return "Emergency access (break-glass): they had to give a reason, which is below"
     return ", ".join(PURPOSES.get(p, p) for p in purposes) or "not stated"
 
 
