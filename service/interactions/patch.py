@@ -198,9 +198,10 @@ def parse_operations(body: dict[str, Any]) -> list[Op]:
                                                                                       parts["name"])):
             raise bad_request(f"FHIRPath Patch operation {n} (add): name must be an element name, not "
                               f"{parts['name']!r}")
-        ops.append(Op(n, op_type, parts["path"].strip(), parts.get("name"), parts.get("value"),
-                      *(_integer(op_type, n, k, parts[k]) if parts.get(k) is not None else None
-                        for k in ("index", "source", "destination")), parts.get("value_type")))
+        index, source, destination = (_integer(op_type, n, k, parts[k]) if parts.get(k) is not None else None
+                                      for k in ("index", "source", "destination"))
+        ops.append(Op(n, op_type, parts["path"].strip(), parts.get("name"), parts.get("value"), index, source,
+                      destination, parts.get("value_type")))
     return ops
 
 
