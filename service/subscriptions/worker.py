@@ -97,8 +97,8 @@ class Notifier:
 
     def _run(self) -> None:
         self._running = threading.current_thread()
-        with httpx.Client(timeout=self.hub.settings.timeout_seconds, follow_redirects=False,
-                          trust_env=False) as http:
+        # (the environment's proxy settings apply: HTTPS_PROXY for an egress proxy, NO_PROXY for local endpoints)
+        with httpx.Client(timeout=self.hub.settings.timeout_seconds, follow_redirects=False) as http:
             while not self._stop.is_set():
                 try:
                     sent = self.run_once(http)
@@ -144,31 +144,33 @@ class Notifier:
         from service.repository import Repository
 
         services = self.hub.services
+        stored, dropped = None, None
         with services.db.read() as conn:
             sub = conn.execute(select(S).where(S.c.id == job.subscription_id)).first()
+            ctx = owners.context_for(services, conn, sub.owner) if sub is not None else None
             if sub is None or sub.status != "active":
-                self._finish(job, "dropped", error=f"the subscription is {sub.status if sub else 'gone'}")
-                return
-            if sub.end_at is not None and sub.end_at <= now_us():
-                self._finish(job, "dropped", error="the subscription has ended")
-                return
-            ctx = owners.context_for(services, conn, sub.owner)
-            if ctx is None:
-                self._finish(job, "dropped", error=f"{owners.describe(sub.owner)} is no longer active")
-                return
-            record = RequestRecord(interaction=INTERACTION)
-            try:
-                stored = Repository(services, conn, ctx, record).vread(job.res_type, job.res_id, str(job.version))
-            except OperationOutcomeError as err:
-                self._finish(job, "dropped", error=f"{job.res_type}/{job.res_id} is no longer visible to "
-                             f"{owners.describe(sub.owner)} ({err.status})")
-                return
+                dropped = f"the subscription is {sub.status if sub else 'gone'}"
+            elif sub.end_at is not None and sub.end_at <= now_us():
+                dropped = "the subscription has ended"
+            elif ctx is None:
+                dropped = f"{owners.describe(sub.owner)} is no longer active"
+            else:
+                record = RequestRecord(interaction=INTERACTION)
+                try:
+                    stored = Repository(services, conn, ctx, record).vread(job.res_type, job.res_id,
+                                                                           str(job.version))
+                except OperationOutcomeError as err:
+                    dropped = (f"{job.res_type}/{job.res_id} is no longer visible to {owners.describe(sub.owner)} "
+                               f"({err.status})")
+        if dropped is not None or stored is None or sub is None or ctx is None:
+            self._finish(job, "dropped", error=dropped)
+            return
         note = notification.build(sub.endpoint, sub.payload, orjson.loads(sub.headers), stored, job.event,
                                   services.settings.fhir_base)
         status: int | None = None
         try:
-            resp = http.request(note.method, note.url, content=note.body, headers=note.headers)
-            status = resp.status_code
+            with http.stream(note.method, note.url, content=note.body, headers=note.headers) as resp:
+                status = resp.status_code  # (the answer's body is not read: only its status counts)
             error = None if 200 <= status < 300 else f"{note.method} {note.url} answered HTTP {status}"
         except httpx.HTTPError as exc:
             error = f"{note.method} {note.url} failed: {type(exc).__name__}" + (f" ({exc})" if str(exc) else "")
