@@ -44,6 +44,7 @@ from service.repository import Repository
 METHODS = ("DELETE", "POST", "PUT", "PATCH", "GET", "HEAD")
 PHASE = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
 PATCH_MEDIA = "application/json-patch+json"
+MERGE_PATCH_MEDIA = "application/merge-patch+json"
 # Outer request headers that belong to the Bundle itself, not to its entries.
 OWN_HEADERS = {"content-type", "content-length", "if-match", "if-none-match", "if-none-exist",
                "if-modified-since", "prefer", "accept"}
@@ -303,8 +304,7 @@ def _run(repo: Repository, e: Entry, base_headers: dict[str, str], mapping: dict
             body = dumps(resource, like=e.resource)  # (with the client's decimal literals)
             content_type = "application/fhir+json"
         elif e.method == "PATCH":
-            body = _patch_body(e, mapping, resolve)
-            content_type = PATCH_MEDIA
+            body, content_type = _patch_body(e, mapping, resolve)
         freq = FhirRequest(method=e.method, path=e.path, params=list(e.params), headers=headers, body=body,
                            content_type=content_type, assigned_id=e.assigned_id)
         r = route(freq)
@@ -327,22 +327,27 @@ def _run(repo: Repository, e: Entry, base_headers: dict[str, str], mapping: dict
         raise
 
 
-def _patch_body(e: Entry, mapping: dict[str, str], resolve: Any) -> bytes:
-    """R4: a PATCH entry carries a Binary whose data is the JSON Patch (base64)."""
+def _patch_body(e: Entry, mapping: dict[str, str], resolve: Any) -> tuple[bytes, str]:
+    """R4: a PATCH entry carries a Binary whose data is the JSON Patch (base64; or a JSON merge patch), or a
+    Parameters resource: a FHIRPath Patch (service/interactions/patch.py)."""
     res = e.resource or {}
+    if res.get("resourceType") == "Parameters":
+        return dumps(references.rewrite(res, mapping, resolve), like=res), "application/fhir+json"
     if res.get("resourceType") != "Binary":
         raise bad_request("A PATCH entry's resource must be a Binary holding a JSON Patch "
-                          f"({PATCH_MEDIA}, base64 in Binary.data); got {res.get('resourceType')!r}", code="invalid")
+                          f"({PATCH_MEDIA}, base64 in Binary.data) or a Parameters resource (FHIRPath Patch); got "
+                          f"{res.get('resourceType')!r}", code="invalid")
     ctype = (res.get("contentType") or "").split(";", 1)[0].strip().lower()
-    if ctype != PATCH_MEDIA:
+    if ctype not in (PATCH_MEDIA, MERGE_PATCH_MEDIA):
         raise OperationOutcomeError(415, "not-supported", f"PATCH entries take JSON Patch (Binary.contentType "
-                                    f"{PATCH_MEDIA}); {ctype or 'no contentType'} is not supported")
+                                    f"{PATCH_MEDIA}), a JSON merge patch ({MERGE_PATCH_MEDIA}) or a FHIRPath Patch "
+                                    f"(a Parameters resource); {ctype or 'no contentType'} is not supported")
     try:
         raw = base64.b64decode(res.get("data") or "", validate=True)
         ops = orjson.loads(raw)
     except (binascii.Error, ValueError):
         raise bad_request("The PATCH entry's Binary.data is not base64-encoded JSON", code="structure") from None
-    return orjson.dumps(references.rewrite(ops, mapping, resolve))
+    return orjson.dumps(references.rewrite(ops, mapping, resolve)), ctype
 
 
 def _location_target(resp: FhirResponse) -> str | None:

@@ -260,3 +260,34 @@ def test_a_hidden_resource_answers_patch_as_a_missing_one(who, fmt):  # type: ig
     r = wes.patch(f"/fhir/Observation/{hidden}", json=body, headers=headers)
     assert r.status_code == 404
     assert who["ada"].get(f"/fhir/Observation/{hidden}").json()["meta"]["versionId"] == "1"  # unchanged
+
+
+# -- in Bundles -----------------------------------------------------------------------------------------
+def test_transaction_patch_entries_in_every_format(client):  # type: ignore[no-untyped-def]
+    import base64
+
+    import orjson
+
+    p = created(client, patient())
+    merge = base64.b64encode(orjson.dumps({"active": True})).decode()
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"fullUrl": "urn:uuid:org", "resource": {"resourceType": "Organization", "name": "Council"},
+         "request": {"method": "POST", "url": "Organization"}},
+        {"resource": params(op("add", "Patient", name="managingOrganization",
+                               value={"valueReference": {"reference": "urn:uuid:org"}})),
+         "request": {"method": "PATCH", "url": f"Patient/{p['id']}"}},
+    ]}
+    r = client.post("/fhir", json=bundle)
+    assert r.status_code == 200, r.text
+    org = r.json()["entry"][0]["response"]["location"].split("/_history", 1)[0].split("/fhir/", 1)[-1]
+    got = stored(client, f"/fhir/Patient/{p['id']}")
+    assert got["managingOrganization"] == {"reference": org}
+    r = client.post("/fhir", json={"resourceType": "Bundle", "type": "batch", "entry": [
+        {"resource": {"resourceType": "Binary", "contentType": "application/merge-patch+json", "data": merge},
+         "request": {"method": "PATCH", "url": f"Patient/{p['id']}"}},
+        {"resource": params(op("replace", "Patient.nothing", value={"valueString": "x"})),
+         "request": {"method": "PATCH", "url": f"Patient/{p['id']}"}}]})
+    assert r.status_code == 200, r.text
+    first, second = r.json()["entry"]
+    assert first["response"]["status"].startswith("200") and second["response"]["status"].startswith("422")
+    assert stored(client, f"/fhir/Patient/{p['id']}")["active"] is True
