@@ -29,7 +29,10 @@ _TAG = re.compile(r"<[^>]*>")
 
 
 def words(text: str) -> list[str]:
-    folded = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c)).casefold()
+    if text.isascii():  # (most text: no accents to drop, and casefold is lower)
+        folded = text.lower()
+    else:
+        folded = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c)).casefold()
     return [w for w in _WORD.findall(folded) if len(w) <= MAX_WORD]
 
 

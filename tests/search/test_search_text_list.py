@@ -162,3 +162,23 @@ def test_text_content_and_list_are_under_the_access_filter(demo, client, auth_he
     # her List names my Observation, but I may not see her List: as if it did not exist
     assert walk(client, f"/fhir/Observation?_list={her_list['id']}") == {mine["id"]}
     assert walk(client, f"/fhir/Observation?_list={her_list['id']}", headers=pat) == set()
+
+
+@pytest.mark.parametrize("column,index", [("narrative", "ix_sp_text_narrative"), ("content", "ix_sp_text_content")])
+def test_full_text_condition_can_use_the_gin_index_on_postgresql(services, backend, column, index):  # type: ignore[no-untyped-def]
+    """The condition search builds is the indexed expression (the planner may prefer another path on a small
+    table; with nothing else to go by it takes the GIN index)."""
+    if backend != "postgresql":
+        pytest.skip("PostgreSQL plans (SQLite: an FTS5 MATCH is the FTS index by construction)")
+    from sqlalchemy import select, text
+    from sqlalchemy.dialects import postgresql
+
+    from service.search.fulltext import TextMatch
+    from service.search.tables import sp_text
+
+    stmt = select(sp_text.c.res_id).where(TextMatch(sp_text, column, ["chest", "pain"]))
+    sql = str(stmt.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}))
+    with services.db.write() as conn:  # (a transaction, so that SET LOCAL holds)
+        conn.execute(text("SET LOCAL enable_seqscan = off"))
+        plan = "\n".join(r[0] for r in conn.execute(text("EXPLAIN " + sql)))
+    assert index in plan, plan
