@@ -6,7 +6,8 @@ Two figures:
 - parse + serialise per resource over the official R4 examples and Synthea resources (microseconds): orjson
   alone (what the server did before) and with the literals kept (`service.fhir.decimals`);
 - creates through the HTTP API (TestClient, admin token, SQLite in a temporary folder): N Observations whose
-  values are written `72.50`-style (so every one takes the exact path), milliseconds per create (p50, mean).
+  values are written `72.50`-style (so every one takes the exact path), milliseconds per create (p50, mean),
+  alternating batches of ten with and without keeping the literals and writing the full-text row.
 """
 
 from __future__ import annotations
@@ -62,10 +63,14 @@ def time_creates(n: int) -> dict[str, float]:
 
     from fastapi.testclient import TestClient
 
+    import service.fhir.request as request_mod
+    import service.search.indexer as indexer_mod
     from service.api.app import create_app
     from service.bootstrap import build_services
     from service.config import load_settings
+    from service.fhir.decimals import attach
     from service.migrate import upgrade
+    from service.search.fulltext import text_row
     from tests.conftest import make_auth_headers
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -80,8 +85,14 @@ def time_creates(n: int) -> dict[str, float]:
             with TestClient(app) as client:
                 r = client.post("/fhir/Patient", json={"resourceType": "Patient"}, headers=headers)
                 pid = r.json()["id"]
-                times = []
+                times: list[float] = []
+                off: list[float] = []
                 for i in range(n):
+                    # every other batch of 10 without the literals and the full-text row (the code as it was
+                    # before), so both halves see the same load on a shared machine
+                    baseline = (i // 10) % 2 == 1
+                    request_mod.attach = (lambda parsed, body: parsed) if baseline else attach
+                    indexer_mod.text_row = (lambda resource: None) if baseline else text_row
                     body = (b'{"resourceType":"Observation","status":"final","code":{"coding":[{"system":'
                             b'"http://loinc.org","code":"29463-7"}]},"subject":{"reference":"Patient/' + pid.encode()
                             + b'"},"effectiveDateTime":"2024-01-01","valueQuantity":{"value":'
@@ -89,9 +100,11 @@ def time_creates(n: int) -> dict[str, float]:
                             b'"http://unitsofmeasure.org","code":"kg"}}')
                     t0 = time.perf_counter()
                     r = client.post("/fhir/Observation", content=body, headers=headers)
-                    times.append(time.perf_counter() - t0)
+                    (off if baseline else times).append(time.perf_counter() - t0)
                     assert r.status_code == 201, r.text
-                return {"p50": statistics.median(times) * 1000, "mean": statistics.fmean(times) * 1000}
+                request_mod.attach, indexer_mod.text_row = attach, text_row
+                return {"p50": statistics.median(times) * 1000, "mean": statistics.fmean(times) * 1000,
+                        "p50 before": statistics.median(off) * 1000, "mean before": statistics.fmean(off) * 1000}
         finally:
             services.db.dispose()
 
@@ -103,8 +116,9 @@ def run(args: Any) -> list[str]:
     lines = [(f"parse+serialise: orjson {plain:.1f} us, keeping literals {exact:.1f} us per resource "
               f"({len(raw)} resources, {lossy} with literals a float would rewrite)")]
     c = time_creates(n)
-    lines.append(f"create Observation with 2-decimal values: p50 {c['p50']:.2f} ms, mean {c['mean']:.2f} ms "
-                 f"({n} creates, SQLite, HTTP via TestClient)")
+    lines.append(f"create Observation with 2-decimal values: p50 {c['p50']:.2f} ms, mean {c['mean']:.2f} ms; "
+                 f"without literals and full-text row (before): p50 {c['p50 before']:.2f} ms, mean "
+                 f"{c['mean before']:.2f} ms (alternating batches, {n} creates, SQLite, HTTP via TestClient)")
     return lines
 
 
