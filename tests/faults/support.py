@@ -42,10 +42,29 @@ def environment(url: str, home: Path, port: int, **extra: str) -> dict[str, str]
 
 
 def prepare(env: dict[str, str]) -> None:
-    """Migrate and load the demo records (what an operator does before serving)."""
+    """Migrate and load the demo records and published forms (what `sharedcare db upgrade` and `demo load` write,
+    less the demo accounts, whose password hashing costs seconds: tokens are signed and verified without them)."""
+    from service.bootstrap import build_services
+    from service.demo.loader import load_records
+    from service.migrate import upgrade
+    from service.workflows.forms import ensure_questionnaires
+
     Path(env["SHAREDCARE_VAR_DIR"]).mkdir(parents=True, exist_ok=True)
-    cli("db", "upgrade", env=env)
-    cli("demo", "load", env=env)
+    upgrade(env["SHAREDCARE_DATABASE_URL"])
+    services = build_services(_settings(env))
+    try:
+        load_records(services)
+        ensure_questionnaires(services)
+    finally:
+        services.db.dispose()
+
+
+def _settings(env: dict[str, str]) -> Any:
+    from service.config import load_settings
+
+    return replace(load_settings(), database_url=env["SHAREDCARE_DATABASE_URL"],
+                   var_dir=Path(env["SHAREDCARE_VAR_DIR"]), keys_dir=Path(env["SHAREDCARE_KEYS_DIR"]),
+                   base_url=env["SHAREDCARE_BASE_URL"], demo=True, audit_seal_seconds=0)
 
 
 @dataclass
@@ -57,10 +76,10 @@ class Server:
 
     def workers(self) -> list[int]:
         """The uvicorn worker processes (children of the supervising process)."""
-        out = subprocess.run(["ps", "-o", "pid=,args=", "--ppid", str(self.proc.pid)], capture_output=True,
+        out = subprocess.run(["ps", "-o", "pid=,stat=,args=", "--ppid", str(self.proc.pid)], capture_output=True,
                              text=True, check=False)
-        return [int(line.split()[0]) for line in out.stdout.splitlines()
-                if line.strip() and "resource_tracker" not in line]
+        return [int(line.split()[0]) for line in out.stdout.splitlines()  # (not a zombie nor the resource tracker)
+                if line.strip() and not line.split()[1].startswith("Z") and "resource_tracker" not in line]
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace")
@@ -109,12 +128,8 @@ def headers_for(env: dict[str, str], *users: str) -> dict[str, dict[str, str]]:
     from service.auth.issue import token_for_identity
     from service.auth.scopes import ScopeSet
     from service.bootstrap import build_services
-    from service.config import load_settings
 
-    settings = replace(load_settings(), database_url=env["SHAREDCARE_DATABASE_URL"],
-                       var_dir=Path(env["SHAREDCARE_VAR_DIR"]), keys_dir=Path(env["SHAREDCARE_KEYS_DIR"]),
-                       base_url=env["SHAREDCARE_BASE_URL"], demo=True, audit_seal_seconds=0)
-    services = build_services(settings)
+    services = build_services(_settings(env))
     out = {}
     try:
         known = {u.username: u for u in auth_demo.users()}
