@@ -45,7 +45,6 @@ class Options:
     fresh: bool = False          # seed again even when a seeded template database exists
     keep: bool = False           # keep the run's database (its name is printed)
     admin_url: str = PG_ADMIN_URL
-    fault: str | None = None     # pg-restart
 
 
 def _env(url: str, tmp: Path, port: int) -> dict[str, str]:
