@@ -166,11 +166,13 @@ def _object(obj: Any, tname: str, path: str, out: list[Issue], resource: bool = 
                 _add(out, f"{path}.{name}", f"{name} is required in {tname} (cardinality 1..)", "required")
         elif name not in obj and "_" + name not in obj:
             _add(out, f"{path}.{name}", f"{name} is required in {tname} (cardinality 1..)", "required")
-    for stem in table.get("?", ()):
-        chosen = [k for k in obj if k.startswith(stem) and k[len(stem):len(stem) + 1].isupper() and k in table]
-        if len(chosen) > 1:
-            _add(out, f"{path}.{stem}[x]", f"only one of {', '.join(chosen)} may be given ({stem}[x] is 0..1)",
-                 "structure")
+    stems = table.get("?")
+    if stems:
+        for stem in stems:
+            chosen = [k for k in obj if k.startswith(stem) and k[len(stem):len(stem) + 1].isupper() and k in table]
+            if len(chosen) > 1:
+                _add(out, f"{path}.{stem}[x]", f"only one of {', '.join(chosen)} may be given ({stem}[x] is 0..1)",
+                     "structure")
     if tname == "Period":
         _period(obj, path, out)
     elif tname == "Extension":
