@@ -75,11 +75,33 @@ class Server:
     env: dict[str, str]
 
     def workers(self) -> list[int]:
-        """The uvicorn worker processes (children of the supervising process)."""
-        out = subprocess.run(["ps", "-o", "pid=,stat=,args=", "--ppid", str(self.proc.pid)], capture_output=True,
+        """The uvicorn worker processes: the children of the supervising process that hold its listening socket
+        (not the resource tracker, a zombie, or any helper process of the service's own)."""
+        port = int(self.base.rsplit(":", 1)[1])
+        inodes = set()
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            try:
+                lines = Path(table).read_text().splitlines()[1:]
+            except OSError:
+                continue
+            for line in lines:
+                f = line.split()
+                if int(f[1].rsplit(":", 1)[1], 16) == port and f[3] == "0A":  # LISTEN
+                    inodes.add(f"socket:[{f[9]}]")
+        out = subprocess.run(["ps", "-o", "pid=,stat=", "--ppid", str(self.proc.pid)], capture_output=True,
                              text=True, check=False)
-        return [int(line.split()[0]) for line in out.stdout.splitlines()  # (not a zombie nor the resource tracker)
-                if line.strip() and not line.split()[1].startswith("Z") and "resource_tracker" not in line]
+        found = []
+        for line in out.stdout.splitlines():
+            pid, stat = line.split()[:2]
+            if stat.startswith("Z"):
+                continue
+            try:
+                fds = {os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
+            except OSError:
+                continue
+            if fds & inodes:
+                found.append(int(pid))
+        return found
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace")

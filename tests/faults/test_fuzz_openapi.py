@@ -17,9 +17,9 @@ from tests.running import free_port
 
 schemathesis = pytest.importorskip("schemathesis")
 
-TYPES = "Patient|Observation|CarePlan|QuestionnaireResponse|Consent|AuditEvent|CareTeam"
+TYPES = "Patient|Observation|CarePlan|QuestionnaireResponse|Consent|AuditEvent"
 PATHS = rf"^/fhir/({TYPES})(/|$)|^/fhir$|^/fhir/_history$|^/fhir/metadata$"
-EXAMPLES = int(os.environ.get("SHAREDCARE_FUZZ_EXAMPLES", "3"))
+EXAMPLES = int(os.environ.get("SHAREDCARE_FUZZ_EXAMPLES", "2"))  # per operation and mode (more: slower)
 
 
 def test_generated_requests_never_get_a_5xx_and_errors_are_operation_outcomes(tmp_path):

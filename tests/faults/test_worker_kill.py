@@ -76,7 +76,10 @@ def test_sigkill_of_a_worker_leaves_nothing_half_written(private_pg, pg_url, tmp
             stop.set()
             load.stop()
             updater.join(60)
-        after = server.workers()
+        deadline = time.monotonic() + 30
+        while (after := server.workers()) != [] and (before[0] in after or len(after) < 2) \
+                and time.monotonic() < deadline:
+            time.sleep(0.5)
         ready = httpx.get(f"{server.base}/fhir/Patient/pat-pat", headers=headers["nurse.nina"], timeout=30)
 
     assert before[0] not in after and len(after) == 2, (before, after)  # a new worker in its place
