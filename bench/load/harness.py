@@ -288,7 +288,7 @@ def measure(opts: Options) -> dict[str, Any]:
 def table(f: dict[str, Any]) -> list[str]:
     seed = f["seed"]
     mini = f["references"]["minimal"]["rps"] or 1.0
-    how = "cloned from the seeded template" if seed["cached"] else "seeded now"
+    how = "cloned from the template seeded earlier" if seed["cached"] else "cloned from the template seeded just now"
     lines = [
         (f"population: {f['patients']} patients, {seed['resources']} resources ({seed['through_pipeline']} through "
          f"the pipeline's transactions, {seed['copied']} clinical by COPY) in {seed['seconds']:.0f}s by "
