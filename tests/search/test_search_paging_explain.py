@@ -170,8 +170,12 @@ def test_compartment_pages_are_driven_by_the_patient_index(clean_services, backe
     with services.db.read() as conn:
         for statement, parameters in seen:
             if backend == "postgresql":
-                conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
-                plan = "\n".join(r[0] for r in conn.exec_driver_sql("EXPLAIN " + statement, parameters))
+                # (reads run in autocommit, where SET LOCAL does nothing: set it for the session, then reset)
+                conn.exec_driver_sql("SET enable_seqscan = off")
+                try:
+                    plan = "\n".join(r[0] for r in conn.exec_driver_sql("EXPLAIN " + statement, parameters))
+                finally:
+                    conn.exec_driver_sql("RESET enable_seqscan")
                 assert "ix_sp_compartment_patient" in plan and "Seq Scan" not in plan, plan
             else:
                 plan = "\n".join(str(r[-1]) for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement,
