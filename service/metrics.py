@@ -3,6 +3,8 @@
 What is measured:
 - `sharedcare_requests_total{interaction,type,status}` and `sharedcare_request_duration_seconds{interaction,type}`
   (a histogram): every FHIR request, from the same numbers as its log line;
+- `sharedcare_policy_decisions_total{verdict}`: the access policy's decisions (permit, deny, hidden, break-glass),
+  from the notes each request's record carries for its audit row;
 - `sharedcare_db_connections_in_use{pool}` and `sharedcare_db_pool_size{pool}`: the database pools (write, read,
   loop), kept by the pools' checkout/checkin events;
 - `sharedcare_audit_commit_seconds`: how long a request waits for its audit row's group commit;
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from fastapi import Request
@@ -54,12 +57,16 @@ AUDIT_COMMIT = Histogram("sharedcare_audit_commit_seconds", "How long a request 
                          "commit", buckets=BUCKETS)
 SEAL = Histogram("sharedcare_audit_seal_seconds", "Duration of a sealing run", buckets=BUCKETS)
 SEALED = Counter("sharedcare_audit_sealed_rows", "Audit rows sealed")
+DECISIONS = Counter("sharedcare_policy_decisions", "Access policy decisions noted on FHIR requests, by verdict (each "
+                    "distinct decision once per request)", ["verdict"])
+VERDICTS = ("permit", "deny", "hidden", "break-glass")
 
 _requests: dict[tuple[str, str, int], Any] = {}
 _durations: dict[tuple[str, str], Any] = {}
 
 
-def observe_request(interaction: str, rtype: str, status: int, seconds: float) -> None:
+def observe_request(interaction: str, rtype: str, status: int, seconds: float, notes: Iterable[str] = ()) -> None:
+    """One FHIR request; `notes`: its RequestRecord's notes, whose `policy: <verdict> ...` lines are counted."""
     key = (interaction, rtype, status)
     counter = _requests.get(key)
     if counter is None:
@@ -69,6 +76,23 @@ def observe_request(interaction: str, rtype: str, status: int, seconds: float) -
     if hist is None:
         hist = _durations[key[:2]] = DURATION.labels(interaction, rtype)
     hist.observe(seconds)
+    for text in notes:
+        if text.startswith("policy: "):
+            words = text[8:].split(" ", 2)
+            verdict = words[0].rstrip(":")
+            if verdict == "search" and len(words) > 1:
+                verdict = words[1].rstrip(":")
+            _decision(verdict if verdict in VERDICTS else "other").inc()
+
+
+_decisions: dict[str, Any] = {}
+
+
+def _decision(verdict: str) -> Any:
+    child = _decisions.get(verdict)
+    if child is None:
+        child = _decisions[verdict] = DECISIONS.labels(verdict)
+    return child
 
 
 def observe_audit_commit(seconds: float) -> None:

@@ -224,7 +224,7 @@ async def fhir_endpoint(request: Request) -> Response:
     rtype = rtype if rtype in RESOURCE_TYPES else "-"
     took = time.perf_counter() - started
     log_request(rid, request.method, record.interaction, rtype, resp.status, took)
-    observe_request(record.interaction, rtype, resp.status, took)
+    observe_request(record.interaction, rtype, resp.status, took, record.notes)
     if media == XML_MEDIA and resp.body is not None:
         resp = _as_xml(resp)
     return to_http(resp, pretty=pretty, media=media, head=request.method == "HEAD",

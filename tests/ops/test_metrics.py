@@ -58,6 +58,8 @@ def test_metrics_add_up_over_workers_and_answer_only_loopback(demo, settings, au
                       le="+Inf") == 37
         assert _value(s, "sharedcare_request_duration_seconds_sum", interaction="read", type="Patient") > 0
     s = seen[-1]
+    assert _value(s, "sharedcare_policy_decisions_total", verdict="permit") >= 30  # (nina reading her patient)
+    assert _value(s, "sharedcare_policy_decisions_total", verdict="deny") >= 7  # (no care relationship)
     assert _value(s, "sharedcare_db_pool_size", pool="write") >= 5  # (summed over the live processes)
     assert ("sharedcare_db_connections_in_use", (("pool", "write"),)) in s
     if settings.is_sqlite:  # (SQLite: every read's row through the committer thread; PostgreSQL: on the loop)
