@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from sqlalchemy import select, tuple_
+from sqlalchemy import bindparam, select, tuple_
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -44,6 +44,24 @@ if TYPE_CHECKING:
 
 NHS_NUMBER = ownership.NHS_NUMBER
 AUDIT = "AuditEvent"  # kept in the audit log, not with the record (service/audit/trail.py)
+
+
+def _existing(conn: Connection, keys: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+    """Which of these (type, id) exist and are not deleted: a primary-key probe each for a few (one statement,
+    compiled once), one IN query for many."""
+    from service.storage.tables import resource as R
+
+    if len(keys) <= 4:
+        stmt = _EXISTS.get("one")
+        if stmt is None:
+            stmt = _EXISTS["one"] = select(R.c.res_id).where(
+                R.c.res_type == bindparam("t"), R.c.res_id == bindparam("i"), R.c.deleted.is_(False))
+        return {(t, i) for t, i in keys if conn.execute(stmt, {"t": t, "i": i}).first() is not None}
+    return {(t, i) for t, i in conn.execute(select(R.c.res_type, R.c.res_id).where(
+        tuple_(R.c.res_type, R.c.res_id).in_(list(keys)), R.c.deleted.is_(False)))}
+
+
+_EXISTS: dict[str, Any] = {}
 
 
 def trail() -> Any:
@@ -485,7 +503,6 @@ class Repository:
         """Local references must resolve (service/validation/references.py): existence regardless of who may
         see the resource, answered the same for hidden and visible. In a transaction the check waits for all
         its entries (`defer_references`). SHAREDCARE_REFERENCES_LENIENT=1 turns it off for bulk loads."""
-        from service.storage.tables import resource as R
         from service.validation import references as refcheck
 
         if getattr(self.services.settings, "references_lenient", False):
@@ -496,8 +513,7 @@ class Repository:
         keys = sorted(k for k in targets if k not in known)
         if not keys:
             return
-        found = {tuple(r) for r in self._conn.execute(select(R.c.res_type, R.c.res_id).where(
-            tuple_(R.c.res_type, R.c.res_id).in_(keys), R.c.deleted.is_(False)))}
+        found = _existing(self._conn, keys)
         known.update(found)
         missing = [p for k in keys if k not in found for p in targets[k]]
         if not missing:
@@ -515,7 +531,6 @@ class Repository:
     def check_deferred_references(self) -> None:
         """At the end of a transaction: every reference an entry made must now resolve (else 422, all rolled
         back)."""
-        from service.storage.tables import resource as R
         from service.validation import references as refcheck
 
         pending = self.memo.pop("references.deferred", None) or []
@@ -524,8 +539,7 @@ class Repository:
             keys: set[tuple[str, str]] = set()
             for path, ref in missing:
                 keys.update(refcheck.local_targets([(path, ref)], self.base))
-            found = {tuple(r) for r in self._conn.execute(select(R.c.res_type, R.c.res_id).where(
-                tuple_(R.c.res_type, R.c.res_id).in_(sorted(keys)), R.c.deleted.is_(False)))}
+            found = _existing(self._conn, sorted(keys))
             still = [(p, ref) for p, ref in missing
                      if not set(refcheck.local_targets([(p, ref)], self.base)) <= found]
             issues += refcheck.issues(still, f"{where} (in this transaction): ")
