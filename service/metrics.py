@@ -9,6 +9,8 @@ What is measured:
   loop), kept by the pools' checkout/checkin events;
 - `sharedcare_audit_commit_seconds`: how long a request waits for its audit row's group commit;
 - `sharedcare_audit_seal_seconds` and `sharedcare_audit_sealed_rows_total`: each sealing run (any process);
+- background queues, read from the database at scrape: `sharedcare_export_jobs{state}` (queued, running),
+  `sharedcare_subscription_deliveries_pending`, `sharedcare_subscription_oldest_pending_seconds`;
 - `sharedcare_audit_seal_lag_seconds` (the age of the oldest audit row not sealed yet, 0 when none) and
   `sharedcare_audit_last_seal_age_seconds`: read from the database when /metrics is scraped.
 
@@ -25,6 +27,7 @@ or pod, or a sidecar); through the public proxy it answers 404, like any unknown
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Iterable
@@ -42,6 +45,7 @@ from prometheus_client import (
 )
 from starlette.exceptions import HTTPException
 
+log = logging.getLogger("sharedcare.metrics")
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -137,6 +141,19 @@ def _seal_state(services: Any) -> tuple[float, float | None]:
     return lag, ((now_us - last.sealed_at) / 1e6 if last is not None else None)
 
 
+def _queues(services: Any) -> tuple[dict[str, int], int, float]:
+    """(export jobs by state, subscription deliveries pending, age of the oldest pending one) from the database."""
+    from sqlalchemy import text
+
+    now_us = time.time() * 1e6
+    with services.db.read() as conn:
+        jobs = {str(state): int(n) for state, n in conn.execute(text(
+            "SELECT state, count(*) FROM export_job WHERE state IN ('queued', 'running') GROUP BY state"))}
+        pending, oldest = conn.execute(text(
+            "SELECT count(*), min(created_at) FROM subscription_delivery WHERE state = 'pending'")).one()
+    return jobs, int(pending or 0), max(0.0, (now_us - oldest) / 1e6) if oldest else 0.0
+
+
 def exposition(services: Any) -> bytes:
     """The text exposition: this process's registry, or every process's values in multiprocess mode; plus the
     seal lag read now."""
@@ -163,6 +180,18 @@ def exposition(services: Any) -> bytes:
         lag.set(seal_lag)
         age.set(-1 if seal_age is None else seal_age)
     Gauge("sharedcare_database_up", "Whether the scrape could read the database", registry=extra).set(up)
+    try:
+        jobs, pending, oldest = _queues(services)
+    except Exception as exc:  # noqa: BLE001 - (no such tables yet, or the database is away)
+        log.debug("metrics: the background queues could not be read (%s)", type(exc).__name__)
+    else:
+        export = Gauge("sharedcare_export_jobs", "Bulk export jobs waiting or running", ["state"], registry=extra)
+        for state in ("queued", "running"):
+            export.labels(state).set(jobs.get(state, 0))
+        Gauge("sharedcare_subscription_deliveries_pending", "Subscription notifications waiting to be delivered",
+              registry=extra).set(pending)
+        Gauge("sharedcare_subscription_oldest_pending_seconds", "Age of the oldest notification waiting (0: none)",
+              registry=extra).set(oldest)
     return body + generate_latest(extra)
 
 

@@ -69,6 +69,9 @@ def test_metrics_add_up_over_workers_and_answer_only_loopback(demo, settings, au
     assert _value(s, "sharedcare_audit_seal_seconds_count") >= 1
     assert _value(s, "sharedcare_audit_sealed_rows_total") >= 43
     assert _value(s, "sharedcare_database_up") == 1
+    assert ("sharedcare_export_jobs", (("state", "queued"),)) in s  # (the background queues, idle here)
+    assert _value(s, "sharedcare_subscription_deliveries_pending") == 0
+    assert ("sharedcare_subscription_oldest_pending_seconds", ()) in s
     assert 0 <= _value(s, "sharedcare_audit_seal_lag_seconds") < 30
     assert 0 <= _value(s, "sharedcare_audit_last_seal_age_seconds") < 30
     for private in ("pat-pat", "nina", "Bearer", "Patient/"):
