@@ -137,6 +137,40 @@ def _exported(services: Any, jid: str) -> tuple[int, int, int]:
     return lines, int(files or 0), int(size or 0)
 
 
+def _memory(pid: int) -> tuple[int, int]:
+    """(resident MB now, peak resident MB so far) of a running process (Linux /proc)."""
+    now = peak = 0
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                now = int(line.split()[1]) // 1024
+            elif line.startswith("VmHWM:"):
+                peak = int(line.split()[1]) // 1024
+    return now, peak
+
+
+def _watch(services: Any, pid: int, jid: str, log: Any) -> list[str]:
+    """While the worker runs: each time its peak resident memory grows by 5 MB or more, what the job was doing."""
+    from service.export import jobs
+
+    jumps: list[str] = []
+    last = 0
+    while True:
+        try:
+            now, peak = _memory(pid)
+        except (OSError, ValueError):
+            return jumps
+        if peak == 0:  # (exited: a zombie until waited for)
+            return jumps
+        if peak - last >= 5:
+            with services.db.read() as conn:
+                job = jobs.get(conn, jid)
+            jumps.append(f"peak {peak} MB (now {now}) at: {job.progress if job else '?'}")
+            log("   " + jumps[-1])
+            last = peak
+        time.sleep(0.05)
+
+
 def one_size(backend: str, resources: int, log: Any) -> dict[str, Any]:
     from bench.search_bench import fresh_database
     from service.bootstrap import build_services
@@ -160,6 +194,7 @@ def one_size(backend: str, resources: int, log: Any) -> dict[str, Any]:
             t0 = time.perf_counter()
             proc = subprocess.Popen([SHAREDCARE, "export", "work", "--once"], env=env, stdout=subprocess.DEVNULL,
                                     stderr=subprocess.PIPE)
+            jumps = _watch(services, proc.pid, jid, log)
             _, status, usage = os.wait4(proc.pid, 0)
             wall = time.perf_counter() - t0
             proc.returncode = os.waitstatus_to_exitcode(status)
@@ -172,7 +207,7 @@ def one_size(backend: str, resources: int, log: Any) -> dict[str, Any]:
             run_s = (job.finished_us - job.transaction_us) / 1e6
             exported, files, size = _exported(services, jid)
             maxrss_kb = usage.ru_maxrss  # (Linux: kilobytes)
-            return {"backend": backend, "stored": stored, "exported": exported, "files": files,
+            return {"jumps": jumps, "backend": backend, "stored": stored, "exported": exported, "files": files,
                     "mb": size / 1e6, "run_s": run_s, "wall_s": wall, "rate": exported / run_s,
                     "rss_mb": maxrss_kb / 1024}
         finally:
