@@ -118,12 +118,16 @@ def seeded_database(opts: Options, tmp: Path) -> Iterator[tuple[str, dict[str, A
     from sqlalchemy import text
 
     admin = _admin(opts.admin_url)
-    tpl = f"sc_load_tpl_{template_key(opts)}"
+    tpl = f"sc_load_tpl_{opts.patients}_{template_key(opts)}"
     with admin.connect() as conn:
         exists = conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": tpl}).scalar()
         if exists and opts.fresh:
             conn.execute(text(f'DROP DATABASE "{tpl}"'))
             exists = None
+        if not exists:  # templates of this size made by older code or migrations: never used again
+            for (old,) in conn.execute(text("SELECT datname FROM pg_database WHERE datname LIKE :p AND datname <> :n"),
+                                       {"p": f"sc_load_tpl_{opts.patients}_%", "n": tpl}).all():
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{old}"'))
     cached = bool(exists)
     if not exists:
         _seed_template(opts, admin, tpl, tmp)
