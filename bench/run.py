@@ -14,7 +14,7 @@ import importlib
 import sys
 import time
 
-MODULES = ["bench.http_bench", "bench.search_bench", "bench.export_bench", "bench.validation_bench"]
+MODULES = ["bench.http_bench", "bench.search_bench", "bench.export_bench", "bench.validation_bench", "bench.load"]
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
