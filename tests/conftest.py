@@ -79,7 +79,8 @@ def settings(database_url: str, test_var_dir: Path):  # type: ignore[no-untyped-
     # the tests seal the audit log themselves (sharedcare audit seal), never behind their back
     return replace(base, database_url=database_url, base_url="http://testserver", var_dir=test_var_dir,
                    keys_dir=test_var_dir / "keys", demo=True, audit_seal_seconds=0,
-                   api_rate_per_minute=0)  # (tests/auth/test_api_rate_limit.py turns it on)
+                   api_rate_per_minute=0,  # (tests/auth/test_api_rate_limit.py turns it on)
+                   export_worker=False)  # (the export tests run the queue by hand; no idle polling in others' counts)
 
 
 @pytest.fixture(scope="session")
