@@ -215,7 +215,7 @@ def test_key_rotation_keeps_old_tokens_valid_and_signs_new_ones_with_the_new_key
     listing = subprocess.run([SHAREDCARE, "keys", "list"], check=False, env=env, capture_output=True,
                              text=True, timeout=60)
     lines = dict(line.split("\t", 1) for line in listing.stdout.splitlines())
-    assert lines[new_kid].endswith("current") and "retired" in lines[old_kid]
+    assert lines[new_kid].endswith("current") and "published until" in lines[old_kid]  # (retired after that)
     # Once the retention has passed, the old key is gone from the JWKS and its tokens are refused.
     manifest = keys_dir / "keys.json"
     data = json.loads(manifest.read_text())
