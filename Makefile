@@ -10,6 +10,8 @@ export UV_PYTHON_DOWNLOADS := never
 HOST ?= 127.0.0.1
 PORT ?= 8000
 WORKERS ?= 1
+# the suite runs on two processes (pytest-xdist): each has its own PostgreSQL database; PYTEST_ARGS= for one
+PYTEST_ARGS ?= -n 2
 
 .PHONY: run test venv bench bench-load lint postgres clean token typecheck web-assets chromium
 
