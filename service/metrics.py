@@ -6,7 +6,7 @@ What is measured:
 - `sharedcare_policy_decisions_total{verdict}`: the access policy's decisions (permit, deny, hidden, break-glass),
   from the notes each request's record carries for its audit row;
 - `sharedcare_db_connections_in_use{pool}` and `sharedcare_db_pool_size{pool}`: the database pools (write, read,
-  loop), kept by the pools' checkout/checkin events;
+  loop), sampled once a second in each process;
 - `sharedcare_audit_commit_seconds`: how long a request waits for its audit row's group commit;
 - `sharedcare_audit_seal_seconds` and `sharedcare_audit_sealed_rows_total`: each sealing run (any process);
 - background queues, read from the database at scrape: `sharedcare_export_jobs{state}` (queued, running),
@@ -110,18 +110,33 @@ def observe_seal(seconds: float, rows: int) -> None:
 
 
 def watch_pools(db: Any) -> None:
-    """Count checked-out connections of each of the database's pools (events on the pools; once per engine)."""
-    from sqlalchemy import event
+    """Keep each pool's checked-out connections in a gauge: sampled once a second by a thread of this process (a
+    gauge write per checkout and checkin was two memory-mapped writes on every request's hot path)."""
+    from service.background import ProcessThread
 
+    pools = []
     for name, engine in zip(("write", "read", "loop"), db.engines, strict=False):
-        if engine.pool.__dict__.get("_sharedcare_watched"):
-            continue
-        engine.pool.__dict__["_sharedcare_watched"] = True
-        gauge = IN_USE.labels(name)
         size = getattr(engine.pool, "size", None)
         POOL_SIZE.labels(name).set(size() if callable(size) else 0)
-        event.listen(engine, "checkout", lambda *_a, g=gauge: g.inc())
-        event.listen(engine, "checkin", lambda *_a, g=gauge: g.dec())
+        checked_out = getattr(engine.pool, "checkedout", None)
+        if callable(checked_out):
+            pools.append((IN_USE.labels(name), checked_out))
+    if not pools:
+        return
+
+    def sample() -> None:
+        while True:
+            for gauge, checked_out in pools:
+                gauge.set(checked_out())
+            time.sleep(POOL_SAMPLE_SECONDS)
+
+    thread = db.__dict__.get("_sharedcare_pool_sampler")
+    if thread is None:
+        thread = db.__dict__["_sharedcare_pool_sampler"] = ProcessThread("metrics-pools", sample)
+    thread.ensure()
+
+
+POOL_SAMPLE_SECONDS = 1.0
 
 
 def _seal_state(services: Any) -> tuple[float, float | None]:
