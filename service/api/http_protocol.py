@@ -70,11 +70,4 @@ class FhirHttpProtocol(HttpToolsProtocol):
         body = orjson.dumps(outcome([Issue(
             "error", "structure", f"The HTTP request could not be read ({msg.rstrip('.')}): its request line or "
             "headers are malformed or too long; a long search goes as POST [type]/_search with a form body")]))
-        content = [STATUS_LINE[400]]
-        for name, value in self.server_state.default_headers:
-            content.extend([name, b": ", value, b"\r\n"])
-        content.extend([b"content-type: application/fhir+json\r\n",
-                        b"content-length: " + str(len(body)).encode("ascii") + b"\r\n",
-                        b"connection: close\r\n", b"\r\n", body])
-        self.transport.write(b"".join(content))
-        self.transport.close()
+        self._answer_and_close(STATUS_LINE[400], body)
