@@ -50,11 +50,17 @@ def server_secret(settings: Settings | None = None, *, create: bool | None = Non
 
 
 def _create(path: Path) -> None:
+    create_file(path, secrets.token_bytes(32))
+
+
+def create_file(path: Path, content: bytes) -> None:
+    """Write a new secret file (mode 0600) whole or not at all: written under another name, then linked into
+    place, so that processes starting at once never see half a file, and the first one's stays."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".server-secret.{os.getpid()}.{secrets.token_hex(4)}")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as fh:
-        fh.write(secrets.token_bytes(32))
+        fh.write(content)
     try:
         os.link(tmp, path)
     except FileExistsError:

@@ -38,18 +38,7 @@ def running_server(home: Path, env: dict[str, str], *, workers: int = 2, port: i
     proc = subprocess.Popen([SHAREDCARE, "serve", "--host", "127.0.0.1", "--port", str(port), "--workers",
                              str(workers)], env=full, stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"the server exited: {log_path.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{address}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"the server did not start: {log_path.read_text()[-3000:]}")
-            time.sleep(0.3)
+        wait_ready(proc, address, log_path)
         yield address
     finally:
         proc.terminate()
@@ -59,3 +48,19 @@ def running_server(home: Path, env: dict[str, str], *, workers: int = 2, port: i
             proc.kill()
             proc.wait()
         log.close()
+
+
+def wait_ready(proc: subprocess.Popen, address: str, log_path: Path, seconds: float = 120) -> None:  # type: ignore[type-arg]
+    """Until the server at `address` answers /readyz; the test fails (with the log's tail) if it exits or never does."""
+    deadline = time.monotonic() + seconds
+    while True:
+        if proc.poll() is not None:
+            pytest.fail(f"the server exited: {log_path.read_text()[-3000:]}")
+        try:
+            if httpx.get(f"{address}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            pytest.fail(f"the server did not start: {log_path.read_text()[-3000:]}")
+        time.sleep(0.3)

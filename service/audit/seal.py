@@ -22,7 +22,6 @@ import json
 import logging
 import os
 import secrets
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +33,9 @@ from sqlalchemy.engine import Connection
 from service.audit.rows import digest
 from service.audit.tables import audit_log as A
 from service.audit.tables import audit_seal as S
+from service.background import ProcessThread
 from service.clock import now_us
+from service.secrets import create_file
 
 log = logging.getLogger("sharedcare.audit")
 
@@ -50,17 +51,7 @@ def load_key(settings: Any) -> bytes:
         return env.encode()
     path = Path(settings.keys_dir) / "audit-seal-key"
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".audit-seal-key.{os.getpid()}.{secrets.token_hex(4)}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(secrets.token_hex(32).encode())
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            pass
-        finally:
-            tmp.unlink()
+        create_file(path, secrets.token_hex(32).encode())
     key = path.read_bytes().strip()
     if len(key) < 16:
         raise RuntimeError(f"{path} is too short to be an audit seal key")
@@ -191,17 +182,11 @@ class Sealer:
 
     def __init__(self, db: Any, settings: Any, spool_flush: Any = None) -> None:
         self.db, self.settings, self.spool_flush = db, settings, spool_flush
-        self._thread: threading.Thread | None = None
-        self._pid = 0
+        self._thread = ProcessThread("audit-sealer", self._run)
 
     def start(self) -> None:
-        if self.settings.audit_seal_seconds <= 0:
-            return
-        if self._thread is not None and self._thread.is_alive() and self._pid == os.getpid():
-            return
-        self._pid = os.getpid()
-        self._thread = threading.Thread(target=self._run, name="audit-sealer", daemon=True)
-        self._thread.start()
+        if self.settings.audit_seal_seconds > 0:
+            self._thread.ensure()
 
     def _run(self) -> None:
         while True:

@@ -19,7 +19,8 @@ from typing import Any
 
 import httpx
 import orjson
-import pytest
+
+from tests.running import wait_ready
 
 BIN = Path(sys.executable).parent
 FHIR = "application/fhir+json"
@@ -117,18 +118,7 @@ def serving(env: dict[str, str], port: int, workers: int = 2) -> Iterator[Server
                             start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"the server exited: {log.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"the server did not start: {log.read_text()[-3000:]}")
-            time.sleep(0.3)
+        wait_ready(proc, base, log)
         yield Server(base, proc, log, env)
     finally:
         for sig, wait in ((signal.SIGTERM, 20), (signal.SIGKILL, 5)):
