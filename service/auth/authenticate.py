@@ -97,7 +97,7 @@ class Authenticator:
                 if not verified.external:  # (an outside issuer's tokens are checked against its keys each time)
                     self.verified.put(token, found)
             verified, principal, _ = found
-            if not verified.external and self.tokens.revocations.is_revoked(services.db, verified.claims):
+            if not verified.external and _revoked(self.tokens, services.db, verified.claims):
                 self.verified.drop(token)
                 raise InvalidToken("The access token has been revoked")
         except InvalidToken as exc:
@@ -110,6 +110,18 @@ class Authenticator:
             raise _database_error(exc) from None
         return RequestContext(principal, purposes, reason, remote_addr=remote, user_agent=agent,
                               request_id=req.request_id)
+
+
+def _revoked(tokens: TokenService, db: Any, claims: dict[str, Any]) -> bool:
+    """Whether the token is revoked; a pooled connection found dead is retried once on a fresh one, as reads are
+    (service/api/pipeline.py), so the first request after a database restart is not refused for it."""
+    try:
+        return tokens.revocations.is_revoked(db, claims)
+    except DBAPIError as exc:
+        if not exc.connection_invalidated:
+            raise
+        log.warning("a pooled database connection was dead; checking revocations again on a fresh one")
+        return tokens.revocations.is_revoked(db, claims)
 
 
 def _database_error(exc: DBAPIError) -> OperationOutcomeError:
