@@ -13,7 +13,7 @@ WORKERS ?= 1
 # the suite runs on two processes (pytest-xdist): each has its own PostgreSQL database; PYTEST_ARGS= for one
 PYTEST_ARGS ?= -n 2
 
-.PHONY: run test venv bench bench-load lint postgres clean token typecheck web-assets chromium
+.PHONY: run test venv bench bench-load lint postgres clean token typecheck web-assets chromium pgbouncer
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -41,7 +41,7 @@ token: venv
 postgres:
 	@bash scripts/ensure-postgres.sh
 
-test: venv web-assets chromium
+test: venv web-assets chromium pgbouncer
 	@if [ "$${SHAREDCARE_TEST_SKIP_POSTGRES:-0}" != "1" ]; then bash scripts/ensure-postgres.sh; fi
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
@@ -93,3 +93,11 @@ chromium:
 	@command -v /usr/bin/chromium >/dev/null || { if [ "$$(id -u)" = 0 ]; then export DEBIAN_FRONTEND=noninteractive; \
 	  apt-get install -y chromium || { apt-get update && apt-get install -y chromium; } || echo "could not install chromium" >&2; \
 	  else echo "chromium is missing (the page tests need it): sudo apt-get install -y chromium" >&2; fi; }
+
+# The pgbouncer test (tests/ops/test_pgbouncer.py) runs Debian's pgbouncer (transaction pooling); installed here when
+# missing (the package's own service is not needed: the test starts its own on a free port).
+pgbouncer:
+	@command -v pgbouncer >/dev/null || [ -x /usr/sbin/pgbouncer ] || { if [ "$$(id -u)" = 0 ]; then \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y pgbouncer || { apt-get update && apt-get install -y pgbouncer; } || echo "could not install pgbouncer" >&2; \
+	  else echo "pgbouncer is missing (the pgbouncer test needs it): sudo apt-get install -y pgbouncer" >&2; fi; }
