@@ -11,20 +11,25 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import NullPool
 
+from service import pooler
 from service.config import Settings
+
+if TYPE_CHECKING:
+    from service.replica import Replica
 
 PG_CONNECT = {"connect_timeout": 5}  # seconds: an unreachable server is an error soon, not a hung request
 
 
-def make_engine(url: str, *, pool_size: int = 5, statement_timeout: float = 0.0) -> Engine:
+def make_engine(url: str, *, pool_size: int = 5, statement_timeout: float = 0.0, pooled: bool = False) -> Engine:
     """`statement_timeout` (seconds, 0: none): PostgreSQL cancels a statement running longer; on SQLite a unit of
-    work running longer is interrupted (`Database` sets its deadline). Either is `timed_out`."""
+    work running longer is interrupted (`Database` sets its deadline). Either is `timed_out`. `pooled`: the URL is a
+    transaction-pooling pgbouncer (service/pooler.py)."""
     if url.startswith("sqlite"):
         path = url.split("sqlite:///", 1)[-1]
         if path and path != ":memory:":
@@ -52,17 +57,29 @@ def make_engine(url: str, *, pool_size: int = 5, statement_timeout: float = 0.0)
         return engine
     # No pre-ping round trip per checkout: a dead pooled connection surfaces as an invalidated-connection error,
     # which the pipeline retries once (reads) or answers 503 (writes).
-    return _pg_engine(url, statement_timeout, pool_size=pool_size, max_overflow=15)
+    engine = _pg_engine(url, statement_timeout, pooled, pool_size=pool_size, max_overflow=15)
+    if pooled and statement_timeout > 0:
+        ms = int(statement_timeout * 1000)
+
+        @event.listens_for(engine, "begin")
+        def _local_timeout(conn: Connection) -> None:
+            # behind a transaction pooler a session SET would stay on whichever server connection ran it: each
+            # write transaction sets its own limit (one round trip, in the transaction it bounds)
+            conn.exec_driver_sql(f"SET LOCAL statement_timeout = {ms}")
+    return engine
 
 
-def _pg_engine(url: Any, statement_timeout: float, **kw: Any) -> Engine:
-    engine = create_engine(url, pool_pre_ping=False, connect_args=PG_CONNECT, **kw)
+def _pg_engine(url: Any, statement_timeout: float, pooled: bool = False, **kw: Any) -> Engine:
+    engine = create_engine(url, pool_pre_ping=False, connect_args={**PG_CONNECT, **pooler.connect_args(pooled)}, **kw)
     if statement_timeout > 0:
         ms = int(statement_timeout * 1000)
 
         @event.listens_for(engine, "connect")
         def _timeout(dbapi_conn: Any, _rec: Any) -> None:
-            # (a SET on the session, not a startup option: it also works behind pgbouncer)
+            if pooled:  # (the role's default bounds autocommit statements; checked once per process)
+                pooler.check_statement_timeout(dbapi_conn, ms)
+                return
+            # (a SET on the session, not a startup option; direct connections only: see service/pooler.py)
             autocommit = dbapi_conn.autocommit
             dbapi_conn.autocommit = True
             dbapi_conn.execute(f"SET statement_timeout = {ms}")
@@ -88,26 +105,45 @@ def timed_out(exc: BaseException) -> bool:
 class Database:
     def __init__(self, settings: Settings | None = None, *, url: str | None = None, engine: Engine | None = None):
         self.statement_timeout = settings.statement_timeout if settings is not None else 0.0
+        # behind a transaction-pooling pgbouncer (SHAREDCARE_DATABASE_POOLER=transaction; service/pooler.py)
+        self.pooled = pooler.pooler_mode(settings) == "transaction"
         if engine is None:
             assert url or settings
             engine = make_engine(url or settings.database_url,  # type: ignore[union-attr]
-                                 statement_timeout=self.statement_timeout)
+                                 statement_timeout=self.statement_timeout, pooled=self.pooled)
         self.engine = engine
         self.dialect = engine.dialect.name
         pg = self.dialect == "postgresql"
+        self.pooled = self.pooled and pg
         # PostgreSQL reads use a pool of their own whose connections stay in autocommit (no BEGIN/COMMIT round
         # trips, and no isolation level to set and reset on every checkout).
-        self._read_engine = _pg_engine(engine.url, self.statement_timeout, pool_size=10, max_overflow=10,
-                                       isolation_level="AUTOCOMMIT") if pg else None
+        self._read_engine = _pg_engine(engine.url, self.statement_timeout, self.pooled, pool_size=10,
+                                       max_overflow=10, isolation_level="AUTOCOMMIT") if pg else None
         # and the event loop's own connection, for the reads by id it runs itself (one at a time; never waiting
         # for the threads' pool)
-        self._loop_engine = _pg_engine(engine.url, self.statement_timeout, pool_size=1, max_overflow=1,
+        self._loop_engine = _pg_engine(engine.url, self.statement_timeout, self.pooled, pool_size=1, max_overflow=1,
                                        isolation_level="AUTOCOMMIT") if pg else None
+        # a streaming replica for searches and exports (service/replica.py) when configured, else None
+        self.replica: Replica | None = self._replica(settings) if settings is not None else None
+
+    def _replica(self, settings: Settings) -> Replica | None:
+        from service.replica import Replica, configured
+
+        url, max_lag = configured(settings)
+        if url is None:
+            return None
+
+        def probe(target: Any) -> Engine:
+            return _pg_engine(target, 0.0, pool_size=1, max_overflow=0, isolation_level="AUTOCOMMIT")
+
+        return Replica(_pg_engine(url, self.statement_timeout, pool_size=10, max_overflow=10,
+                                  isolation_level="AUTOCOMMIT"), probe(self.engine.url), probe(url), max_lag)
 
     @property
     def engines(self) -> list[Engine]:
         """Every engine (for listeners that must see every statement)."""
-        return [e for e in (self.engine, self._read_engine, self._loop_engine) if e is not None]
+        replica = self.replica.engine if self.replica is not None else None
+        return [e for e in (self.engine, self._read_engine, self._loop_engine, replica) if e is not None]
 
     @property
     def is_postgres(self) -> bool:
@@ -125,11 +161,14 @@ class Database:
                 _release(conn)
 
     @contextmanager
-    def read(self, on_loop: bool = False) -> Iterator[Connection]:
+    def read(self, on_loop: bool = False, replica: bool = False) -> Iterator[Connection]:
         """A read-only unit. On PostgreSQL in autocommit (each statement sees what is committed, as READ
         COMMITTED would, without BEGIN and COMMIT round trips); on SQLite a deferred transaction. `on_loop`: the
-        HTTP server's event loop runs the read itself, on its own connection (PostgreSQL)."""
+        HTTP server's event loop runs the read itself, on its own connection (PostgreSQL). `replica`: on the read
+        replica, which the caller has found usable (service/replica.py: searches and exports only)."""
         engine = self._loop_engine if on_loop else self._read_engine
+        if replica and self.replica is not None:
+            engine = self.replica.engine
         if engine is not None:
             with engine.connect() as conn:
                 try:
@@ -161,6 +200,8 @@ class Database:
     def dispose(self) -> None:
         for engine in self.engines:
             engine.dispose()
+        if self.replica is not None:
+            self.replica.dispose()
 
 
 def _release(conn: Connection) -> None:

@@ -74,8 +74,10 @@ class AsyncGroupCommitter:
     database could not take (it re-raises when the error is not one of availability)."""
 
     def __init__(self, conninfo: str, insert: Callable[[Any, list[AuditRow]], Any],
-                 spool: Callable[[list[AuditRow], BaseException], None]) -> None:
+                 spool: Callable[[list[AuditRow], BaseException], None],
+                 connect_args: dict[str, Any] | None = None) -> None:
         self._conninfo = conninfo
+        self._connect_args = connect_args or {}  # (behind a transaction pooler: no prepared statements)
         self._insert = insert
         self._spool = spool
         self._conn: psycopg.AsyncConnection[Any] | None = None
@@ -126,7 +128,8 @@ class AsyncGroupCommitter:
     async def _write(self, rows: list[AuditRow]) -> None:
         try:
             if self._conn is None or self._conn.closed:
-                self._conn = await psycopg.AsyncConnection.connect(self._conninfo, connect_timeout=5)
+                self._conn = await psycopg.AsyncConnection.connect(self._conninfo, connect_timeout=5,
+                                                                 **self._connect_args)
             async with self._conn.transaction():
                 await self._insert(self._conn, rows)
         except psycopg.Error as exc:

@@ -25,6 +25,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from service import pooler
 from service.audit.group_commit import AsyncGroupCommitter, GroupCommitter
 from service.audit.rows import COLUMNS, AuditRow
 from service.audit.tables import audit_also, audit_log
@@ -173,7 +174,7 @@ class AuditLog:
             url = db.engine.url.set(drivername="postgresql")
             self._async = AsyncGroupCommitter(url.render_as_string(hide_password=False),
                                               lambda conn, rows: ainsert_rows(conn, db.engine.dialect, rows),
-                                              self._spool_or_raise)
+                                              self._spool_or_raise, pooler.connect_args(getattr(db, "pooled", False)))
         self._flushed_at = 0.0
 
     @property

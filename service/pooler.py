@@ -1,0 +1,76 @@
+"""Running behind a transaction-pooling connection pooler (pgbouncer with `pool_mode = transaction`).
+
+`SHAREDCARE_DATABASE_POOLER=transaction` says that `SHAREDCARE_DATABASE_URL` points at such a pooler: each
+transaction (and each statement of an autocommit read) may run on a different server connection, so nothing
+may rely on session state. What changes then (`service/db.py`, `service/audit/log.py`):
+- psycopg never prepares statements on the server (`prepare_threshold=None`): a statement prepared on one server
+  connection is unknown on the next (pgbouncer before 1.21 does not track prepared statements);
+- no session `SET statement_timeout` on connect (it would stick to whichever server connection ran it): every
+  write transaction starts with `SET LOCAL statement_timeout`, and autocommit reads (and everything else) get the
+  limit from the role's own default, which the operator sets once (`ALTER ROLE ... SET statement_timeout`);
+  the first connection of each process checks it (`SHOW statement_timeout`) and logs a warning when it differs.
+Everything else the service does on PostgreSQL is already transaction-scoped (row locks, `SKIP LOCKED` queues,
+the audit sealer's `pg_try_advisory_xact_lock`, the rate limiter's upsert). See the README, "Behind pgbouncer".
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+log = logging.getLogger("sharedcare.db")
+
+VARIABLE = "SHAREDCARE_DATABASE_POOLER"
+MODES = ("none", "transaction")
+
+
+def pooler_mode(settings: Any = None) -> str:
+    """`none` (a direct connection, or a session-mode pooler) or `transaction`; from the settings when they carry
+    it, else from the environment. Anything else stops the process naming the variable."""
+    value = getattr(settings, "database_pooler", None)
+    raw = value if value is not None else os.environ.get(VARIABLE, "")
+    mode = (raw or "none").strip().lower()
+    if mode not in MODES:
+        raise SystemExit(f"configuration error: {VARIABLE} must be one of {', '.join(MODES)}, got {raw!r}")
+    return mode
+
+
+def connect_args(pooled: bool) -> dict[str, Any]:
+    """psycopg connection arguments: no server-side prepared statements behind a transaction pooler."""
+    return {"prepare_threshold": None} if pooled else {}
+
+
+_checked = False
+
+
+def check_statement_timeout(dbapi_conn: Any, ms: int) -> None:
+    """Once per process, on the first pooled connection: does the role's default `statement_timeout` (what every
+    autocommit read gets behind the pooler) match the configured limit? A warning if not (reads run unbounded
+    or bounded differently until the operator sets it)."""
+    global _checked
+    if _checked:
+        return
+    _checked = True
+    autocommit = dbapi_conn.autocommit
+    dbapi_conn.autocommit = True
+    try:
+        row = dbapi_conn.execute("SELECT current_setting('statement_timeout'), current_user").fetchone()
+    finally:
+        dbapi_conn.autocommit = autocommit
+    current = _milliseconds(row[0])
+    if current != ms:
+        log.warning("behind a transaction pooler the statement timeout of reads is the database role's default: "
+                    "it is %s, SHAREDCARE_STATEMENT_TIMEOUT_SECONDS asks for %d ms; set it with ALTER ROLE %s SET "
+                    "statement_timeout = %d (writes use SET LOCAL and are bounded either way)",
+                    row[0], ms, row[1], ms)
+
+
+def _milliseconds(setting: str) -> int | None:
+    """PostgreSQL's display of a time setting (`0`, `250ms`, `15s`, `2min`, `1h`, `1d`) in milliseconds."""
+    units = {"ms": 1, "s": 1000, "min": 60_000, "h": 3_600_000, "d": 86_400_000}
+    s = setting.strip()
+    for unit in sorted(units, key=len, reverse=True):
+        if s.endswith(unit) and s[: -len(unit)].strip().isdigit():
+            return int(s[: -len(unit)]) * units[unit]
+    return int(s) if s.isdigit() else None
