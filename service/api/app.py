@@ -12,7 +12,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from service import metrics
+from service import metrics, tracing
+from service.access.record import RequestRecord
 from service.api import fhir_http, health, openapi
 from service.bootstrap import build_services
 from service.config import Settings, get_settings
@@ -35,7 +36,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     settings = settings or get_settings()
     configure_logging()
     app = FastAPI(title="Shared care record", version="0.1.0", docs_url=None, redoc_url=None,
-                  openapi_url="/openapi.json", lifespan=_lifespan)
+                  openapi_url="/openapi.json", lifespan=_lifespan, telemetry=NO_FASTAPI_TELEMETRY)
     app.state.services = services or build_services(settings)
     app.state.services.sealer.start()  # this process seals the audit log every few seconds (a daemon thread)
     app.include_router(health.router)
@@ -44,7 +45,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.include_router(fhir_http.router)
     # The FHIR API is answered before FastAPI's routing and exception layers (it does its own: every failure is
     # an OperationOutcome); middlewares added later (CORS) still wrap it.
-    app.add_middleware(FhirFirst)
+    app.add_middleware(FhirFirst, answer=_traced(app.state.services, settings))
     for installer in app.state.services.app_installers:
         installer(app)
     from service.web import install as install_web
@@ -72,14 +73,32 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     yield
     await app.state.services.audit.aclose()  # (the group commit's connection on this event loop)
+    tracing.shutdown()  # (this process's last spans exported)
+
+
+# FastAPI's own OpenTelemetry spans would carry every URL's path and query (ids, search values): never made. Ours
+# are in service/tracing/ (SHAREDCARE_TRACING).
+NO_FASTAPI_TELEMETRY: Any = {"tracing": False, "metrics": False, "logs": False, "auto_configure": False}
+
+
+def _traced(services: Services, settings: Settings) -> Any:
+    """The FHIR endpoint, inside a server span when tracing is on (decided here, once per process)."""
+    tracer = tracing.start(settings)
+    if tracer is None:
+        return fhir_http.answer
+    from service.tracing import hooks, server
+
+    hooks.attach(services, tracer)
+    return server.server_spans(fhir_http.answer, tracer)
 
 
 class FhirFirst:
     """ASGI middleware: `/fhir` and `/fhir/...` (but the SMART discovery document, which the identity layer's
     routes serve) go straight to the FHIR endpoint."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, answer: Any = fhir_http.answer) -> None:
         self.app = app
+        self.answer = answer
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         path = scope.get("path", "")
@@ -89,7 +108,7 @@ class FhirFirst:
             return
         request = Request(scope, receive)
         try:
-            response = await fhir_http.fhir_endpoint(request)
+            response = await self.answer(request, RequestRecord())
         except Exception:
             log.exception("unhandled error on %s %s", request.method, path)
             response = _oo(500, "Internal error; it has been logged")

@@ -156,9 +156,14 @@ def _as_xml(resp: FhirResponse) -> FhirResponse:
 
 
 async def fhir_endpoint(request: Request) -> Response:
+    return await answer(request, RequestRecord())
+
+
+async def answer(request: Request, record: RequestRecord) -> Response:
+    """The FHIR endpoint (`record`: what the request touched and decided; service.api.app.FhirFirst calls this,
+    inside a server span when tracing is on: service/tracing/server.py)."""
     started = time.perf_counter()
     services = request.app.state.services
-    record = RequestRecord()
     freq: FhirRequest | None = None
     path = request.path_params.get("path") or request.url.path.removeprefix("/fhir").lstrip("/")
     params = [(k, v) for k, v in parse_qsl(request.url.query, keep_blank_values=True)]

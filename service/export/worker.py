@@ -16,6 +16,7 @@ import time
 import uuid
 from typing import Any
 
+from service import tracing
 from service.background import ProcessThread
 from service.export import jobs
 from service.export.runner import run_job
@@ -51,7 +52,10 @@ class ExportWorker:
         if job is None:
             return None
         log.info("export %s claimed by %s (attempt %d)", job.id, job.worker, job.attempts)
-        return run_job(self.services, job, self.stop)
+        with tracing.background("export job", **{"sharedcare.export.attempt": job.attempts}):
+            outcome = run_job(self.services, job, self.stop)
+            tracing.note(**{"sharedcare.export.outcome": outcome})
+        return outcome
 
     def purge(self) -> int:
         now = time.monotonic()

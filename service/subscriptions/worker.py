@@ -25,6 +25,7 @@ import httpx
 import orjson
 from sqlalchemy import select, update
 
+from service import tracing
 from service.access.record import RequestRecord
 from service.audit.rows import event_row
 from service.background import ProcessThread
@@ -120,7 +121,9 @@ class Notifier:
     def run_once(self, http: httpx.Client) -> int:
         jobs = self._claim()
         for job in jobs:
-            self._deliver(http, job)
+            with tracing.background("subscription delivery", **{"fhir.resource_type": job.res_type,
+                                                                "sharedcare.delivery.attempt": job.attempts + 1}):
+                self._deliver(http, job)
         return len(jobs)
 
     def _claim(self) -> list[Any]:
@@ -196,6 +199,7 @@ class Notifier:
         services = self.hub.services
         now = now_us()
         attempted = audit is not None
+        tracing.note(**{"sharedcare.delivery.state": state}, **({"http.response.status_code": status} if status else {}))
         values: dict[str, Any] = {"state": state, "last_status": status, "last_error": error,
                                   "attempts": job.attempts + (1 if attempted else 0)}
         if state == "pending":
