@@ -10,14 +10,11 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -25,13 +22,13 @@ import psycopg
 import pytest
 from sqlalchemy.engine import make_url
 
+from bench.load.pgbouncer import PgBouncer, binary
 from tests.conftest import PG_ADMIN_URL, SKIP_PG
 from tests.ops.support import log_lines
-from tests.running import SHAREDCARE, free_port, running_server
+from tests.running import SHAREDCARE, running_server
 
 pytestmark = pytest.mark.skipif(SKIP_PG, reason="PostgreSQL only (SHAREDCARE_TEST_SKIP_POSTGRES=1)")
 
-PGBOUNCER = shutil.which("pgbouncer") or ("/usr/sbin/pgbouncer" if os.path.exists("/usr/sbin/pgbouncer") else None)
 POOL_SIZE = 3  # server connections for the whole service: fewer than one process's pool
 TIMEOUT_S = 3  # the statement timeout: the role's default (reads) and the service's setting (writes)
 BASE = "http://testserver"
@@ -45,76 +42,6 @@ def observation(n: int, status: str = "preliminary") -> dict[str, Any]:
             "identifier": [{"system": IDENT, "value": f"obs-{n}"}],
             "code": {"coding": [{"system": "http://loinc.org", "code": "29463-7"}]},
             "valueQuantity": {"value": 60 + n, "unit": "kg", "system": "http://unitsofmeasure.org", "code": "kg"}}
-
-
-class PgBouncer:
-    """Debian's pgbouncer in the foreground on a free loopback port, in front of the shared PostgreSQL; as root it
-    runs as the `postgres` system user (-u), its files in a folder that user owns."""
-
-    def __init__(self, pg_host: str, pg_port: int) -> None:
-        self.root = Path(tempfile.mkdtemp(prefix="sc-pgbouncer-"))
-        self.port = free_port()
-        self.log = self.root / "pgbouncer.log"
-        (self.root / "users.txt").write_text('"postgres" ""\n')
-        (self.root / "pgbouncer.ini").write_text(f"""\
-[databases]
-* = host={pg_host} port={pg_port}
-
-[pgbouncer]
-listen_addr = 127.0.0.1
-listen_port = {self.port}
-unix_socket_dir =
-auth_type = trust
-auth_file = {self.root}/users.txt
-admin_users = postgres
-pool_mode = transaction
-default_pool_size = {POOL_SIZE}
-reserve_pool_size = 0
-max_client_conn = 400
-server_reset_query = DISCARD ALL
-logfile = {self.log}
-pidfile = {self.root}/pgbouncer.pid
-""")
-        self.user = "postgres" if os.geteuid() == 0 else None
-        if self.user:
-            for p in (self.root, *self.root.iterdir()):
-                shutil.chown(p, self.user)
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        assert PGBOUNCER
-        cmd = [PGBOUNCER, *(["-u", self.user] if self.user else []), str(self.root / "pgbouncer.ini")]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                self.admin("SHOW VERSION")
-                return
-            except (subprocess.CalledProcessError, FileNotFoundError):
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"pgbouncer did not start: {self.log.read_text() if self.log.exists() else ''}")
-                time.sleep(0.2)
-
-    def admin(self, command: str) -> list[dict[str, str]]:
-        """A command on pgbouncer's admin console (simple query protocol: psql), as rows of named columns."""
-        out = subprocess.run(["psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-d", "pgbouncer",
-                              "-A", "-F", "\t", "-P", "footer=off", "-c", command],
-                             capture_output=True, text=True, timeout=10, check=True).stdout.splitlines()
-        head = out[0].split("\t") if out else []
-        return [dict(zip(head, line.split("\t"))) for line in out[1:]]
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        shutil.rmtree(self.root, ignore_errors=True)
-
-    def url(self, database: str) -> str:
-        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{database}"
 
 
 @pytest.fixture
@@ -136,16 +63,12 @@ def database() -> Iterator[tuple[str, str]]:
 
 @pytest.fixture
 def pgbouncer() -> Iterator[PgBouncer]:
-    if PGBOUNCER is None:
+    if binary() is None:
         pytest.skip("pgbouncer is not installed and could not be (`make pgbouncer` installs the Debian package)")
     admin = make_url(PG_ADMIN_URL)
-    bouncer = PgBouncer(admin.host or "127.0.0.1", admin.port or 5432)
-    try:
-        bouncer.start()
+    with PgBouncer(admin.host or "127.0.0.1", admin.port or 5432, pool_size=POOL_SIZE) as bouncer:
         yield bouncer
-    finally:
-        bouncer.stop()
-    assert bouncer.proc is not None and bouncer.proc.poll() is not None  # stopped
+    assert bouncer.stopped
 
 
 def _cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
