@@ -115,6 +115,16 @@ class Replica:
         synced = self.synced
         return synced >= since and time.monotonic() - synced <= self.max_lag
 
+    def wait(self, since: float, timeout: float) -> bool:
+        """`usable(since)`, waiting up to `timeout` seconds for the replica to get there (background jobs only)."""
+        deadline = time.monotonic() + timeout
+        while not self.usable(since):
+            if time.monotonic() >= deadline or self._stop.is_set() or self.state not in ("starting", "fresh",
+                                                                                          "lagging"):
+                return False
+            time.sleep(0.05)
+        return True
+
     def usable_for(self, client: str | None) -> bool:
         """`usable`, and the replica already holds what this client last wrote through this process."""
         since = self._writers.get(client, NEVER) if client is not None else NEVER

@@ -32,6 +32,7 @@ from service.fhir.outcome import OperationOutcomeError
 from service.fhir.request import FhirRequest, FhirResponse, error_response
 from service.interactions.router import Route, allowed, route
 from service.metrics import observe_audit_commit
+from service.replica import client_key
 from service.repository import Repository
 from service.wiring import Services
 
@@ -105,25 +106,48 @@ def _write(services: Services, r: Route, ctx: RequestContext, record: RequestRec
         resp = r.call(repo)
         services.after_access(repo, req, resp)
         services.audit.insert(conn, [_row(ctx, record, req, resp)])
+    if services.db.replica is not None:  # (this client's searches wait for the replica to have it)
+        services.db.replica.wrote(client_key(ctx))
     return resp
+
+
+REPLICA_READS = frozenset({"search-type", "search-system", "search-compartment"})
+
+
+def _on_replica(services: Services, r: Route, ctx: RequestContext, req: FhirRequest) -> bool:
+    """Searches run on the read replica while it is fresh enough for this client (service/replica.py); the
+    audit trail's own searches stay on the primary."""
+    replica = services.db.replica
+    return (replica is not None and r.interaction in REPLICA_READS and "AuditEvent" not in req.path
+            and replica.usable_for(client_key(ctx)))
 
 
 def _read(services: Services, group: _Group, r: Route, ctx: RequestContext, record: RequestRecord, req: FhirRequest
           ) -> FhirResponse:
-    for attempt in (1, 2):
+    on_replica = services.db.replica is not None and _on_replica(services, r, ctx, req)
+    attempt = 1
+    while True:
         try:
-            with services.db.read(on_loop=group.inline) as conn:
+            with services.db.read(on_loop=group.inline, replica=on_replica) as conn:
                 resp = r.call(Repository(services, conn, ctx, record))
             break
         except DBAPIError as exc:
+            if on_replica and services.db.replica is not None and not timed_out(exc):
+                services.db.replica.failed(exc)  # (never an error to the user: the primary answers)
+                on_replica = False
+                record.restart()
+                continue
             if attempt == 2 or not exc.connection_invalidated:
                 raise
+            attempt = 2
             log.warning("a pooled database connection was dead; retrying the read on a fresh one")
             record.restart()
     if record.flagged or record.candidates or record.btg_request:
         with services.db.write() as conn:  # break-glass grants are written with the access's row
             services.after_access(Repository(services, conn, ctx, record), req, resp)
             services.audit.insert(conn, [_row(ctx, record, req, resp)])
+        if services.db.replica is not None:
+            services.db.replica.wrote(client_key(ctx))
     else:
         group.commit(_row(ctx, record, req, resp))
     return resp

@@ -19,9 +19,11 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import orjson
+from sqlalchemy.exc import DBAPIError
 
 from service.access.context import RequestContext
 from service.access.record import RequestRecord
+from service.db import timed_out
 from service.export import caller, jobs
 from service.export.spec import ExportSpec, filter_params, level_types, search_params
 from service.export.writer import FileSet
@@ -55,12 +57,18 @@ class Units:
         self._stack: ExitStack | None = None
         self._repo: Repository | None = None
         self._opened = 0.0
+        # the read replica is used once it holds every commit made before the job began (service/replica.py)
+        self.started = time.monotonic()
+        self.on_replica = False
 
     def repo(self) -> Repository:
         if self._repo is None or time.monotonic() - self._opened > UNIT_SECONDS:
             self.close()
             self._stack = ExitStack()
-            conn = self._stack.enter_context(self.services.db.read())
+            replica = self.services.db.replica
+            # (the first unit waits a moment for the replica to replay what was committed before the job began)
+            self.on_replica = replica is not None and replica.wait(self.started, 0.0 if self._opened else 2.0)
+            conn = self._stack.enter_context(self.services.db.read(replica=self.on_replica))
             self._repo = Repository(self.services, conn, self.ctx, RequestRecord(interaction="operation:export"))
             self._opened = time.monotonic()
         return self._repo
@@ -79,7 +87,15 @@ def pages(services: Any, units: Units, path: str, params: list[tuple[str, str]],
     while True:
         repo = units.repo()
         p = [*params, ("_count", size), ("_total", "none")] + ([("_cursor", cursor)] if cursor else [])
-        bundle = orjson.loads(search(repo, FhirRequest("GET", path, p, dict(STRICT))).body)
+        try:
+            bundle = orjson.loads(search(repo, FhirRequest("GET", path, p, dict(STRICT))).body)
+        except DBAPIError as exc:  # the replica failed the page: the primary runs it again
+            if not units.on_replica or timed_out(exc):
+                raise
+            units.services.db.replica.failed(exc)
+            units.close()
+            repo = units.repo()
+            bundle = orjson.loads(search(repo, FhirRequest("GET", path, p, dict(STRICT))).body)
         found = [e["resource"] for e in bundle.get("entry") or () if (e.get("search") or {}).get("mode") == "match"]
         people = list(repo.record.patients)
         repo.record.patients.clear()
