@@ -6,7 +6,9 @@ What is measured:
 - `sharedcare_policy_decisions_total{verdict}`: the access policy's decisions (permit, deny, hidden, break-glass),
   from the notes each request's record carries for its audit row;
 - `sharedcare_db_connections_in_use{pool}` and `sharedcare_db_pool_size{pool}`: the database pools (write, read,
-  loop), sampled once a second in each process;
+  loop, replica), sampled once a second in each process;
+- with a read replica: `sharedcare_replica_reads_total{where}` (searches and export read units, by where they ran),
+  `sharedcare_replica_staleness_seconds` (its staleness bound as the answering process sees it, read at scrape);
 - `sharedcare_audit_commit_seconds`: how long a request waits for its audit row's group commit;
 - `sharedcare_audit_seal_seconds` and `sharedcare_audit_sealed_rows_total`: each sealing run (any process);
 - background queues, read from the database at scrape: `sharedcare_export_jobs{state}` (queued, running),
@@ -64,6 +66,8 @@ SEALED = Counter("sharedcare_audit_sealed_rows", "Audit rows sealed")
 DECISIONS = Counter("sharedcare_policy_decisions", "Access policy decisions noted on FHIR requests, by verdict (each "
                     "distinct decision once per request)", ["verdict"])
 VERDICTS = ("permit", "deny", "hidden", "break-glass")
+REPLICA_READS = Counter("sharedcare_replica_reads", "Searches and export read units that could use the read replica, "
+                        "by where they ran (replica, primary)", ["where"])
 
 _requests: dict[tuple[str, str, int], Any] = {}
 _durations: dict[tuple[str, str], Any] = {}
@@ -99,6 +103,11 @@ def _decision(verdict: str) -> Any:
     return child
 
 
+def observe_replica_read(on_replica: bool) -> None:
+    """A search or export read unit that could have used the read replica (counted only when one is configured)."""
+    REPLICA_READS.labels("replica" if on_replica else "primary").inc()
+
+
 def observe_audit_commit(seconds: float) -> None:
     AUDIT_COMMIT.observe(seconds)
 
@@ -115,7 +124,7 @@ def watch_pools(db: Any) -> None:
     from service.background import ProcessThread
 
     pools = []
-    for name, engine in zip(("write", "read", "loop"), db.engines, strict=False):
+    for name, engine in zip(("write", "read", "loop", "replica"), db.engines, strict=False):
         size = getattr(engine.pool, "size", None)
         POOL_SIZE.labels(name).set(size() if callable(size) else 0)
         checked_out = getattr(engine.pool, "checkedout", None)
@@ -207,6 +216,12 @@ def exposition(services: Any) -> bytes:
               registry=extra).set(pending)
         Gauge("sharedcare_subscription_oldest_pending_seconds", "Age of the oldest notification waiting (0: none)",
               registry=extra).set(oldest)
+    replica = getattr(services.db, "replica", None)
+    if replica is not None:
+        staleness = replica.lag()
+        Gauge("sharedcare_replica_staleness_seconds", "The read replica's staleness bound as this process sees it "
+              "(searches use it while at most SHAREDCARE_REPLICA_MAX_LAG_SECONDS; -1: unknown or set aside)",
+              registry=extra).set(-1 if staleness == float("inf") else staleness)
     return body + generate_latest(extra)
 
 

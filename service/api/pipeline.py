@@ -31,7 +31,7 @@ from service.db import timed_out
 from service.fhir.outcome import OperationOutcomeError
 from service.fhir.request import FhirRequest, FhirResponse, error_response
 from service.interactions.router import Route, allowed, route
-from service.metrics import observe_audit_commit
+from service.metrics import observe_audit_commit, observe_replica_read
 from service.replica import client_key
 from service.repository import Repository
 from service.wiring import Services
@@ -111,20 +111,15 @@ def _write(services: Services, r: Route, ctx: RequestContext, record: RequestRec
     return resp
 
 
-REPLICA_READS = frozenset({"search-type", "search-system", "search-compartment"})
-
-
-def _on_replica(services: Services, r: Route, ctx: RequestContext, req: FhirRequest) -> bool:
-    """Searches run on the read replica while it is fresh enough for this client (service/replica.py); the
-    audit trail's own searches stay on the primary."""
-    replica = services.db.replica
-    return (replica is not None and r.interaction in REPLICA_READS and "AuditEvent" not in req.path
-            and replica.usable_for(client_key(ctx)))
+REPLICA_READS = frozenset({"search-type", "search-system", "search-compartment"})  # (AuditEvent's: the primary)
 
 
 def _read(services: Services, group: _Group, r: Route, ctx: RequestContext, record: RequestRecord, req: FhirRequest
           ) -> FhirResponse:
-    on_replica = services.db.replica is not None and _on_replica(services, r, ctx, req)
+    on_replica = False
+    if services.db.replica is not None and r.interaction in REPLICA_READS and "AuditEvent" not in req.path:
+        on_replica = services.db.replica.usable_for(client_key(ctx))
+        observe_replica_read(on_replica)
     attempt = 1
     while True:
         try:

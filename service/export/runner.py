@@ -29,6 +29,7 @@ from service.export.spec import ExportSpec, filter_params, level_types, search_p
 from service.export.writer import FileSet
 from service.fhir.outcome import OperationOutcomeError
 from service.fhir.request import FhirRequest
+from service.metrics import observe_replica_read
 from service.ownership import patient_data_types
 from service.repository import Repository
 
@@ -68,6 +69,8 @@ class Units:
             replica = self.services.db.replica
             # (the first unit waits a moment for the replica to replay what was committed before the job began)
             self.on_replica = replica is not None and replica.wait(self.started, 0.0 if self._opened else 2.0)
+            if replica is not None:
+                observe_replica_read(self.on_replica)
             conn = self._stack.enter_context(self.services.db.read(replica=self.on_replica))
             self._repo = Repository(self.services, conn, self.ctx, RequestRecord(interaction="operation:export"))
             self._opened = time.monotonic()

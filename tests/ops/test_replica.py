@@ -186,6 +186,14 @@ def _replica_answers_then_primary(cluster: Cluster, http: httpx.Client) -> None:
 def test_a_search_is_answered_by_the_replica_and_by_the_primary_once_it_lags(cluster: Cluster, http: httpx.Client
                                                                               ) -> None:
     _replica_answers_then_primary(cluster, http)
+    # /metrics says where searches ran and how stale the replica is (caught up by now)
+    text = http.get("/metrics").text
+    counts = {w: float(line.rsplit(" ", 1)[1]) for line in text.splitlines() for w in ("replica", "primary")
+              if line.startswith(f'sharedcare_replica_reads_total{{where="{w}"}}')}
+    assert counts.get("replica", 0) >= 1 and counts.get("primary", 0) >= 2, counts
+    staleness = next(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                     if line.startswith("sharedcare_replica_staleness_seconds "))
+    assert 0 <= staleness <= MAX_LAG
 
 
 def test_an_objection_hides_data_from_searches_within_the_bound_while_the_replica_is_stale(
