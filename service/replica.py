@@ -172,10 +172,12 @@ class Replica:
             self._samples.appendleft(caught)  # (the newest one replayed past stays: still true later)
             self.synced = max(self.synced, caught[0])
         self._prune()
-        state = "fresh" if self.lag() <= self.max_lag else "lagging"
+        lag = self.lag()
+        state = "fresh" if lag <= self.max_lag else "lagging"
         if state != self.state:
-            (log.info if state == "fresh" else log.warning)(
-                "read replica %s (staleness bound %.1f s, limit %.1f s)", state, min(self.lag(), 1e9), self.max_lag)
+            bound = "unknown" if lag == math.inf else f"{lag:.1f} s"
+            (log.info if state == "fresh" or self.state == "starting" else log.warning)(
+                "read replica %s (staleness bound %s, limit %.1f s)", state, bound, self.max_lag)
             self.state = state
 
     def _set_aside(self, why: str) -> None:
