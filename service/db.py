@@ -63,9 +63,11 @@ def make_engine(url: str, *, pool_size: int = 5, statement_timeout: float = 0.0,
 
         @event.listens_for(engine, "begin")
         def _local_timeout(conn: Connection) -> None:
-            # behind a transaction pooler a session SET would stay on whichever server connection ran it: each
-            # write transaction sets its own limit (one round trip, in the transaction it bounds)
-            conn.exec_driver_sql(f"SET LOCAL statement_timeout = {ms}")
+            # behind a transaction pooler a session SET would stay on whichever server connection ran it: the role's
+            # default bounds every statement; when it is not the configured limit, each write transaction sets its own
+            # (one round trip, in the transaction it bounds)
+            if not pooler.role_timeout_matches():
+                conn.exec_driver_sql(f"SET LOCAL statement_timeout = {ms}")
     return engine
 
 
@@ -254,9 +256,13 @@ class Prepared:
         try:
             if many:
                 cur.executemany(sql, args)
-                return []
-            cur.execute(sql, args)
-            return list(cur.fetchall()) if cur.description is not None else []  # (an INSERT gives no rows)
+                rows: list[tuple[Any, ...]] = []
+            else:
+                cur.execute(sql, args)
+                rows = list(cur.fetchall()) if cur.description is not None else []  # (an INSERT gives no rows)
+            if conn.dispatch.after_cursor_execute:  # (a statement's span ends: service/tracing/statements.py)
+                conn.dispatch.after_cursor_execute(conn, cur, sql, args, None, many)
+            return rows
         except dbapi.Error as exc:  # type: ignore[union-attr]
             from sqlalchemy.exc import DBAPIError
 

@@ -23,6 +23,7 @@ MAX_TEXT = 2000
 _QUOTED = re.compile(r"'(?:[^']|'')*'")
 _OPERATION = re.compile(r"\s*\(?\s*([A-Za-z]+)")
 _TABLE = re.compile(r"\b(?:FROM|INTO|UPDATE|JOIN)\s+\"?([A-Za-z_][A-Za-z0-9_]*)", re.IGNORECASE)
+_CHANGE = re.compile(r"\b(INSERT|UPDATE|DELETE)\s+(?:INTO\s+|FROM\s+)?\"?([A-Za-z_][A-Za-z0-9_]*)", re.IGNORECASE)
 _attached = False
 
 
@@ -32,10 +33,16 @@ def query_text(statement: str) -> str:
 
 
 def name_of(statement: str) -> tuple[str, str | None]:
-    """(operation, first table) of a statement: ("SELECT", "resource")."""
+    """(operation, first table) of a statement: ("SELECT", "resource"); of a WITH, its first change if any
+    (`WITH c AS (INSERT INTO resource ...) INSERT INTO resource_version ...`: ("INSERT", "resource"))."""
     op = _OPERATION.match(statement)
     operation = op.group(1).upper() if op else "SQL"
-    table = _TABLE.search(statement[:4000])
+    head = statement[:4000]
+    if operation == "WITH":
+        if change := _CHANGE.search(head):
+            return change.group(1).upper(), change.group(2)
+        operation = "SELECT"
+    table = _TABLE.search(head)
     return operation, table.group(1) if table else None
 
 

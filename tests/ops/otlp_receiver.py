@@ -42,6 +42,8 @@ class Span:
     status_message: str
     attributes: dict[str, Any]
     resource: dict[str, Any]
+    start: int  # (nanoseconds since the epoch)
+    end: int
     events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
     def text(self) -> str:
@@ -96,6 +98,7 @@ class Receiver:
                 for s in ss.spans:
                     got.append(Span(s.name, s.trace_id.hex(), s.span_id.hex(), s.parent_span_id.hex(), s.kind,
                                     s.status.code, s.status.message, _attrs(s.attributes), resource,
+                                    s.start_time_unix_nano, s.end_time_unix_nano,
                                     [(e.name, _attrs(e.attributes)) for e in s.events]))
         with self.lock:
             self.posts += 1

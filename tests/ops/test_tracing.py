@@ -8,6 +8,7 @@ endpoint set. SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import secrets
+import time
 from typing import Any
 
 import httpx
@@ -52,12 +53,14 @@ def _below(spans: list[Span], top: Span) -> list[Span]:
 
 
 def test_fhir_requests_are_traced_without_personal_data(demo, settings, auth_headers, tmp_path):  # type: ignore[no-untyped-def]
-    nina, admin = auth_headers("nurse.nina"), auth_headers()
+    nina, admin, gp = auth_headers("nurse.nina"), auth_headers(), auth_headers(client="gp-system")
     nhs = nhs_number("948271635")
     patient = {"resourceType": "Patient", "name": [{"given": [GIVEN], "family": FAMILY}],
                "identifier": [{"system": NHS_SYSTEM, "value": nhs}], "birthDate": "1958-07-30"}
     trace_id, parent_id = secrets.token_hex(16), secrets.token_hex(8)
-    with Receiver() as receiver, running_server(tmp_path / "srv", _env(settings, receiver), workers=2) as base, \
+    receiver = Receiver()
+    env = _env(settings, receiver, SHAREDCARE_EXPORT_POLL_SECONDS="0.2")
+    with receiver, running_server(tmp_path / "srv", env, workers=2) as base, \
             httpx.Client(base_url=base, timeout=60) as h:
         read = h.get("/fhir/Patient/pat-pat", headers={**nina, "traceparent": f"00-{trace_id}-{parent_id}-01"})
         assert read.status_code == 200 and "Example" in read.text
@@ -73,8 +76,18 @@ def test_fhir_requests_are_traced_without_personal_data(demo, settings, auth_hea
         by_nhs = h.get("/fhir/Patient", params={"identifier": f"{NHS_SYSTEM}|{nhs}"}, headers=admin)
         assert by_name.json()["total"] == 1 and by_nhs.json()["total"] == 1
         ids = [r.headers["x-request-id"] for r in (read, search, created, denied, registered, by_name, by_nhs)]
+        kicked = h.get("/fhir/Patient/$export", params={"_type": "Patient,Observation"},
+                       headers={**gp, "Prefer": "respond-async", "Accept": "application/fhir+json"})
+        assert kicked.status_code == 202, kicked.text
+        status = kicked.headers["content-location"].replace(settings.base_url, base)
+        deadline = time.monotonic() + 120
+        while (polled := h.get(status, headers=gp)).status_code == 202:
+            assert time.monotonic() < deadline, "the export did not finish"
+            time.sleep(0.2)
+        assert polled.status_code == 200, polled.text
         spans = receiver.wait_for(lambda got: {s.attributes.get("sharedcare.request_id") for s in got
-                                               if s.kind == SERVER} >= set(ids))
+                                               if s.kind == SERVER} >= set(ids)
+                                  and any(s.name == "export job" for s in got))
     spans = list(receiver.spans)  # (and whatever the workers flushed as they stopped)
 
     # one server span per request, named by interaction and type, with its status
@@ -103,7 +116,11 @@ def test_fhir_requests_are_traced_without_personal_data(demo, settings, auth_hea
     assert decide[0].attributes["fhir.resource_type"] == "Patient" and decide[0].parent_id == first.span_id
     statements = [s for s in under if s.kind == CLIENT]
     assert statements and all(s.attributes["db.system.name"] in ("postgresql", "sqlite") for s in statements)
-    assert any(s.name == "SELECT resource" for s in statements), [s.name for s in statements]
+    row = [s for s in statements if s.name == "SELECT resource"]
+    assert len(row) == 1 and row[0].end <= decide[0].start  # (the row and its facts, then the decision on them)
+    for s in under:  # (each within its parent's time)
+        parent = next(p for p in [first, *under] if p.span_id == s.parent_id)
+        assert parent.start <= s.start <= s.end <= parent.end, (s.name, parent.name)
     assert any(s.name == "audit commit" and s.attributes["sharedcare.audit.rows"] == 1 for s in under)
 
     hidden = [s for s in _below(spans, _server(spans, ids[3])) if s.name == "policy decide"]
@@ -114,6 +131,15 @@ def test_fhir_requests_are_traced_without_personal_data(demo, settings, auth_hea
     assert [s.attributes["sharedcare.policy.verdict"] for s in write if s.name == "policy decide"] == ["permit"]
     inserts = [s for s in write if s.kind == CLIENT and s.attributes["db.operation.name"] == "INSERT"]
     assert {"INSERT resource", "INSERT audit_log"} <= {s.name for s in inserts}, [s.name for s in inserts]
+
+    # background work is its own trace: the export job, run by a worker process's export thread as the client
+    job = [s for s in spans if s.name == "export job"]
+    assert len(job) == 1 and job[0].parent_id == "" and job[0].kind == 1
+    assert job[0].attributes["sharedcare.export.outcome"] == "done"
+    assert job[0].trace_id not in {s.trace_id for s in spans if s.kind == SERVER}
+    in_job = _below(spans, job[0])
+    assert {"policy search", "SELECT resource", "INSERT export_chunk"} <= {s.name for s in in_job}, \
+        sorted({s.name for s in in_job})
 
     # nothing personal anywhere: names, NHS numbers, ids, tokens, search values, bodies
     created_ids = [created.json()["id"], registered.json()["id"]]
