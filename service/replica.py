@@ -160,7 +160,7 @@ class Replica:
             with self._replica_probe.connect() as conn:
                 recovering, replayed = conn.exec_driver_sql(REPLAYED_LSN).one()
         except Exception as exc:  # noqa: BLE001  (any failure: set aside)
-            self._set_aside(f"unreachable ({type(getattr(exc, 'orig', exc)).__name__})")
+            self._set_aside("unreachable", f" ({type(getattr(exc, 'orig', exc)).__name__})")
             return
         if not recovering or replayed is None:
             self._set_aside("not a standby (pg_is_in_recovery() is false): not used")
@@ -180,10 +180,10 @@ class Replica:
                 "read replica %s (staleness bound %s, limit %.1f s)", state, bound, self.max_lag)
             self.state = state
 
-    def _set_aside(self, why: str) -> None:
+    def _set_aside(self, why: str, detail: str = "") -> None:
         self.synced = NEVER
         if self.state != why:
-            log.warning("read replica %s; searches and exports use the primary", why)
+            log.warning("read replica %s%s; searches and exports use the primary", why, detail)
             self.state = why
 
     def _prune(self) -> None:

@@ -67,6 +67,7 @@ class Cluster:
     base: str
     env: dict[str, str]
     heads: dict[str, dict[str, str]]
+    log: Path
 
     def on_standby(self, statement: str) -> str:
         return self.standby.sql(statement, "care")
@@ -124,7 +125,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         with serving(env, port, workers=1) as server:  # (one process: its replica probe and its writers)
             # the first search starts the process's replica probe (and goes to the primary: nothing is known yet)
             assert httpx.get(f"{server.base}/fhir/Organization", headers=heads["admin.ada"]).status_code == 200
-            yield Cluster(primary, standby, server.base, env, heads)
+            yield Cluster(primary, standby, server.base, env, heads, server.log)
     finally:
         for pg in (standby, primary):
             pg.stop("immediate")
@@ -162,9 +163,8 @@ def _replica_answers_then_primary(cluster: Cluster, http: httpx.Client) -> None:
         written = time.monotonic()
         rid = r.json()["id"]
         seen, searched = _found(http, ada, tag)
-        if time.monotonic() - written > MAX_LAG - 1:
+        if seen:  # (not the replica: a machine so busy that the probe or the search came too late; again)
             continue
-        assert not seen, "a search by another client right after the write should have been answered by the replica"
         assert cluster.on_standby_count("Observation", rid) == 0  # (the standby has not replayed it)
         assert http.get(f"/fhir/Observation/{rid}", headers=ada).status_code == 200  # reads by id: the primary
         assert _found(http, nina, tag)[0]  # read-your-writes: the writer's searches go to the primary
@@ -180,7 +180,7 @@ def _replica_answers_then_primary(cluster: Cluster, http: httpx.Client) -> None:
         cluster.caught_up()
         assert _found(http, ada, tag)[0] and cluster.on_standby_count("Observation", rid) == 1
         return
-    pytest.fail("three times the search did not run within the staleness bound of the write")
+    pytest.fail("three times a search by another client right after a write was not answered by the replica")
 
 
 def test_a_search_is_answered_by_the_replica_and_by_the_primary_once_it_lags(cluster: Cluster, http: httpx.Client
@@ -214,19 +214,24 @@ def test_an_objection_hides_data_from_searches_within_the_bound_while_the_replic
     # a read by id runs on the primary: refused at once
     r = http.get(f"/fhir/Observation/{rid}", headers=sam)
     assert r.status_code == 403 and r.json()["issue"][0]["code"] == "suppressed"
-    # a search may run on the replica, which has not seen the objection, for at most the bound
+    # a search may run on the replica, which has not seen the objection, for at most the bound: no search that
+    # starts later than MAX_LAG after the objection was acknowledged may still see the data (exactly: the server
+    # decides after the search starts, and the objection was committed before its answer)
+    started = time.monotonic()
     seen, _ = _found(http, sam, tag)
-    if time.monotonic() - recorded < MAX_LAG - 1:
-        assert seen, "right after the objection the search should still have run on the (stale) replica"
+    stale_seen = seen
     while seen:
-        assert time.monotonic() - recorded <= MAX_LAG + 2 * PROBE, "the objection was not applied within the bound"
+        assert started - recorded <= MAX_LAG, f"seen {started - recorded:.2f} s after the objection"
         time.sleep(0.1)
+        started = time.monotonic()
         seen, _ = _found(http, sam, tag)
     # hidden although the standby has still not replayed the objection: the primary answered
     assert cluster.on_standby("SELECT pg_is_wal_replay_paused()") == "t"
     assert cluster.on_standby_count("Consent", cid) == 0
     cluster.caught_up()
     assert not _found(http, sam, tag)[0]  # and on the replica once it has the objection
+    if not stale_seen:  # (a busy machine may have missed the window; the rule above held either way)
+        print("the first search after the objection already ran on the primary")
 
 
 def test_an_export_reads_its_pages_from_the_replica(cluster: Cluster, http: httpx.Client) -> None:
@@ -273,16 +278,19 @@ def _standby_rows(cluster: Cluster) -> int:
 def test_with_the_replica_stopped_searches_are_answered_by_the_primary(cluster: Cluster, http: httpx.Client
                                                                         ) -> None:
     ada, nina = cluster.heads["admin.ada"], cluster.heads["nurse.nina"]
+    body, tag = _tagged(observation("pat-pat", "Temperature 37.1"))
+    assert http.post("/fhir/Observation", json=body, headers=nina).status_code == 201
     cluster.caught_up()
-    assert _found(http, ada, "nothing-yet")[1].status_code == 200  # (a pooled connection to the replica)
+    assert _found(http, ada, tag)[0]  # (on the replica, with pooled connections to it)
     cluster.standby.stop("fast")
     try:
-        body, tag = _tagged(observation("pat-pat", "Temperature 37.1"))
-        assert http.post("/fhir/Observation", json=body, headers=nina).status_code == 201
-        for _ in range(5):  # the first at once (the process has not noticed yet), then after it has
+        for _ in range(5):  # the first at once (the process has not noticed yet: it fails over), then after it has
             assert _found(http, ada, tag)[0]
             time.sleep(PROBE)
-        assert _found(http, ada, tag, "Observation")[1].json()["resourceType"] == "Bundle"
+        body, later = _tagged(observation("pat-pat", "Temperature 37.4"))
+        assert http.post("/fhir/Observation", json=body, headers=nina).status_code == 201
+        assert _found(http, ada, later)[0]
+        assert "read replica unreachable" in cluster.log.read_text()  # (the server noticed, and answered anyway)
     finally:
         cluster.standby.start()
     # back: the replica answers searches again
