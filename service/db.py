@@ -133,11 +133,13 @@ class Database:
         if url is None:
             return None
 
-        def probe(target: Any) -> Engine:
-            return _pg_engine(target, 0.0, pool_size=1, max_overflow=0, isolation_level="AUTOCOMMIT")
+        def probe(target: Any, pooled: bool = False) -> Engine:
+            return _pg_engine(target, 0.0, pooled, pool_size=1, max_overflow=0, isolation_level="AUTOCOMMIT")
 
+        # (the primary's probe goes where the primary's pools go, a pgbouncer too; the replica is connected to
+        # directly)
         return Replica(_pg_engine(url, self.statement_timeout, pool_size=10, max_overflow=10,
-                                  isolation_level="AUTOCOMMIT"), probe(self.engine.url), probe(url), max_lag)
+                                  isolation_level="AUTOCOMMIT"), probe(self.engine.url, self.pooled), probe(url), max_lag)
 
     @property
     def engines(self) -> list[Engine]:
