@@ -63,9 +63,11 @@ def make_engine(url: str, *, pool_size: int = 5, statement_timeout: float = 0.0,
 
         @event.listens_for(engine, "begin")
         def _local_timeout(conn: Connection) -> None:
-            # behind a transaction pooler a session SET would stay on whichever server connection ran it: each
-            # write transaction sets its own limit (one round trip, in the transaction it bounds)
-            conn.exec_driver_sql(f"SET LOCAL statement_timeout = {ms}")
+            # behind a transaction pooler a session SET would stay on whichever server connection ran it: the role's
+            # default bounds every statement; when it is not the configured limit, each write transaction sets its own
+            # (one round trip, in the transaction it bounds)
+            if not pooler.role_timeout_matches():
+                conn.exec_driver_sql(f"SET LOCAL statement_timeout = {ms}")
     return engine
 
 

@@ -71,6 +71,13 @@ def pgbouncer() -> Iterator[PgBouncer]:
     assert bouncer.stopped
 
 
+def held(direct: str, statement: str, request: Any) -> httpx.Response:
+    """`request()` while another session, straight to PostgreSQL, holds the lock `statement` takes."""
+    with psycopg.connect(direct.replace("postgresql+psycopg", "postgresql")) as conn:
+        conn.execute(statement)
+        return request()
+
+
 def _cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     full = {k: v for k, v in os.environ.items() if not k.startswith("SHAREDCARE_")}
     full.update(env)
@@ -186,20 +193,13 @@ def test_the_service_behind_pgbouncer_in_transaction_mode(database, pgbouncer, t
         servers = [s for s in pgbouncer.admin("SHOW SERVERS") if s["database"] == name]
         assert len(servers) <= POOL_SIZE < len(clients), (len(servers), len(clients))
 
-        # the statement timeout still bounds a write (SET LOCAL) and a search (the role's default)
-        def held(statement: str, request: Any) -> httpx.Response:
-            with psycopg.connect(direct.replace("postgresql+psycopg", "postgresql")) as conn:
-                conn.execute(statement)
-                return request()
-
+        # the statement timeout (the role's default) still bounds a write and a search
         oid = chains_done[0][0]
         current = http.get(f"/fhir/Observation/{oid}", headers=nina).json()
-        started = time.monotonic()
-        r = held(f"SELECT 1 FROM resource WHERE res_type = 'Observation' AND res_id = '{oid}' FOR UPDATE",
+        r = held(direct, f"SELECT 1 FROM resource WHERE res_type = 'Observation' AND res_id = '{oid}' FOR UPDATE",
                  lambda: http.put(f"/fhir/Observation/{oid}", headers={**nina, **FHIR}, content=json.dumps(current)))
         assert r.status_code == 503 and f"within {TIMEOUT_S} s" in r.text, r.text
-        assert time.monotonic() - started < TIMEOUT_S + 5
-        r = held("LOCK TABLE resource IN ACCESS EXCLUSIVE MODE",
+        r = held(direct, "LOCK TABLE resource IN ACCESS EXCLUSIVE MODE",
                  lambda: http.get("/fhir/Observation?code=29463-7&_count=5", headers=nina))
         assert r.status_code == 400 and f"{TIMEOUT_S}-second limit" in r.text, r.text
         assert http.get(f"/fhir/Observation/{oid}", headers=nina).json()["meta"]["versionId"] == "3"
@@ -210,6 +210,23 @@ def test_the_service_behind_pgbouncer_in_transaction_mode(database, pgbouncer, t
         assert not unexpected, unexpected
         request_ids = [r.headers["x-request-id"] for r in answers]
 
+    logged = log_lines(home)
+    assert not [x for x in logged if x.get("level") in ("error", "critical")], logged[-20:]
+    assert not [x for x in logged if "statement timeout of reads" in x.get("msg", "")]  # the role default matches
+
+    # a service asking for another limit than the role's: it says so, and bounds its writes itself (SET LOCAL)
+    other = tmp_path / "other"
+    with running_server(other, {**env, "SHAREDCARE_STATEMENT_TIMEOUT_SECONDS": "1"}, workers=1) as server, \
+            httpx.Client(base_url=server, timeout=60) as http:
+        current = http.get(f"/fhir/Observation/{oid}", headers=nina).json()
+        started = time.monotonic()
+        r = held(direct, f"SELECT 1 FROM resource WHERE res_type = 'Observation' AND res_id = '{oid}' FOR UPDATE",
+                 lambda: http.put(f"/fhir/Observation/{oid}", headers={**nina, **FHIR}, content=json.dumps(current)))
+        assert r.status_code == 503 and "within 1 s" in r.text, r.text
+        assert time.monotonic() - started < TIMEOUT_S - 0.5  # (its own second, not the role's three)
+    warned = [x["msg"] for x in log_lines(other) if "statement timeout of reads" in x.get("msg", "")]
+    assert warned and "ALTER ROLE" in warned[0] and "1000" in warned[0], warned
+
     # the audit log: sealed through the pooler, intact, every request there exactly once
     sealed = _cli(["audit", "seal"], env)
     assert sealed.returncode == 0, sealed.stderr[-3000:]
@@ -219,6 +236,3 @@ def test_the_service_behind_pgbouncer_in_transaction_mode(database, pgbouncer, t
         rows = conn.execute("SELECT request_id, count(*) FROM audit_log WHERE request_id = ANY(%s) GROUP BY 1",
                             (request_ids,)).fetchall()
     assert len(rows) == len(request_ids) and all(n == 1 for _, n in rows)
-    logged = log_lines(home)
-    assert not [x for x in logged if x.get("level") in ("error", "critical")], logged[-20:]
-    assert not [x for x in logged if "statement timeout of reads" in x.get("msg", "")]  # the role default matches
