@@ -58,7 +58,6 @@ def time_parse(raw: list[bytes], rounds: int = 5) -> tuple[float, float, int]:
 
 def time_creates(n: int) -> dict[str, float]:
     import tempfile
-    from dataclasses import replace
     from pathlib import Path
 
     from fastapi.testclient import TestClient
@@ -76,8 +75,8 @@ def time_creates(n: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{tmp}/bench.db"
         upgrade(url)
-        settings = replace(load_settings(), database_url=url, base_url="http://testserver", var_dir=Path(tmp),
-                           keys_dir=Path(tmp) / "keys", demo=True, audit_seal_seconds=0, api_rate_per_minute=0)
+        settings = load_settings(database_url=url, base_url="http://testserver", var_dir=Path(tmp),
+                                 keys_dir=Path(tmp) / "keys", demo=True, audit_seal_seconds=0, api_rate_per_minute=0)
         services = build_services(settings)
         try:
             app = create_app(settings, services=services)

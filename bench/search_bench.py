@@ -24,7 +24,6 @@ import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -300,7 +299,7 @@ def bench(backends: list[str], patients: int, ops: int, concurrency: int, log: A
         for backend in backends:
             url = stack.enter_context(fresh_database(backend, Path(tmp)))
             upgrade(url)
-            settings = replace(load_settings(), database_url=url, var_dir=Path(tmp), keys_dir=Path(tmp) / "keys")
+            settings = load_settings(database_url=url, var_dir=Path(tmp), keys_dir=Path(tmp) / "keys")
             services = build_services(settings)
             stack.callback(services.db.dispose)
             all_services.append(services)

@@ -18,7 +18,6 @@ import json
 import statistics
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -86,8 +85,8 @@ def time_creates(n: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp:  # (workers may still write there)
         url = f"sqlite:///{tmp}/bench.db"
         upgrade(url)
-        settings = replace(load_settings(), database_url=url, base_url="http://testserver", var_dir=Path(tmp),
-                           keys_dir=Path(tmp) / "keys", demo=True, audit_seal_seconds=0, api_rate_per_minute=0)
+        settings = load_settings(database_url=url, base_url="http://testserver", var_dir=Path(tmp),
+                                 keys_dir=Path(tmp) / "keys", demo=True, audit_seal_seconds=0, api_rate_per_minute=0)
         services = build_services(settings)
         try:
             app = create_app(settings, services=services)

@@ -29,7 +29,7 @@ def build_services(settings: Settings, db: Database | None = None) -> Services:
 
     db = db or Database(settings)
     layer, authenticator = auth.build(settings)
-    policy_settings = config.load()
+    policy_settings = config.load(settings)
     policy = PolicyGuard(layer.guard, settings.fhir_base, policy_settings)
     authorship.register_search_param()
     search = SearchEngine(settings)
@@ -48,7 +48,7 @@ def build_services(settings: Settings, db: Database | None = None) -> Services:
     from service.export.install import installer as export_installer
 
     services.app_installers.append(export_installer(services))  # bulk export: file route and worker thread
-    services.subscriptions = Subscriptions(SubscriptionSettings.load(), demo=settings.demo)
+    services.subscriptions = Subscriptions(SubscriptionSettings.load(settings), demo=settings.demo)
     services.subscriptions.install(services)  # (its write listener, Subscription rule and delivery worker)
     forms.ensure_questionnaires(services)  # best effort: a database not migrated yet gets them on first use
     return services

@@ -1,76 +1,110 @@
-"""Configuration from the environment, read once and validated (fails fast on bad values)."""
+"""Configuration: one typed, frozen `Settings` (pydantic-settings) read from the environment (`SHAREDCARE_*`) once
+and validated; a bad value stops the process (exit 3) with one line per bad variable, naming it.
+
+Every setting of the service is a field here (a field `name` is the variable `SHAREDCARE_NAME` unless it names its
+variable itself); modules take theirs from the object (`get_settings()`, or the one the bootstrap was given), never
+from `os.environ`. An empty variable means its default. Lists are comma- (or space-) separated. A field added here
+needs a line in the README's "Configuration" table.
+
+`Settings(...)` takes keyword arguments (tests build variants with `settings.model_copy(update={...})`); it is
+frozen. `load_settings()` turns a `ValidationError` into `SystemExit("configuration error: ...")`, which
+`sharedcare` answers with exit code 3 (service/cli.py).
+"""
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, field
+import json
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from annotated_types import Ge, Gt, Le, Lt
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PREFIX = "SHAREDCARE_"
+
+AUTH_CLAIMS = {"fhir_user", "organisation", "ods_code", "role_code", "roles", "kind", "patient", "scope", "subject"}
+LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
+ALGORITHMS = {"RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256", "PS384", "PS512", "EdDSA"}
+SECRET_MIN = 16  # characters of SHAREDCARE_SECRET / SHAREDCARE_AUDIT_KEY
+# Lists whose empty value means "none" rather than the default (an empty SHAREDCARE_BREAK_GLASS_ROLES: nobody).
+_EMPTY_MEANS_NONE = {"break_glass_roles", "restricted_labels", "secondary_use_clients"}
+_SECRET = {"secret", "audit_key"}  # never echoed in an error
+
+Positive = Annotated[int, Field(gt=0)]
+Words = Annotated[frozenset[str], NoDecode]
 
 
-def _int(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise SystemExit(f"configuration error: {name} must be an integer, got {raw!r}") from None
-    if value <= 0:
-        raise SystemExit(f"configuration error: {name} must be positive, got {value}")
-    return value
+def _seconds(default: float, low: float, high: float, alias: str | None = None) -> Any:
+    return Field(default=default, ge=low, le=high, validation_alias=alias)
 
 
-def _bool(name: str, default: bool = False) -> bool:
-    raw = os.environ.get(name, "").strip().lower()
-    if raw == "":
-        return default
-    if raw in {"1", "true", "yes", "on"}:
-        return True
-    if raw in {"0", "false", "no", "off"}:
-        return False
-    raise SystemExit(f"configuration error: {name} must be a boolean (1/0), got {raw!r}")
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=PREFIX, frozen=True, extra="forbid", populate_by_name=True,
+                                      validate_default=True, case_sensitive=False)
 
-
-@dataclass(frozen=True)
-class Settings:
-    database_url: str
-    base_url: str
-    demo: bool
-    max_body_bytes: int
-    var_dir: Path
-    keys_dir: Path
-    extra: dict[str, str] = field(default_factory=dict)
-    # Identity and access (service/auth); see the README's "Identity and access".
-    access_token_ttl: int = 900
-    refresh_token_ttl: int = 30 * 24 * 3600
-    clock_skew: int = 30
-    login_rate_per_minute: int = 20
-    api_rate_per_minute: int = 6000  # FHIR requests per caller per minute, across every process (0: no limit)
-    token_rate_per_minute: int = 120
-    login_max_failures: int = 5
-    login_lockout_seconds: int = 900
-    cors_origins: tuple[str, ...] = ()
+    # -- where things are -------------------------------------------------------------------------------------
+    var_dir: Path = PROJECT_ROOT / "var"  # the SQLite file, generated keys, the audit spool and anchor
+    database_url: str = ""  # default: sqlite:///<var_dir>/sharedcare.db
+    keys_dir: Path = Path()  # default: <var_dir>/keys
+    demo: bool = False
+    allow_insecure_http: bool = False  # plain http public URL / subscription endpoints beyond loopback
+    base_url: str = "http://127.0.0.1:8000"
+    max_body_bytes: Positive = 16 * 1024 * 1024
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # -- secrets (service/secrets.py, service/audit/seal.py): never in a repr or an error ------------------------
+    secret: SecretStr | None = None  # the server secret itself
+    secret_file: Path | None = None  # a file holding it
+    audit_key: SecretStr | None = None  # the audit seal key itself
+    audit_key_file: Path | None = None  # a file holding it (else <keys_dir>/audit-seal-key)
+    # -- identity and access (service/auth); see the README's "Identity and access" ------------------------------
+    access_token_ttl: Positive = 900
+    refresh_token_ttl: Positive = 30 * 24 * 3600
+    clock_skew: Annotated[int, Field(gt=0, le=300)] = 30
+    login_rate_per_minute: Positive = 20
+    api_rate_per_minute: Annotated[int, Field(ge=0)] = 6000  # per caller per minute, every process (0: no limit)
+    token_rate_per_minute: Positive = 120
+    login_max_failures: Positive = 5
+    login_lockout_seconds: Positive = 900
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
     external_issuer: str | None = None
     external_jwks_url: str | None = None
     external_audience: str | None = None  # default: the FHIR base
-    external_algorithms: tuple[str, ...] = ("RS256", "ES256", "RS384", "ES384", "PS256")
-    external_claims_map: dict[str, str] = field(default_factory=dict)
+    external_algorithms: Annotated[tuple[str, ...], NoDecode] = ("RS256", "ES256", "RS384", "ES384", "PS256")
+    external_claims_map: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
+    # -- the audit log (service/audit) ----------------------------------------------------------------------------
     audit_anchor: Path | None = None  # where seal heads are written outside the database (None: under var_dir)
-    audit_seal_seconds: float = 2.0  # how often a server seals what is pending (0: never by itself)
-    revocation_seconds: float = 5.0  # a revoked token is refused within this many seconds by every process
-    statement_timeout: float = 15.0  # seconds any one database statement may run (0: no limit)
-    # Bulk export (service/export); see the README's "Bulk export".
-    export_ttl_seconds: int = 3600  # a finished export's files are served this long, then deleted
-    export_lease_seconds: float = 60.0  # a running job whose worker has not renewed its lease this long is re-run
-    export_poll_seconds: float = 1.0  # how often an idle export worker looks for queued jobs
-    export_page_size: int = 500  # resources per search page while exporting (rows are streamed, never all loaded)
-    export_file_resources: int = 100_000  # a type's resources are split into files of at most this many
+    audit_seal_seconds: float = _seconds(2.0, 0.0, 3600.0)  # how often a server seals what is pending (0: never)
+    revocation_seconds: float = _seconds(5.0, 0.0, 60.0, "SHAREDCARE_REVOCATION_CHECK_SECONDS")
+    statement_timeout: float = _seconds(15.0, 0.0, 3600.0, "SHAREDCARE_STATEMENT_TIMEOUT_SECONDS")  # 0: no limit
+    # -- bulk export (service/export); see the README's "Bulk export" --------------------------------------------
+    export_ttl_seconds: Positive = 3600  # a finished export's files are served this long, then deleted
+    export_lease_seconds: float = _seconds(60.0, 1.0, 3600.0)  # a job whose lease lapsed this long is re-run
+    export_poll_seconds: float = _seconds(1.0, 0.05, 60.0)  # how often an idle export worker looks for jobs
+    export_page_size: Positive = 500  # resources per search page while exporting (at most 1000)
+    export_file_resources: Positive = 100_000  # a type's resources are split into files of at most this many
     export_worker: bool = True  # run the export worker thread in each serve process
-    references_lenient: bool = False  # SHAREDCARE_REFERENCES_LENIENT=1: keep dangling local references (bulk loads)
+    references_lenient: bool = False  # keep dangling local references (bulk loads)
+    # -- the access policy (service/policy/config.py documents them) ---------------------------------------------
+    care_team_access: Literal["member", "organisation"] = "member"
+    break_glass_roles: Words = frozenset({"clinician"})
+    break_glass_minutes: Annotated[int, Field(ge=1, le=24 * 60)] = 240
+    break_glass_overrides_objections: bool = True
+    restricted_labels: Words = frozenset({"V"})
+    secondary_use_clients: Words = frozenset()
+    # -- subscriptions (service/subscriptions/settings.py; the README's "Subscriptions") -------------------------
+    subscription_worker: bool = True
+    subscription_poll_seconds: float = _seconds(1.0, 0.01, 60.0)
+    subscription_retry_seconds: float = _seconds(10.0, 0.01, 3600.0)
+    subscription_max_retry_seconds: float = _seconds(3600.0, 0.01, 86400.0)
+    subscription_max_attempts: Positive = 6
+    subscription_timeout_seconds: float = _seconds(10.0, 0.1, 300.0)
+    subscription_lease_seconds: float = _seconds(120.0, 1.0, 3600.0)
 
+    # -- derived ------------------------------------------------------------------------------------------------
     @property
     def fhir_base(self) -> str:
         return self.base_url.rstrip("/") + "/fhir"
@@ -83,134 +117,197 @@ class Settings:
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
 
+    # -- validation ---------------------------------------------------------------------------------------------
+    @model_validator(mode="before")
+    @classmethod
+    def _defaults(cls, data: Any) -> Any:
+        """Empty means the default (trimmed strings); the paths that default to places under the var directory."""
+        if not isinstance(data, dict):
+            return data
+        out: dict[str, Any] = {}
+        for k, v in data.items():
+            if isinstance(v, str) and k not in _SECRET:
+                v = v.strip()
+                if v == "" and k not in _EMPTY_MEANS_NONE:
+                    continue
+            out[k] = v
+        var_dir = Path(out.get("var_dir") or PROJECT_ROOT / "var")
+        out.setdefault("database_url", f"sqlite:///{var_dir / 'sharedcare.db'}")
+        out.setdefault("keys_dir", var_dir / "keys")
+        return out
 
-def load_settings() -> Settings:
-    var_dir = Path(os.environ.get("SHAREDCARE_VAR_DIR", str(PROJECT_ROOT / "var")))
-    default_db = f"sqlite:///{var_dir / 'sharedcare.db'}"
-    url = os.environ.get("SHAREDCARE_DATABASE_URL") or default_db
-    if url.startswith("postgres://"):
-        url = "postgresql://" + url[len("postgres://"):]
-    if url.startswith("postgresql://"):
-        url = "postgresql+psycopg://" + url[len("postgresql://"):]
-    if not url.startswith(("sqlite", "postgresql+psycopg://")):
-        raise SystemExit(f"configuration error: SHAREDCARE_DATABASE_URL must be sqlite or postgresql, got {url!r}")
-    base_url = os.environ.get("SHAREDCARE_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
-    if not base_url.startswith(("http://", "https://")):
-        raise SystemExit(f"configuration error: SHAREDCARE_BASE_URL must be an http(s) URL, got {base_url!r}")
-    keys_dir = Path(os.environ.get("SHAREDCARE_KEYS_DIR", str(var_dir / "keys")))
-    demo = _bool("SHAREDCARE_DEMO")
-    _check_transport(base_url, demo)
-    return Settings(
-        database_url=url,
-        base_url=base_url,
-        demo=demo,
-        max_body_bytes=_int("SHAREDCARE_MAX_BODY_BYTES", 16 * 1024 * 1024),
-        var_dir=var_dir,
-        keys_dir=keys_dir,
-        audit_anchor=Path(os.environ["SHAREDCARE_AUDIT_ANCHOR"]) if os.environ.get("SHAREDCARE_AUDIT_ANCHOR")
-        else None,
-        audit_seal_seconds=_float("SHAREDCARE_AUDIT_SEAL_SECONDS", 2.0, 0.0, 3600.0),
-        revocation_seconds=_float("SHAREDCARE_REVOCATION_CHECK_SECONDS", 5.0, 0.0, 60.0),
-        statement_timeout=_float("SHAREDCARE_STATEMENT_TIMEOUT_SECONDS", 15.0, 0.0, 3600.0),
-        export_ttl_seconds=_int("SHAREDCARE_EXPORT_TTL_SECONDS", 3600),
-        export_lease_seconds=_float("SHAREDCARE_EXPORT_LEASE_SECONDS", 60.0, 1.0, 3600.0),
-        export_poll_seconds=_float("SHAREDCARE_EXPORT_POLL_SECONDS", 1.0, 0.05, 60.0),
-        export_page_size=min(_int("SHAREDCARE_EXPORT_PAGE_SIZE", 500), 1000),
-        export_file_resources=_int("SHAREDCARE_EXPORT_FILE_RESOURCES", 100_000),
-        export_worker=_bool("SHAREDCARE_EXPORT_WORKER", True),
-        references_lenient=_bool("SHAREDCARE_REFERENCES_LENIENT"),
-        **_auth_settings(),
-    )
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, url: str) -> str:
+        if url.startswith("postgres://"):
+            url = "postgresql://" + url[len("postgres://"):]
+        if url.startswith("postgresql://"):
+            url = "postgresql+psycopg://" + url[len("postgresql://"):]
+        if not url.startswith(("sqlite", "postgresql+psycopg://")):
+            raise ValueError(f"must be sqlite or postgresql, got a {url.split(':', 1)[0]!r} URL")
+        return url
 
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, url: str) -> str:
+        url = url.rstrip("/")
+        if not url.startswith(("http://", "https://")):
+            raise ValueError(f"must be an http(s) URL, got {url!r}")
+        return url
 
-def _float(name: str, default: float, low: float, high: float) -> float:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SystemExit(f"configuration error: {name} must be a number of seconds, got {raw!r}") from None
-    if not low <= value <= high:
-        raise SystemExit(f"configuration error: {name} must be between {low:g} and {high:g} seconds, got {raw!r}")
-    return value
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _log_level(cls, v: Any) -> Any:
+        return v.lower() if isinstance(v, str) else v
 
+    @field_validator("secret", "audit_key")
+    @classmethod
+    def _secret(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None and len(v.get_secret_value()) < SECRET_MIN:
+            raise ValueError(f"must be at least {SECRET_MIN} characters")
+        return v
 
-AUTH_CLAIMS = {"fhir_user", "organisation", "ods_code", "role_code", "roles", "kind", "patient", "scope", "subject"}
-LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
+    @field_validator("export_page_size")
+    @classmethod
+    def _page_size(cls, v: int) -> int:
+        return min(v, 1000)
 
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _origins(cls, v: Any) -> Any:
+        origins = [o.strip().rstrip("/") for o in _items(v, ",")]
+        for o in origins:
+            if o == "*" or not o.startswith(("https://", "http://")):
+                raise ValueError(f"must list explicit http(s) origins, got {o!r}")
+        return tuple(origins)
 
-def _check_transport(base_url: str, demo: bool) -> None:
-    """Tokens and passwords cross the wire: outside demo mode the public URL must be https (TLS may end at a
-    proxy in front of the service) unless it is a loopback address."""
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(base_url)
-    if parts.scheme == "http" and (parts.hostname or "") not in LOOPBACK and not demo \
-            and not _bool("SHAREDCARE_ALLOW_INSECURE_HTTP"):
-        raise SystemExit("configuration error: SHAREDCARE_BASE_URL must be https:// outside demo mode "
-                         f"(got {base_url!r}); put the service behind TLS, or set SHAREDCARE_ALLOW_INSECURE_HTTP=1 "
-                         "for a closed test network")
-
-
-def _auth_settings() -> dict[str, object]:
-    import json
-    from urllib.parse import urlsplit
-
-    out: dict[str, object] = {
-        "access_token_ttl": _int("SHAREDCARE_ACCESS_TOKEN_TTL", 900),
-        "refresh_token_ttl": _int("SHAREDCARE_REFRESH_TOKEN_TTL", 30 * 24 * 3600),
-        "clock_skew": _int("SHAREDCARE_CLOCK_SKEW", 30),
-        "login_rate_per_minute": _int("SHAREDCARE_LOGIN_RATE_PER_MINUTE", 20),
-        "api_rate_per_minute": _int("SHAREDCARE_API_RATE_PER_MINUTE", 6000),
-        "token_rate_per_minute": _int("SHAREDCARE_TOKEN_RATE_PER_MINUTE", 120),
-        "login_max_failures": _int("SHAREDCARE_LOGIN_MAX_FAILURES", 5),
-        "login_lockout_seconds": _int("SHAREDCARE_LOGIN_LOCKOUT_SECONDS", 900),
-    }
-    if out["clock_skew"] > 300:  # type: ignore[operator]
-        raise SystemExit("configuration error: SHAREDCARE_CLOCK_SKEW must be at most 300 seconds")
-    origins = [o.strip().rstrip("/") for o in os.environ.get("SHAREDCARE_CORS_ORIGINS", "").split(",") if o.strip()]
-    for o in origins:
-        if o == "*" or not o.startswith(("https://", "http://")):
-            raise SystemExit(f"configuration error: SHAREDCARE_CORS_ORIGINS must list explicit http(s) origins, "
-                             f"got {o!r}")
-    out["cors_origins"] = tuple(origins)
-    issuer = os.environ.get("SHAREDCARE_EXTERNAL_ISSUER", "").strip() or None
-    jwks_url = os.environ.get("SHAREDCARE_EXTERNAL_JWKS_URL", "").strip() or None
-    if bool(issuer) != bool(jwks_url):
-        raise SystemExit("configuration error: SHAREDCARE_EXTERNAL_ISSUER and SHAREDCARE_EXTERNAL_JWKS_URL "
-                         "must be set together")
-    if jwks_url:
-        parts = urlsplit(jwks_url)
-        if parts.scheme != "https" and (parts.hostname or "") not in LOOPBACK:
-            raise SystemExit(f"configuration error: SHAREDCARE_EXTERNAL_JWKS_URL must be https, got {jwks_url!r}")
-    out["external_issuer"] = issuer
-    out["external_jwks_url"] = jwks_url
-    out["external_audience"] = os.environ.get("SHAREDCARE_EXTERNAL_AUDIENCE", "").strip() or None
-    algs = os.environ.get("SHAREDCARE_EXTERNAL_ALGORITHMS", "").strip()
-    if algs:
-        chosen = tuple(a.strip() for a in algs.split(",") if a.strip())
-        allowed = {"RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256", "PS384", "PS512", "EdDSA"}
-        bad = [a for a in chosen if a not in allowed]
+    @field_validator("external_algorithms", mode="before")
+    @classmethod
+    def _algorithms(cls, v: Any) -> Any:
+        chosen = tuple(_items(v, ","))
+        bad = [a for a in chosen if a not in ALGORITHMS]
         if bad or not chosen:
-            raise SystemExit(f"configuration error: SHAREDCARE_EXTERNAL_ALGORITHMS has unsupported values {bad}; "
-                             f"allowed: {sorted(allowed)} (symmetric and 'none' are never accepted)")
-        out["external_algorithms"] = chosen
-    raw_map = os.environ.get("SHAREDCARE_EXTERNAL_CLAIMS_MAP", "").strip()
-    if raw_map:
-        try:
-            cmap = json.loads(raw_map)
-        except ValueError as exc:
-            raise SystemExit(f"configuration error: SHAREDCARE_EXTERNAL_CLAIMS_MAP is not JSON: {exc}") from None
-        if not isinstance(cmap, dict) or not all(isinstance(v, str) for v in cmap.values()):
-            raise SystemExit("configuration error: SHAREDCARE_EXTERNAL_CLAIMS_MAP must be a JSON object of "
-                             "field -> claim path")
-        unknown = set(cmap) - AUTH_CLAIMS
+            raise ValueError(f"has unsupported values {bad}; allowed: {sorted(ALGORITHMS)} (symmetric and 'none' are "
+                             "never accepted)")
+        return chosen
+
+    @field_validator("external_claims_map", mode="before")
+    @classmethod
+    def _claims_map(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            try:
+                v = json.loads(v)
+            except ValueError as exc:
+                raise ValueError(f"is not JSON: {exc}") from None
+        if not isinstance(v, dict) or not all(isinstance(x, str) for x in v.values()):
+            raise ValueError("must be a JSON object of field -> claim path")
+        unknown = set(v) - AUTH_CLAIMS
         if unknown:
-            raise SystemExit(f"configuration error: SHAREDCARE_EXTERNAL_CLAIMS_MAP has unknown fields "
-                             f"{sorted(unknown)}; known: {sorted(AUTH_CLAIMS)}")
-        out["external_claims_map"] = cmap
-    return out
+            raise ValueError(f"has unknown fields {sorted(unknown)}; known: {sorted(AUTH_CLAIMS)}")
+        return v
+
+    @field_validator("break_glass_roles", "restricted_labels", "secondary_use_clients", mode="before")
+    @classmethod
+    def _words(cls, v: Any) -> Any:
+        return frozenset(_items(v, " "))
+
+    @field_validator("external_jwks_url")
+    @classmethod
+    def _jwks_url(cls, v: str | None) -> str | None:
+        if v and urlsplit(v).scheme != "https" and (urlsplit(v).hostname or "") not in LOOPBACK:
+            raise ValueError(f"must be https, got {v!r}")
+        return v
+
+    @model_validator(mode="after")
+    def _together(self) -> Settings:
+        if bool(self.external_issuer) != bool(self.external_jwks_url):
+            raise ValueError("SHAREDCARE_EXTERNAL_ISSUER and SHAREDCARE_EXTERNAL_JWKS_URL must be set together")
+        # Tokens and passwords cross the wire: outside demo mode the public URL must be https (TLS may end at a
+        # proxy in front of the service) unless it is a loopback address.
+        parts = urlsplit(self.base_url)
+        if parts.scheme == "http" and (parts.hostname or "") not in LOOPBACK and not self.demo \
+                and not self.allow_insecure_http:
+            raise ValueError(f"SHAREDCARE_BASE_URL must be https:// outside demo mode (got {self.base_url!r}); put the "
+                             "service behind TLS, or set SHAREDCARE_ALLOW_INSECURE_HTTP=1 for a closed test network")
+        return self
+
+
+def _items(v: Any, sep: str) -> list[str]:
+    """A comma- or space-separated string, or any iterable of strings, as a list of non-empty items."""
+    if isinstance(v, str):
+        v = v.replace(",", " ").split() if sep == " " else v.split(sep)
+    return [str(x).strip() for x in (v or ()) if str(x).strip()]
+
+
+def variable(field: str) -> str:
+    """The environment variable that sets a field."""
+    f = Settings.model_fields.get(field)
+    alias = f.validation_alias if f is not None else None
+    return alias if isinstance(alias, str) else PREFIX + field.upper()
+
+
+def _bounds(field: str) -> str | None:
+    f = Settings.model_fields.get(field)
+    if f is None:
+        return None
+    lo = hi = None
+    for m in f.metadata:
+        if isinstance(m, (Ge, Gt)):
+            lo = m
+        elif isinstance(m, (Le, Lt)):
+            hi = m
+    if isinstance(lo, Gt) and lo.gt == 0 and hi is None:
+        return "must be positive"
+    lo_v = getattr(lo, "ge", getattr(lo, "gt", None))
+    hi_v = getattr(hi, "le", getattr(hi, "lt", None))
+    if lo_v is not None and hi_v is not None:
+        return f"must be between {lo_v:g} and {hi_v:g}" if isinstance(lo, Ge) else \
+            f"must be more than {lo_v:g} and at most {hi_v:g}"
+    if lo_v is not None:
+        return f"must be at least {lo_v:g}"
+    return None
+
+
+KINDS = {"int_parsing": "must be an integer", "int_from_float": "must be an integer", "int_type": "must be an integer",
+         "float_parsing": "must be a number", "float_type": "must be a number",
+         "bool_parsing": "must be a boolean (1/0)", "bool_type": "must be a boolean (1/0)"}
+
+
+def describe(exc: ValidationError) -> list[str]:
+    """One line per bad variable, naming it (never pydantic's own report)."""
+    lines: dict[str, str] = {}
+    for err in exc.errors(include_url=False):
+        loc = [str(x) for x in err.get("loc", ())]
+        kind = err.get("type", "")
+        raw = err.get("input")
+        if not loc:  # a rule over several variables: its message names them
+            message = str(err.get("ctx", {}).get("error", err.get("msg", ""))).removeprefix("Value error, ")
+            lines.setdefault(message, f"configuration error: {message}")
+            continue
+        field = loc[0].removeprefix(PREFIX).lower() if loc[0].upper().startswith(PREFIX) else loc[0]
+        name = loc[0].upper() if loc[0].upper().startswith(PREFIX) else variable(field)
+        if kind == "value_error":
+            text = str(err.get("ctx", {}).get("error", err.get("msg", "")))
+        elif kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+            text = _bounds(field) or err.get("msg", "").replace("Input should be", "must be")
+        elif kind in KINDS:
+            text = KINDS[kind]
+        elif kind == "extra_forbidden":
+            text = "is not a setting"
+        else:
+            text = err.get("msg", "").replace("Input should be", "must be")
+        if kind != "value_error" and field not in _SECRET and isinstance(raw, (str, int, float)):
+            text += f", got {raw!r}"
+        lines.setdefault(name, f"configuration error: {name} {text}")
+    return list(lines.values())
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """The settings from the environment (and `overrides`, by field name); a bad value is a SystemExit naming it."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise SystemExit("\n".join(describe(exc))) from None
 
 
 @lru_cache(maxsize=1)

@@ -74,10 +74,9 @@ def configure_logging(level: int | str | None = None) -> None:
     if _configured:
         return
     if level is None:
-        level = os.environ.get("SHAREDCARE_LOG_LEVEL", "info").strip().upper() or "INFO"
-        if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-            raise SystemExit(f"configuration error: SHAREDCARE_LOG_LEVEL must be debug, info, warning or error, "
-                             f"got {level.lower()!r}")
+        from service.config import get_settings  # (validated with the rest of the configuration)
+
+        level = get_settings().log_level.upper()
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger("sharedcare")

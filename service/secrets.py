@@ -16,21 +16,18 @@ import os
 import secrets
 from pathlib import Path
 
-from service.config import Settings, get_settings
+from service.config import SECRET_MIN, Settings, get_settings
 
 _cache: dict[Path, bytes] = {}
-MIN_BYTES = 16
+MIN_BYTES = SECRET_MIN
 
 
 def server_secret(settings: Settings | None = None, *, create: bool | None = None) -> bytes:
     """The secret; `create` (default: in demo mode) makes the keys directory's file when nothing is configured."""
-    env = os.environ.get("SHAREDCARE_SECRET")
-    if env:
-        if len(env.encode()) < MIN_BYTES:
-            raise SystemExit(f"configuration error: SHAREDCARE_SECRET must be at least {MIN_BYTES} characters")
-        return env.encode()
     settings = settings or get_settings()
-    named = os.environ.get("SHAREDCARE_SECRET_FILE")
+    if settings.secret is not None:  # (its length is checked with the rest of the configuration)
+        return settings.secret.get_secret_value().encode()
+    named = settings.secret_file
     path = Path(named) if named else Path(settings.keys_dir) / "server-secret"
     if path in _cache:
         return _cache[path]

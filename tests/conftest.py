@@ -11,7 +11,6 @@ import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -77,10 +76,11 @@ def settings(database_url: str, test_var_dir: Path):  # type: ignore[no-untyped-
     upgrade(database_url)
     base = load_settings()
     # the tests seal the audit log themselves (sharedcare audit seal), never behind their back
-    return replace(base, database_url=database_url, base_url="http://testserver", var_dir=test_var_dir,
-                   keys_dir=test_var_dir / "keys", demo=True, audit_seal_seconds=0,
-                   api_rate_per_minute=0,  # (tests/auth/test_api_rate_limit.py turns it on)
-                   export_worker=False)  # (the export tests run the queue by hand; no idle polling in others' counts)
+    return base.model_copy(update={
+        "database_url": database_url, "base_url": "http://testserver", "var_dir": test_var_dir,
+        "keys_dir": test_var_dir / "keys", "demo": True, "audit_seal_seconds": 0,
+        "api_rate_per_minute": 0,  # (tests/auth/test_api_rate_limit.py turns it on)
+        "export_worker": False})  # (the export tests run the queue by hand; no idle polling in others' counts)
 
 
 @pytest.fixture(scope="session")
@@ -219,5 +219,5 @@ def anon_client(app):  # type: ignore[no-untyped-def]
 def lenient_references(services, monkeypatch):  # type: ignore[no-untyped-def]
     """SHAREDCARE_REFERENCES_LENIENT=1 for one test: dangling local references are stored as sent (a bulk load
     that arrives out of order, or examples that name resources outside the set)."""
-    monkeypatch.setattr(services, "settings", replace(services.settings, references_lenient=True))
+    monkeypatch.setattr(services, "settings", services.settings.model_copy(update={"references_lenient": True}))
     return services

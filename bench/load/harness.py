@@ -15,7 +15,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -181,8 +181,8 @@ def tokens_for(url: str, tmp: Path, port: int, pop: workload.Population) -> work
     from service.bootstrap import build_services
     from service.config import load_settings
 
-    settings = replace(load_settings(), database_url=url, var_dir=tmp, keys_dir=tmp / "keys",
-                       base_url=f"http://127.0.0.1:{port}", demo=True, audit_seal_seconds=0)
+    settings = load_settings(database_url=url, var_dir=tmp, keys_dir=tmp / "keys",
+                             base_url=f"http://127.0.0.1:{port}", demo=True, audit_seal_seconds=0)
     services = build_services(settings)
     try:
         users = {u.username: u for u in auth_demo.users()}

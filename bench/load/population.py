@@ -233,13 +233,12 @@ _services: Any = None
 
 def _init(url: str, var_dir: str) -> None:
     global _services
-    from dataclasses import replace
 
     from service.bootstrap import build_services
     from service.config import load_settings
 
-    settings = replace(load_settings(), database_url=url, var_dir=Path(var_dir), keys_dir=Path(var_dir) / "keys",
-                       audit_seal_seconds=0)
+    settings = load_settings(database_url=url, var_dir=Path(var_dir), keys_dir=Path(var_dir) / "keys",
+                             audit_seal_seconds=0)
     _services = build_services(settings)
 
 

@@ -4,8 +4,11 @@ A seal covers the rows not yet sealed, as ranges of consecutive `seq` (every row
 a gap, where a rolled-back transaction took a number, splits a range). It keeps a hash chain over the rows'
 digests (`root`; every column of every row, service/audit/rows.py `digest`), their short digests (to name a
 bad row), the previous seal's MAC and its own MAC = HMAC-SHA256(key, id | sealed_at | ranges | count | root |
-prev_mac). The key comes from `SHAREDCARE_AUDIT_KEY`, else the file `<keys_dir>/audit-seal-key` (created
-0600 on first use); never from the database. Each seal's head (id, MAC) is also appended to the anchor file
+prev_mac). The key comes from `SHAREDCARE_AUDIT_KEY`, else the file `SHAREDCARE_AUDIT_KEY_FILE`, else
+`<keys_dir>/audit-seal-key`; never from the database. That file is made (0600) only in demo mode or by
+`sharedcare keys generate`, like the signing keys and the server secret: outside demo mode a missing key is a
+configuration error naming where it was looked for, so no server seals under a key of its own. Each seal's head
+(id, MAC) is also appended to the anchor file
 (`SHAREDCARE_AUDIT_ANCHOR`, default `<var_dir>/audit-anchor.jsonl`), out of the database's reach.
 
 Rows are sealed once they are MARGIN seconds old (the time a row's transaction takes to commit); a row whose
@@ -45,16 +48,26 @@ BATCH = 5000
 LOCK_KEY = 7_460_221  # the advisory lock one sealer holds
 
 
-def load_key(settings: Any) -> bytes:
-    env = os.environ.get("SHAREDCARE_AUDIT_KEY")
-    if env:
-        return env.encode()
-    path = Path(settings.keys_dir) / "audit-seal-key"
+def key_path(settings: Any) -> Path:
+    return Path(settings.audit_key_file or Path(settings.keys_dir) / "audit-seal-key")
+
+
+def load_key(settings: Any, *, create: bool | None = None) -> bytes:
+    """The seal key; `create` (default: in demo mode) makes the keys directory's file when nothing is configured."""
+    if settings.audit_key is not None:  # (its length is checked with the rest of the configuration)
+        return str(settings.audit_key.get_secret_value()).encode()
+    path = key_path(settings)
     if not path.exists():
+        if settings.audit_key_file:
+            raise SystemExit(f"configuration error: SHAREDCARE_AUDIT_KEY_FILE names {path}, which does not exist")
+        if not (settings.demo if create is None else create):
+            raise SystemExit(f"configuration error: no audit seal key: set SHAREDCARE_AUDIT_KEY or "
+                             f"SHAREDCARE_AUDIT_KEY_FILE, or run `sharedcare keys generate` to create {path} (shared "
+                             "by every server)")
         create_file(path, secrets.token_hex(32).encode())
     key = path.read_bytes().strip()
     if len(key) < 16:
-        raise RuntimeError(f"{path} is too short to be an audit seal key")
+        raise SystemExit(f"configuration error: {path} is too short to be an audit seal key (at least 16 bytes)")
     return key
 
 

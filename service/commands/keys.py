@@ -1,7 +1,8 @@
 """`sharedcare keys generate|rotate|list`: the token-signing keys in SHAREDCARE_KEYS_DIR, and the server secret.
 
-`generate` makes what a server needs before its first start outside demo mode: the first signing key and the
-server secret (unless SHAREDCARE_SECRET or SHAREDCARE_SECRET_FILE provides it); it changes nothing that exists.
+`generate` makes what a server needs before its first start outside demo mode: the first signing key, the server
+secret (unless SHAREDCARE_SECRET or SHAREDCARE_SECRET_FILE provides it) and the audit seal key (unless
+SHAREDCARE_AUDIT_KEY or SHAREDCARE_AUDIT_KEY_FILE provides it); it changes nothing that exists.
 Rotation makes a new current key; the old public keys stay in the JWKS until the tokens they signed have expired,
 so nothing in flight breaks. Running workers pick the new key up without a restart (they re-read the manifest).
 """
@@ -17,7 +18,8 @@ from typing import Any
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("keys", help="token-signing keys and the server secret")
     ksub = p.add_subparsers(dest="keys_command", required=True)
-    gen = ksub.add_parser("generate", help="make the first signing key and the server secret where missing")
+    gen = ksub.add_parser("generate", help="make the first signing key, the server secret and the audit seal key "
+                                           "where missing")
     gen.set_defaults(func=generate)
     rot = ksub.add_parser("rotate", help="make a new current signing key (the old one is published until its tokens "
                                          "expire, then retired)")
@@ -35,6 +37,7 @@ def _store() -> Any:
 
 
 def generate(args: argparse.Namespace) -> int:
+    from service.audit.seal import key_path, load_key
     from service.config import get_settings
     from service.secrets import server_secret
 
@@ -45,6 +48,13 @@ def generate(args: argparse.Namespace) -> int:
     print(f"signing key {current} {'made' if made else 'already there'} in {store.dir}", file=sys.stderr)
     server_secret(get_settings(), create=True)
     print("server secret ready (SHAREDCARE_SECRET, SHAREDCARE_SECRET_FILE or the keys directory)", file=sys.stderr)
+    settings = get_settings()
+    configured = settings.audit_key is not None or settings.audit_key_file is not None
+    path = key_path(settings)
+    existed = configured or path.exists()
+    load_key(settings, create=True)
+    print(f"audit seal key {'ready' if existed else 'made'} "
+          f"({'SHAREDCARE_AUDIT_KEY or SHAREDCARE_AUDIT_KEY_FILE' if configured else path})", file=sys.stderr)
     return 0
 
 

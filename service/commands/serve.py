@@ -113,10 +113,13 @@ def metrics_folder(settings: Settings, port: int) -> None:
 
 
 def _keys_ready(settings: Settings) -> None:
-    """Before any worker starts: the signing key and the server secret are there (made now only in demo mode), so a
-    server outside demo mode without them stops at once with the variable to set, never with keys of its own."""
+    """Before any worker starts: the signing key, the server secret and the audit seal key are there (made now only
+    in demo mode), so a server outside demo mode without them stops at once with the variable to set, never with
+    keys of its own."""
+    from service.audit.seal import load_key
     from service.auth.keys import KeyStore, retention_for
     from service.secrets import server_secret
 
     KeyStore(settings.keys_dir, retention_for(settings)).ensure(create=settings.demo)
     server_secret(settings)
+    load_key(settings)

@@ -9,7 +9,6 @@ import argparse
 import json
 import os
 import sys
-from pathlib import Path
 
 from service.commands._auth_common import fail, services
 
@@ -51,17 +50,18 @@ def run(args: argparse.Namespace) -> int:
 def follow_server() -> None:
     """Without SHAREDCARE_BASE_URL, the issuer is the address `sharedcare serve` last started with in the same var
     directory (so `PORT=8101 make run` and a plain `sharedcare token` agree), else the default."""
-    if os.environ.get("SHAREDCARE_BASE_URL"):
-        return
     from service.commands.serve import SERVE_FILE
-    from service.config import PROJECT_ROOT, get_settings
+    from service.config import get_settings
 
-    path = Path(os.environ.get("SHAREDCARE_VAR_DIR", str(PROJECT_ROOT / "var"))) / SERVE_FILE
+    settings = get_settings()
+    if "base_url" in settings.model_fields_set:  # (SHAREDCARE_BASE_URL is set)
+        return
+    path = settings.var_dir / SERVE_FILE
     try:
         base = json.loads(path.read_text()).get("base_url")
     except (OSError, ValueError):
         return
     if isinstance(base, str) and base.startswith(("http://", "https://")):
-        os.environ["SHAREDCARE_BASE_URL"] = base
+        os.environ["SHAREDCARE_BASE_URL"] = base  # (and so for what this process starts)
         get_settings.cache_clear()
         print(f"base URL {base} (where sharedcare serve last started, from {path})", file=sys.stderr)

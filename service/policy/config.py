@@ -1,4 +1,5 @@
-"""Policy settings from the environment (read once at start; a bad value stops the process, naming it).
+"""Policy settings: the policy's view of `service.config.Settings` (read once at start; a bad value stops the
+process, naming it).
 
 | variable | default | meaning |
 |---|---|---|
@@ -12,20 +13,14 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
-from service.config import _bool
+from service.config import Settings, get_settings
 
 CONFIDENTIALITY = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality"
 DIRECT_CARE = frozenset({"TREAT", "ETREAT", "BTG", "PATRQT"})
 SECONDARY = frozenset({"HRESCH", "HOPERAT"})
 KNOWN_PURPOSES = DIRECT_CARE | SECONDARY
-
-
-def _words(name: str, default: str) -> frozenset[str]:
-    raw = os.environ.get(name)
-    return frozenset((default if raw is None else raw).replace(",", " ").split())
 
 
 @dataclass(frozen=True)
@@ -42,23 +37,13 @@ class PolicySettings:
         return self.care_team_access == "organisation"
 
 
-def load() -> PolicySettings:
-    access = os.environ.get("SHAREDCARE_CARE_TEAM_ACCESS", "member").strip() or "member"
-    if access not in ("member", "organisation"):
-        raise SystemExit(f"configuration error: SHAREDCARE_CARE_TEAM_ACCESS must be member or organisation, "
-                         f"got {access!r}")
-    raw_minutes = os.environ.get("SHAREDCARE_BREAK_GLASS_MINUTES", "").strip()
-    minutes = 240
-    if raw_minutes:
-        if not raw_minutes.isdigit() or not 1 <= int(raw_minutes) <= 24 * 60:
-            raise SystemExit("configuration error: SHAREDCARE_BREAK_GLASS_MINUTES must be 1-1440 minutes, "
-                             f"got {raw_minutes!r}")
-        minutes = int(raw_minutes)
+def load(settings: Settings | None = None) -> PolicySettings:
+    s = settings or get_settings()
     return PolicySettings(
-        care_team_access=access,
-        break_glass_roles=_words("SHAREDCARE_BREAK_GLASS_ROLES", "clinician"),
-        break_glass_minutes=minutes,
-        btg_overrides_objections=_bool("SHAREDCARE_BREAK_GLASS_OVERRIDES_OBJECTIONS", True),
-        restricted_labels=_words("SHAREDCARE_RESTRICTED_LABELS", "V"),
-        secondary_use_clients=_words("SHAREDCARE_SECONDARY_USE_CLIENTS", ""),
+        care_team_access=s.care_team_access,
+        break_glass_roles=s.break_glass_roles,
+        break_glass_minutes=s.break_glass_minutes,
+        btg_overrides_objections=s.break_glass_overrides_objections,
+        restricted_labels=s.restricted_labels,
+        secondary_use_clients=s.secondary_use_clients,
     )

@@ -1,11 +1,11 @@
-"""Subscription settings from the environment (`SHAREDCARE_SUBSCRIPTION_*`), validated once with service.config's
-helpers (kept beside the subscriptions; the README's "Subscriptions" lists them)."""
+"""Subscription settings (`SHAREDCARE_SUBSCRIPTION_*`): the subscriptions' view of `service.config.Settings`, which
+reads and validates them (the README's "Subscriptions" lists them)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from service.config import _bool, _float, _int
+from service.config import Settings, get_settings
 
 
 @dataclass(frozen=True)
@@ -20,16 +20,17 @@ class SubscriptionSettings:
     allow_http: bool = False  # plain http endpoints beyond loopback (demo mode allows them too)
 
     @classmethod
-    def load(cls) -> SubscriptionSettings:
+    def load(cls, settings: Settings | None = None) -> SubscriptionSettings:
+        s = settings or get_settings()
         return cls(
-            worker=_bool("SHAREDCARE_SUBSCRIPTION_WORKER", True),
-            poll_seconds=_float("SHAREDCARE_SUBSCRIPTION_POLL_SECONDS", 1.0, 0.01, 60.0),
-            retry_seconds=_float("SHAREDCARE_SUBSCRIPTION_RETRY_SECONDS", 10.0, 0.01, 3600.0),
-            max_retry_seconds=_float("SHAREDCARE_SUBSCRIPTION_MAX_RETRY_SECONDS", 3600.0, 0.01, 86400.0),
-            max_attempts=_int("SHAREDCARE_SUBSCRIPTION_MAX_ATTEMPTS", 6),
-            timeout_seconds=_float("SHAREDCARE_SUBSCRIPTION_TIMEOUT_SECONDS", 10.0, 0.1, 300.0),
-            lease_seconds=_float("SHAREDCARE_SUBSCRIPTION_LEASE_SECONDS", 120.0, 1.0, 3600.0),
-            allow_http=_bool("SHAREDCARE_ALLOW_INSECURE_HTTP"),
+            worker=s.subscription_worker,
+            poll_seconds=s.subscription_poll_seconds,
+            retry_seconds=s.subscription_retry_seconds,
+            max_retry_seconds=s.subscription_max_retry_seconds,
+            max_attempts=s.subscription_max_attempts,
+            timeout_seconds=s.subscription_timeout_seconds,
+            lease_seconds=s.subscription_lease_seconds,
+            allow_http=s.allow_insecure_http,
         )
 
     def retry_delay(self, attempts: int) -> float:

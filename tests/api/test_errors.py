@@ -124,7 +124,7 @@ def test_accept_xml_is_answered_in_xml(client, existing):  # (XML in and out: te
 def test_body_over_the_limit_is_413_and_writes_nothing(clean_services, settings):
     from service.api.app import create_app
 
-    small = replace(settings, max_body_bytes=2000)
+    small = settings.model_copy(update={"max_body_bytes": 2000})
     app = create_app(small, services=replace(clean_services, settings=small))
     with TestClient(app, headers=make_auth_headers(clean_services)) as client:
         big = patient(name=[{"family": "X" * 3000}])

@@ -24,7 +24,8 @@ def test_readyz_is_503_and_fhir_requests_503_when_the_database_is_unreachable(cl
     from service.api.app import create_app
 
     headers = make_auth_headers(clean_services)
-    gone = replace(settings, database_url="postgresql+psycopg://nobody@127.0.0.1:9/nowhere")  # nothing listens
+    gone = settings.model_copy(  # nothing listens
+        update={"database_url": "postgresql+psycopg://nobody@127.0.0.1:9/nowhere"})
     services = replace(clean_services, db=Database(gone))
     with TestClient(create_app(settings, services=services), raise_server_exceptions=False, headers=headers) as c:
         assert c.get("/healthz").status_code == 200  # alive all the same

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import socket
 import threading
-from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -87,7 +86,7 @@ def slow_client(clean_services, settings):  # type: ignore[no-untyped-def]
     from service.api.app import create_app
     from service.bootstrap import build_services
 
-    tight = replace(settings, statement_timeout=0.5)
+    tight = settings.model_copy(update={"statement_timeout": 0.5})
     services = build_services(tight)
     from tests.conftest import make_auth_headers
 
@@ -143,7 +142,7 @@ def test_the_statement_timeout_on_sqlite(demo, client, clean_services, settings)
         {"resource": patient(name=[{"family": f"Slowcombe{i}", "given": ["Al", "Bo"]}]),
          "request": {"method": "POST", "url": "Patient"}} for i in range(1500)]}
     assert client.post("/fhir", json=bundle).status_code == 200
-    tight = replace(settings, statement_timeout=0.000001)  # (past before the first check)
+    tight = settings.model_copy(update={"statement_timeout": 0.000001})  # (past before the first check)
     services = build_services(tight)
     try:
         with TestClient(create_app(tight, services=services), headers=make_auth_headers(services)) as c:

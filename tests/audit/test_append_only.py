@@ -105,7 +105,7 @@ def test_concurrent_requests_are_each_audited_once_and_the_log_verifies(client, 
         ids = [r[0] for r in conn.execute(select(audit_log.c.request_id).where(
             audit_log.c.request_id.like("concurrent-%")))]
     assert sorted(ids) == sorted(request_ids)  # every request once: none lost, none twice
-    settings = replace(services.settings, audit_anchor=tmp_path / "anchor.jsonl")
+    settings = services.settings.model_copy(update={"audit_anchor": tmp_path / "anchor.jsonl"})
     assert sum(s.count for s in seal_all(services.db, settings, margin_us=0)) == 81
     with services.db.read() as conn:
         report = verify(conn, load_key(settings), settings.anchor_path)

@@ -7,7 +7,6 @@ import hashlib
 import secrets
 import time
 import uuid
-from dataclasses import replace
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -46,7 +45,7 @@ def worker(demo, settings):  # type: ignore[no-untyped-def]
     built: list[Any] = []
 
     def make(**over: Any) -> TestClient:
-        svc = build_services(replace(settings, **over))
+        svc = build_services(settings.model_copy(update=over))
         built.append(svc)
         c = TestClient(create_app(svc.settings, services=svc), base_url="http://testserver")
         c.__enter__()

@@ -4,8 +4,6 @@ On SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pytest
 from fastapi.testclient import TestClient
 
@@ -20,7 +18,7 @@ def limited(demo, settings):  # type: ignore[no-untyped-def]
     from service.api.app import create_app
     from service.bootstrap import build_services
 
-    tight = replace(settings, api_rate_per_minute=5)
+    tight = settings.model_copy(update={"api_rate_per_minute": 5})
     services = build_services(tight)
     with TestClient(create_app(tight, services=services)) as c:
         yield c, services

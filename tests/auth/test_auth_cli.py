@@ -13,7 +13,6 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -97,9 +96,10 @@ def api(cli: Cli, settings: Any, tmp_path: Path) -> Iterator[Any]:
     made: list[Any] = []
 
     def make(demo: bool = False) -> TestClient:
-        s = replace(settings, database_url=cli.env["SHAREDCARE_DATABASE_URL"], base_url=BASE,
-                    keys_dir=Path(cli.env["SHAREDCARE_KEYS_DIR"]), var_dir=Path(cli.env["SHAREDCARE_VAR_DIR"]),
-                    demo=demo)
+        s = settings.model_copy(update={
+            "database_url": cli.env["SHAREDCARE_DATABASE_URL"], "base_url": BASE,
+            "keys_dir": Path(cli.env["SHAREDCARE_KEYS_DIR"]), "var_dir": Path(cli.env["SHAREDCARE_VAR_DIR"]),
+            "demo": demo})
         svc = build_services(s)
         http = TestClient(create_app(s, services=svc), base_url=BASE)
         http.__enter__()

@@ -13,7 +13,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -63,9 +63,10 @@ def prepare(env: dict[str, str]) -> None:
 def _settings(env: dict[str, str]) -> Any:
     from service.config import load_settings
 
-    return replace(load_settings(), database_url=env["SHAREDCARE_DATABASE_URL"],
-                   var_dir=Path(env["SHAREDCARE_VAR_DIR"]), keys_dir=Path(env["SHAREDCARE_KEYS_DIR"]),
-                   base_url=env["SHAREDCARE_BASE_URL"], demo=True, audit_seal_seconds=0)
+    return load_settings().model_copy(update={
+        "database_url": env["SHAREDCARE_DATABASE_URL"], "var_dir": Path(env["SHAREDCARE_VAR_DIR"]),
+        "keys_dir": Path(env["SHAREDCARE_KEYS_DIR"]), "base_url": env["SHAREDCARE_BASE_URL"], "demo": True,
+        "audit_seal_seconds": 0})
 
 
 @dataclass

@@ -51,6 +51,7 @@ def test_backup_then_restore_into_a_fresh_database_keeps_everything(demo, settin
     env = {k: v for k, v in os.environ.items() if not k.startswith("SHAREDCARE_")}
     env.update(SHAREDCARE_DATABASE_URL=settings.database_url, SHAREDCARE_VAR_DIR=str(settings.var_dir),
                SHAREDCARE_KEYS_DIR=str(settings.keys_dir), SHAREDCARE_AUDIT_ANCHOR=str(tmp_path / "anchor.jsonl"))
+    assert _run(["keys", "generate"], env).returncode == 0  # (the seal key, as an operator makes it once)
     sealed = _run(["audit", "seal"], env)
     assert sealed.returncode == 0, sealed.stderr
     assert client.get("/fhir/Patient/pat-pat").status_code == 200  # (and one row the seal has not reached yet)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import subprocess
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -66,7 +65,7 @@ def test_a_token_signed_before_rotation_works_until_the_old_key_retires(settings
     monkeypatch.setenv("SHAREDCARE_DEMO", "1")
     get_settings.cache_clear()
     assert main(["keys", "generate"]) == 0
-    mine = replace(settings, keys_dir=keys_dir)
+    mine = settings.model_copy(update={"keys_dir": keys_dir})
     services = build_services(mine, db=demo.db)
     http = TestClient(create_app(mine, services=services))
     try:

@@ -14,7 +14,6 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +46,7 @@ def live(settings: Any) -> Iterator[dict[str, Any]]:
         pytest.fail("The front-end assets are not built: run `make web-assets` (npm ci + build), as `make test` does")
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
-    svc = build_services(replace(settings, base_url=base))
+    svc = build_services(settings.model_copy(update={"base_url": base}))
     app = create_app(svc.settings, services=svc)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, daemon=True)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from service.web.session import SESSION_MAX_AGE, Sealer, Session, csrf_ok
 
 
@@ -13,7 +11,7 @@ def _session() -> Session:
 
 
 def test_the_cookie_is_secure_behind_https_and_always_httponly_and_samesite(settings):
-    https = Sealer(replace(settings, base_url="https://care.example.org"))
+    https = Sealer(settings.model_copy(update={"base_url": "https://care.example.org"}))
     args = https.cookie_args(SESSION_MAX_AGE)
     assert args["secure"] is True and args["httponly"] is True and args["samesite"] in ("lax", "strict")
     http = Sealer(settings).cookie_args(SESSION_MAX_AGE)
@@ -25,7 +23,7 @@ def test_the_session_is_sealed_and_only_this_server_can_open_it(settings, tmp_pa
     sealed = sealer.session_cookie(_session())
     assert "eyJ" not in sealed and "patient.pat" not in sealed
     assert sealer.session(sealed) == _session()
-    other = Sealer(replace(settings, keys_dir=tmp_path))  # another server secret
+    other = Sealer(settings.model_copy(update={"keys_dir": tmp_path}))  # another server secret
     assert other.session(sealed) is None
     assert sealer.session(sealed[:-2] + "xx") is None
     assert sealer.session(None) is None and sealer.session("") is None
