@@ -56,15 +56,31 @@ def _before(conn: Any, cursor: Any, statement: str, parameters: Any, context: An
     if t is None:
         return
     _end(conn.info, None)  # (one a failed statement left open on this connection)
-    operation, table = name_of(statement)
-    attributes: dict[str, Any] = {"db.system.name": conn.dialect.name, "db.operation.name": operation,
-                                  "db.query.text": query_text(statement)}
-    if table:
-        attributes["db.collection.name"] = table
+    name, attributes = _described(statement, conn.dialect.name)
     if executemany:
-        attributes["db.operation.batch.size"] = len(parameters) if isinstance(parameters, list | tuple) else 0
-    conn.info[KEY] = t.start_span(f"{operation} {table}" if table else operation, kind=SpanKind.CLIENT,
-                                  attributes=attributes)
+        attributes = {**attributes, "db.operation.batch.size": len(parameters) if isinstance(parameters, list | tuple)
+                      else 0}
+    conn.info[KEY] = t.start_span(name, kind=SpanKind.CLIENT, attributes=attributes)
+
+
+_described_memo: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}
+
+
+def _described(statement: str, dialect: str) -> tuple[str, dict[str, Any]]:
+    """A statement's span name and attributes, worked out once per statement text (the service's statements are
+    compiled once and reused; the memo is emptied when it holds more than 2,000)."""
+    key = (statement, dialect)
+    found = _described_memo.get(key)
+    if found is None:
+        operation, table = name_of(statement)
+        attributes: dict[str, Any] = {"db.system.name": dialect, "db.operation.name": operation,
+                                      "db.query.text": query_text(statement)}
+        if table:
+            attributes["db.collection.name"] = table
+        if len(_described_memo) >= 2000:
+            _described_memo.clear()
+        found = _described_memo[key] = (f"{operation} {table}" if table else operation, attributes)
+    return found
 
 
 def _after(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
