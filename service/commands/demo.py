@@ -1,4 +1,5 @@
-"""`sharedcare demo load`: load the demo organisations, people and records (idempotent)."""
+"""`sharedcare demo load`: load the demo organisations, people and records (idempotent). A progress bar while it
+loads when stderr is a terminal (service/commands/progress.py); then one summary line."""
 
 from __future__ import annotations
 
@@ -25,14 +26,20 @@ def published_forms(services: Any) -> int:
 
 def load_demo(args: argparse.Namespace) -> int:
     from service.bootstrap import build_services
+    from service.commands.progress import Bar
     from service.config import get_settings
-    from service.demo.loader import load_records
+    from service.demo.loader import write_records
+    from service.demo.records import records
 
     services = build_services(get_settings())
     try:
-        summary = load_records(services)
-        for step in services.loaders:
-            summary.update(step(services))
+        demo = list(records())
+        with Bar("loading the demo records", total=len(demo) + len(services.loaders)) as bar:
+            summary = write_records(services, bar.each(demo))
+            bar.describe("loading the demo identities and forms")
+            for step in services.loaders:
+                summary.update(step(services))
+                bar.advance()
         summary["questionnaires published"] = published_forms(services)
     finally:
         services.db.dispose()

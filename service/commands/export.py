@@ -5,6 +5,9 @@
                                        is empty, then exit
     sharedcare export list             the jobs in the queue (id, state, level, owner, progress) as tab-separated lines
     sharedcare export purge            delete jobs and files whose time is up now
+
+`work --once` shows a progress bar (the queued jobs, and the running job's resources so far) when stderr is a
+terminal (service/commands/progress.py); then one summary line.
 """
 
 from __future__ import annotations
@@ -12,6 +15,9 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+import threading
+from collections import Counter
+from typing import Any
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -39,16 +45,52 @@ def work(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, lambda *_: worker.stop.set())  # finish the page, give the job back, exit
     try:
         if args.once:
-            n = 0
-            while worker.run_once() is not None:
-                n += 1
-            print(f"{n} export job(s) run", file=sys.stderr)
+            from service.commands.progress import Bar
+
+            outcomes: Counter[str] = Counter()
+            with Bar("exporting", total=_queued(svc.db)) as bar:
+                stop = threading.Event()
+                if bar.shown:
+                    threading.Thread(target=_watch, args=(svc.db, bar, stop), daemon=True).start()
+                try:
+                    while (outcome := worker.run_once()) is not None:
+                        outcomes[outcome] += 1
+                        bar.advance()
+                finally:
+                    stop.set()
+            said = ", ".join(f"{k} {v}" for k, v in sorted(outcomes.items()))
+            print(f"{sum(outcomes.values())} export job(s) run" + (f" ({said})" if said else ""), file=sys.stderr)
         else:
             print("export worker running (Ctrl-C or SIGTERM to stop)", file=sys.stderr)
             worker.loop()
     finally:
         svc.db.dispose()
     return 0
+
+
+def _queued(db: Any) -> int:
+    from sqlalchemy import func, select
+
+    from service.export.tables import export_job as J
+
+    with db.read() as conn:
+        return int(conn.execute(select(func.count()).select_from(J).where(J.c.state == "queued")).scalar_one())
+
+
+def _watch(db: Any, bar: Any, stop: threading.Event) -> None:
+    """The bar's description follows the running job's count of exported resources (read from its row)."""
+    from sqlalchemy import select
+
+    from service.export.tables import export_job as J
+
+    while not stop.wait(0.5):
+        try:
+            with db.read() as conn:
+                row = conn.execute(select(J.c.id, J.c.exported).where(J.c.state == "running").limit(1)).first()
+        except Exception:  # noqa: BLE001  (only the bar's text: never worth stopping the export for)
+            row = None
+        if row is not None:
+            bar.describe(f"exporting job {row.id[:8]}: {row.exported} resources")
 
 
 def list_jobs(args: argparse.Namespace) -> int:

@@ -2,7 +2,8 @@
 
 Needed after adding a custom search parameter or upgrading the compiled definitions. Works in batches
 (one write transaction each), so it can run beside a live server; each resource's rows are replaced
-atomically with its batch.
+atomically with its batch. A progress bar while it runs when stderr is a terminal (service/commands/progress.py);
+then one summary line.
 """
 
 from __future__ import annotations
@@ -33,9 +34,15 @@ def reindex(args: argparse.Namespace) -> int:
     settings = get_settings()
     services = build_services(settings, Database(settings))  # registers every custom search parameter
     t0 = time.perf_counter()
-    from service.search.reindex import reindex_all
+    from service.commands.progress import Bar
+    from service.search.reindex import count, reindex_all
 
-    n = reindex_all(services.db, settings.fhir_base, args.rtype)
+    with Bar("reindexing", total=count(services.db, args.rtype)) as bar:
+        def done(rtype: str, n: int) -> None:
+            bar.describe(f"reindexing {rtype}")
+            bar.advance(n)
+
+        n = reindex_all(services.db, settings.fhir_base, args.rtype, progress=done)
     print(f"reindexed {n} resources in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
     services.db.dispose()
     return 0

@@ -3,18 +3,37 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 
-def reindex_all(db, base: str, rtype: str | None = None, batch: int = 500) -> int:  # type: ignore[no-untyped-def]
+Progress = Callable[[str, int], None]  # (the type being done, resources just done): `sharedcare search reindex`'s bar
+
+
+def reindex_all(db, base: str, rtype: str | None = None, batch: int = 500,  # type: ignore[no-untyped-def]
+                progress: Progress | None = None) -> int:
     """Rebuild every index row and every current resource's owners (service.ownership), type by type; the types
     whose owners come from what they refer to (Provenance, AuditEvent) last, once their targets are done."""
     from service.fhir.types import RESOURCE_TYPES
     from service.ownership import THROUGH
 
     types = [rtype] if rtype is not None else sorted(RESOURCE_TYPES - set(THROUGH)) + sorted(THROUGH)
-    return sum(_reindex_type(db, base, t, batch) for t in types)
+    return sum(_reindex_type(db, base, t, batch, progress) for t in types)
 
 
-def _reindex_type(db, base: str, rtype: str, batch: int) -> int:  # type: ignore[no-untyped-def]
+def count(db, rtype: str | None = None) -> int:  # type: ignore[no-untyped-def]
+    """How many stored resources (current versions, deleted ones too) a reindex goes through."""
+    from sqlalchemy import func, select
+
+    from service.storage.tables import resource as R
+
+    stmt = select(func.count()).select_from(R)
+    if rtype is not None:
+        stmt = stmt.where(R.c.res_type == rtype)
+    with db.read() as conn:
+        return int(conn.execute(stmt).scalar_one())
+
+
+def _reindex_type(db, base: str, rtype: str, batch: int,  # type: ignore[no-untyped-def]
+                  progress: Progress | None = None) -> int:
     import orjson
     from sqlalchemy import select, update
 
@@ -51,3 +70,5 @@ def _reindex_type(db, base: str, rtype: str, batch: int) -> int:  # type: ignore
             indexer.insert_rows(conn, pending)
             done += len(rows)
             last = rows[-1].res_id
+        if progress is not None:
+            progress(rtype, len(rows))
