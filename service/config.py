@@ -126,9 +126,10 @@ class Settings(BaseSettings):
             return data
         out: dict[str, Any] = {}
         for k, v in data.items():
-            if isinstance(v, str) and k not in _SECRET:
-                v = v.strip()
-                if v == "" and k not in _EMPTY_MEANS_NONE:
+            if isinstance(v, str):
+                if k not in _SECRET:  # (a secret is kept as it is, but an empty one is unset too)
+                    v = v.strip()
+                if v.strip() == "" and k not in _EMPTY_MEANS_NONE:
                     continue
             out[k] = v
         var_dir = Path(out.get("var_dir") or PROJECT_ROOT / "var")

@@ -60,7 +60,9 @@ def test_the_settings_are_one_frozen_typed_object(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("SHAREDCARE_MAX_BODY_BYTES", "")  # (empty: the default)
     monkeypatch.setenv("SHAREDCARE_REVOCATION_CHECK_SECONDS", "1.5")
     monkeypatch.setenv("SHAREDCARE_SECRET", "a-secret-of-enough-length")
+    monkeypatch.setenv("SHAREDCARE_AUDIT_KEY", "")  # (empty: unset, as before)
     s = load_settings()
+    assert s.audit_key is None
     assert s.database_url == "postgresql+psycopg://app@db/care" and s.keys_dir == tmp_path / "keys"
     assert s.break_glass_roles == {"clinician", "paramedic"} and s.restricted_labels == frozenset()
     assert s.max_body_bytes == 16 * 1024 * 1024 and s.revocation_seconds == 1.5
