@@ -55,6 +55,7 @@ class Settings(BaseSettings):
     base_url: str = "http://127.0.0.1:8000"
     max_body_bytes: Positive = 16 * 1024 * 1024
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    tracing: Literal["off", "otlp", "console"] = "off"  # OpenTelemetry (service/tracing; README "Tracing")
     # -- secrets (service/secrets.py, service/audit/seal.py): never in a repr or an error ------------------------
     secret: SecretStr | None = None  # the server secret itself
     secret_file: Path | None = None  # a file holding it
@@ -156,7 +157,7 @@ class Settings(BaseSettings):
             raise ValueError(f"must be an http(s) URL, got {url!r}")
         return url
 
-    @field_validator("log_level", mode="before")
+    @field_validator("log_level", "tracing", mode="before")
     @classmethod
     def _log_level(cls, v: Any) -> Any:
         return v.lower() if isinstance(v, str) else v

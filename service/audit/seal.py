@@ -33,6 +33,7 @@ from typing import Any
 from sqlalchemy import func, select, text
 from sqlalchemy.engine import Connection
 
+from service import tracing
 from service.audit.rows import digest
 from service.audit.tables import audit_log as A
 from service.audit.tables import audit_seal as S
@@ -208,7 +209,10 @@ class Sealer:
                 if self.spool_flush is not None:
                     self.spool_flush()
                 started = time.perf_counter()
-                made = seal_all(self.db, self.settings)
+                with tracing.background("audit seal"):  # (its own trace, when tracing is on: service/tracing)
+                    made = seal_all(self.db, self.settings)
+                    tracing.note(**{"sharedcare.audit.seals": len(made),
+                                    "sharedcare.audit.sealed_rows": sum(s.count for s in made)})
                 from service.metrics import observe_seal  # (/metrics: seal latency and rows sealed)
 
                 observe_seal(time.perf_counter() - started, sum(s.count for s in made))

@@ -30,8 +30,6 @@ if TYPE_CHECKING:
     from opentelemetry.trace import Span, Tracer
 
 log = logging.getLogger("sharedcare.tracing")
-ENV = "SHAREDCARE_TRACING"
-MODES = ("off", "otlp", "console")
 NAME = "sharedcare"
 
 _lock = threading.Lock()
@@ -41,16 +39,12 @@ _provider: TracerProvider | None = None
 
 
 def mode(settings: Any = None) -> str:
-    """`off`, `otlp` or `console`: the setting (else SHAREDCARE_TRACING); anything else stops the process."""
-    raw = getattr(settings, "tracing", None) if settings is not None else None
-    if raw is None:
-        raw = os.environ.get(ENV, "")
-    value = str(raw).strip().lower() or "off"
-    if value in ("0", "false", "no", "none"):
-        value = "off"
-    if value not in MODES:
-        raise SystemExit(f"configuration error: {ENV} must be off, otlp or console, got {raw!r}")
-    return value
+    """`off`, `otlp` or `console`: `Settings.tracing` (SHAREDCARE_TRACING, validated with the rest)."""
+    if settings is None:
+        from service.config import get_settings
+
+        settings = get_settings()
+    return str(settings.tracing)
 
 
 def start(settings: Any = None) -> Tracer | None:
@@ -148,4 +142,4 @@ def note(**attributes: str | int) -> None:
     trace.get_current_span().set_attributes(attributes)
 
 
-__all__ = ["ENV", "background", "mode", "note", "shutdown", "start", "tracer"]
+__all__ = ["background", "mode", "note", "shutdown", "start", "tracer"]

@@ -12,7 +12,9 @@ import time
 from typing import Any
 
 import httpx
+import pytest
 
+from service.config import load_settings
 from tests.ops.otlp_receiver import Receiver, Span
 from tests.ops.support import nhs_number, server_env
 from tests.running import running_server
@@ -59,7 +61,8 @@ def test_fhir_requests_are_traced_without_personal_data(demo, settings, auth_hea
                "identifier": [{"system": NHS_SYSTEM, "value": nhs}], "birthDate": "1958-07-30"}
     trace_id, parent_id = secrets.token_hex(16), secrets.token_hex(8)
     receiver = Receiver()
-    env = _env(settings, receiver, SHAREDCARE_EXPORT_POLL_SECONDS="0.2")
+    env = _env(settings, receiver, SHAREDCARE_EXPORT_POLL_SECONDS="0.2", SHAREDCARE_AUDIT_SEAL_SECONDS="1",
+               SHAREDCARE_AUDIT_ANCHOR=str(tmp_path / "anchor.jsonl"))
     with receiver, running_server(tmp_path / "srv", env, workers=2) as base, \
             httpx.Client(base_url=base, timeout=60) as h:
         read = h.get("/fhir/Patient/pat-pat", headers={**nina, "traceparent": f"00-{trace_id}-{parent_id}-01"})
@@ -87,7 +90,9 @@ def test_fhir_requests_are_traced_without_personal_data(demo, settings, auth_hea
         assert polled.status_code == 200, polled.text
         spans = receiver.wait_for(lambda got: {s.attributes.get("sharedcare.request_id") for s in got
                                                if s.kind == SERVER} >= set(ids)
-                                  and any(s.name == "export job" for s in got))
+                                  and any(s.name == "export job" for s in got)
+                                  and any(s.name == "audit seal" and s.attributes["sharedcare.audit.sealed_rows"]
+                                          for s in got))
     spans = list(receiver.spans)  # (and whatever the workers flushed as they stopped)
 
     # one server span per request, named by interaction and type, with its status
@@ -141,6 +146,11 @@ def test_fhir_requests_are_traced_without_personal_data(demo, settings, auth_hea
     assert {"policy search", "SELECT resource", "INSERT export_chunk"} <= {s.name for s in in_job}, \
         sorted({s.name for s in in_job})
 
+    # ... and each seal run (by the supervising process, with two workers)
+    seal = next(s for s in spans if s.name == "audit seal" and s.attributes["sharedcare.audit.sealed_rows"])
+    assert seal.parent_id == "" and seal.attributes["sharedcare.audit.seals"] >= 1
+    assert "INSERT audit_seal" in {s.name for s in _below(spans, seal)}
+
     # nothing personal anywhere: names, NHS numbers, ids, tokens, search values, bodies
     created_ids = [created.json()["id"], registered.json()["id"]]
     private = [GIVEN, FAMILY, FAMILY.lower(), nhs, "9434765919", "pat-pat", "pat-paula", "Example", "1958-07-30",
@@ -164,3 +174,11 @@ def test_tracing_off_sends_nothing(demo, settings, auth_headers, tmp_path):  # t
             assert h.get("/fhir/Patient/pat-paula", headers=nina).status_code == 404
             assert h.get("/fhir/metadata").status_code == 200
         assert receiver.posts == 0 and receiver.spans == []
+
+
+def test_the_switch_is_a_setting() -> None:
+    assert load_settings(tracing="OTLP").tracing == "otlp"
+    assert load_settings().tracing == "off"
+    with pytest.raises(SystemExit) as bad:
+        load_settings(tracing="jaeger")
+    assert "SHAREDCARE_TRACING" in str(bad.value) and "jaeger" in str(bad.value)
