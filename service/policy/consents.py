@@ -63,7 +63,12 @@ def with_shapes(conn: Connection, patients: Any, base: str) -> dict[str, list[tu
         C.c.res_type == "Consent", R.c.deleted.is_(False))
     if patients is not None:
         stmt = stmt.where(C.c.patient_id.in_(patients))
-    rows = conn.execute(stmt).all()
+    return _with_shapes(conn, conn.execute(stmt).all(), base)
+
+
+def _with_shapes(conn: Connection, rows: list[Any], base: str
+                 ) -> dict[str, list[tuple[ParsedConsent, tuple[int, int]]]]:
+    """(patient, consent id, version) rows as `with_shapes` gives them."""
     missing = sorted({(rid, ver) for _, rid, ver in rows if (rid, ver, base) not in _BY_VERSION})
     wanted = set(missing)
     for i in range(0, len(missing), 500):
@@ -83,6 +88,45 @@ def with_shapes(conn: Connection, patients: Any, base: str) -> dict[str, list[tu
         if found[0].status == "active":
             out.setdefault(pid, []).append(found)
     return out
+
+
+def _search_facts_statement(_dialect: str) -> Any:
+    """PostgreSQL, one round trip for a practitioner's or system's search: the patients the caller holds an open
+    break-glass grant for ('g', patient) and the (patient, consent id, version) of every consent of the people
+    in the caller's care relationships or grants ('c')."""
+    from sqlalchemy import String, bindparam, func, literal, null, union, union_all
+    from sqlalchemy.dialects.postgresql import ARRAY
+
+    from service.policy.relationships import related_to_any
+    from service.policy.tables import break_glass as BG
+
+    now = bindparam("now", type_=BG.c.expires_us.type)
+    grants = select(BG.c.patient_id).where(BG.c.subject == bindparam("subject"), BG.c.expires_us > now)
+    scope = union(related_to_any(bindparam("parties", type_=ARRAY(String)), now, func), grants)
+    consents = select(literal("c").label("k"), C.c.patient_id, R.c.res_id, R.c.version).select_from(
+        C.join(R, and_(R.c.res_type == C.c.res_type, R.c.res_id == C.c.res_id))).where(
+        C.c.res_type == "Consent", R.c.deleted.is_(False), C.c.patient_id.in_(scope))
+    granted = select(literal("g").label("k"), BG.c.patient_id, null(), null()).where(
+        BG.c.subject == bindparam("subject"), BG.c.expires_us > now)
+    return union_all(consents, granted)
+
+
+_SEARCH_FACTS = Prepared(_search_facts_statement)
+
+
+def search_facts(conn: Connection, parties: Iterable[str], subject: str, now_us: int, base: str
+                 ) -> tuple[set[str], dict[str, list[tuple[ParsedConsent, tuple[int, int]]]]]:
+    """PostgreSQL: (the patients `subject` holds an open grant for, `with_shapes` of the people in the care
+    relationships of `parties` or in those grants), in one statement (`_search_facts_statement`)."""
+    granted: set[str] = set()
+    rows = []
+    for k, pid, rid, ver in _SEARCH_FACTS.rows(conn, {"parties": sorted(parties), "subject": subject,
+                                                      "now": now_us}):
+        if k == "g":
+            granted.add(pid)
+        else:
+            rows.append((pid, rid, ver))
+    return granted, _with_shapes(conn, rows, base)
 
 
 def _facts_parts(pid: Any, width: int, dialect: str | None = None) -> list[Any]:
@@ -109,13 +153,13 @@ def _facts_parts(pid: Any, width: int, dialect: str | None = None) -> list[Any]:
     return [consents, related, grant]
 
 
-def _facts_statement() -> Any:
+def _facts_statement(dialect: str | None = None) -> Any:
     """One round trip for everything a decision about one patient needs: their active consents ('c'),
     whether the caller has a current care relationship with them ('r') and the caller's open break-glass
     grant for them ('g'). Built once; the parameters are bound per call."""
     from sqlalchemy import bindparam, union_all
 
-    return union_all(*_facts_parts(bindparam("pid"), 2))
+    return union_all(*_facts_parts(bindparam("pid"), 2, dialect))
 
 
 def row_and_facts_statement(dialect: str | None = None) -> Any:
@@ -132,6 +176,7 @@ def row_and_facts_statement(dialect: str | None = None) -> Any:
 
 
 _FACTS = None
+_PG_FACTS = Prepared(_facts_statement)
 _ROW_AND_FACTS = Prepared(row_and_facts_statement)
 _SQLITE_ROW_AND_FACTS = row_and_facts_statement()
 
@@ -166,8 +211,8 @@ def patient_facts(conn: Connection, patient_id: str, base: str, *, parties: Iter
         _FACTS = _facts_statement()
     found: list[ParsedConsent] = []
     related, grant = False, None
-    rows = conn.execute(_FACTS, {"pid": patient_id, "now": now_us, "parties": sorted(parties) or [""],
-                                 "subject": subject or ""})
+    args = {"pid": patient_id, "now": now_us, "parties": sorted(parties) or [""], "subject": subject or ""}
+    rows = _PG_FACTS.rows(conn, args) if conn.dialect.name == "postgresql" else conn.execute(_FACTS, args)
     for kind, value in rows:
         if kind == "c":
             found.append(_parse(value, base))

@@ -518,8 +518,15 @@ class Access:
                                    exact=self._exact(reds), hidden_labels=self.g.hidden_labels, key=("secondary",))
         keys = actor_keys(p)
         own = org_keys(p)
-        granted = break_glass.active_patients(self.conn, p.subject, self.now) if p.kind == "practitioner" else set()
-        related = relationships.related_patients(keys)  # (current when the search runs)
+        dialect = self.conn.dialect.name
+        found: dict[str, list[Any]] | None = None
+        if dialect == "postgresql" and not rec.btg_request:  # grants and consents in one round trip
+            granted, found = consents.search_facts(self.conn, keys, p.subject if p.kind == "practitioner" else "",
+                                                   self.now, self.g.base)
+        else:
+            granted = break_glass.active_patients(self.conn, p.subject, self.now) \
+                if p.kind == "practitioner" else set()
+        related = relationships.related_patients(keys, dialect=dialect)  # (current when the search runs)
         if rec.btg_request:
             patients: Any = None
             scope_sql = None
@@ -528,7 +535,8 @@ class Access:
             scope_sql = related if not granted else union(related, *[select(literal(g)) for g in sorted(granted)])
             patients = scope_sql
             rec.candidates |= granted
-        found = consents.with_shapes(self.conn, scope_sql, self.g.base)
+        if found is None:
+            found = consents.with_shapes(self.conn, scope_sql, self.g.base)
         btg_for = set(found) if rec.btg_request else (set(found) & granted)
         reds = self._redactions(p, found, purposes, own, btg_for)
         self.note("policy: search limited to patients in a care relationship with the caller"

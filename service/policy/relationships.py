@@ -21,6 +21,7 @@ same transaction as every write of a source resource, so they never drift from t
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import and_, delete, exists, insert, or_, select
@@ -153,17 +154,42 @@ def has_relationship(conn: Connection, patient_id: str, parties: frozenset[str],
     return bool(conn.execute(stmt).scalar())
 
 
-def related_patients(parties: frozenset[str], at_us: int | None = None) -> Any:
+def related_patients(parties: frozenset[str], at_us: int | None = None, dialect: str | None = None) -> Any:
     """A subquery of the patient ids with a current relationship to any of `parties`: current at `at_us`, or
-    (None) when the statement runs, so that the subquery can be built once and kept (service.policy.sqlfilter)."""
+    (None) when the statement runs, so that the subquery can be built once and kept (service.policy.sqlfilter).
+    On PostgreSQL the parties are one array parameter (`= ANY`): the statement's text does not depend on how
+    many there are, so it is not rewritten on every execution as an IN list is."""
     if at_us is None:
-        from sqlalchemy import bindparam
+        return _related_now(parties, dialect)
+    return _related(parties, at_us, dialect)
 
+
+@lru_cache(maxsize=1024)
+def _related_now(parties: frozenset[str], dialect: str | None) -> Any:
+    """(kept per process: the statement reads the clock when it runs, so one object serves every request)"""
+    return _related(parties, None, dialect)
+
+
+def _related(parties: frozenset[str], at_us: int | None, dialect: str | None) -> Any:
+    from sqlalchemy import bindparam
+
+    at: Any = at_us
+    if at_us is None:
         from service.clock import now_us
 
-        at: Any = bindparam("relationship_now", callable_=now_us, type_=CR.c.start_us.type)
-        return select(CR.c.patient_id).where(CR.c.party.in_(sorted(parties)), _current(at))
-    return select(CR.c.patient_id).where(CR.c.party.in_(sorted(parties)), _current(at_us))
+        at = bindparam("relationship_now", callable_=now_us, type_=CR.c.start_us.type)
+    if dialect == "postgresql":
+        from sqlalchemy import String, func
+        from sqlalchemy.dialects.postgresql import ARRAY
+
+        keys = bindparam("relationship_parties", sorted(parties), type_=ARRAY(String))
+        return related_to_any(keys, at, func)
+    return select(CR.c.patient_id).where(CR.c.party.in_(sorted(parties)), _current(at))
+
+
+def related_to_any(parties: Any, at: Any, func: Any) -> Any:
+    """PostgreSQL: the patients with a relationship current at `at` to any party in the array `parties`."""
+    return select(CR.c.patient_id).where(CR.c.party == func.any(parties), _current(at))
 
 
 def rebuild(conn: Connection, settings: PolicySettings, batch: int = 500) -> int:

@@ -73,7 +73,9 @@ def _ref_match(keys: Iterable[str]) -> ColumnElement[bool] | None:
         t, i = k.split("/", 1)
         by_type.setdefault(t, []).append(i)
     for t, ids in sorted(by_type.items()):
-        conds.append(and_(REF.c.target_type == t, REF.c.target_id.in_(ids)))
+        # (one id, the usual case, as `=`: an IN list is rewritten on every execution)
+        conds.append(and_(REF.c.target_type == t, REF.c.target_id == ids[0] if len(ids) == 1
+                          else REF.c.target_id.in_(ids)))
     for k in idents:
         s, v = _split(k)
         conds.append(and_(REF.c.ident_system == s, REF.c.ident_value == v))

@@ -27,6 +27,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from service import ownership
 from service.access.context import RequestContext
 from service.access.record import RequestRecord
+from service.db import Prepared
 from service.fhir.decimals import patched
 from service.fhir.outcome import OperationOutcomeError, bad_request, forbidden, precondition_failed
 from service.fhir.stored import Stored
@@ -54,9 +55,9 @@ def _existing(conn: Connection, keys: Sequence[tuple[str, str]]) -> set[tuple[st
     if len(keys) <= 4:
         stmt = _EXISTS.get("one")
         if stmt is None:
-            stmt = _EXISTS["one"] = select(R.c.res_id).where(
-                R.c.res_type == bindparam("t"), R.c.res_id == bindparam("i"), R.c.deleted.is_(False))
-        return {(t, i) for t, i in keys if conn.execute(stmt, {"t": t, "i": i}).first() is not None}
+            stmt = _EXISTS["one"] = Prepared(lambda _d: select(R.c.res_id).where(
+                R.c.res_type == bindparam("t"), R.c.res_id == bindparam("i"), R.c.deleted.is_(False)))
+        return {(t, i) for t, i in keys if stmt.rows(conn, {"t": t, "i": i})}
     return {(t, i) for t, i in conn.execute(select(R.c.res_type, R.c.res_id).where(
         tuple_(R.c.res_type, R.c.res_id).in_(list(keys)), R.c.deleted.is_(False)))}
 

@@ -16,6 +16,8 @@ from fhirpathpy.models import models
 
 _PLAIN = re.compile(r"^([A-Z][A-Za-z]+)((?:\.[a-z][A-Za-z0-9]*)+)(?:\s+as\s+([A-Za-z]+))?$")
 _MODEL = models["r4"]
+_CAST_THEN = re.compile(r"^\(\s*([A-Z][A-Za-z]+(?:\.[a-z][A-Za-z0-9]*)+)\s+as\s+([A-Z][A-Za-z]+)\s*\)"
+                        r"((?:\.[a-z][A-Za-z0-9]*)+)$")
 
 Getter = Callable[[dict[str, Any]], list[Any]]
 
@@ -39,6 +41,9 @@ def _element(path: str, member: str) -> tuple[str, tuple[str, ...] | None]:
 def compile_plain(expression: str) -> Getter | None:
     """A function giving the expression's values on a resource, or None when the expression is not a plain path."""
     text = expression.strip()
+    tail = _CAST_THEN.match(text)
+    if tail is not None:  # `(Type.a as T).b.c`: the cast's values, then plain members of T
+        return _then(compile_plain(f"({tail.group(1)} as {tail.group(2)})"), tail.group(2), tail.group(3))
     if text.startswith("(") and text.endswith(")"):
         text = text[1:-1].strip()
     m = _PLAIN.match(text)
@@ -72,6 +77,36 @@ def compile_plain(expression: str) -> Getter | None:
                             out.extend(c for c in child if c is not None)
                         elif child is not None:
                             out.append(child)
+            if not out:
+                return []
+            values = out
+        return values
+
+    return get
+
+
+def _then(first: Getter | None, typ: str, members: str) -> Getter | None:
+    """`first`'s values, then plain members under type `typ` (None if one of them is a choice element)."""
+    if first is None:
+        return None
+    names = members[1:].split(".")
+    path = typ
+    for name in names:
+        path, choices = _element(path, name)
+        if choices is not None:
+            return None
+
+    def get(resource: dict[str, Any]) -> list[Any]:
+        values = first(resource)
+        for name in names:
+            out: list[Any] = []
+            for v in values:
+                if isinstance(v, dict):
+                    child = v.get(name)
+                    if isinstance(child, list):
+                        out.extend(c for c in child if c is not None)
+                    elif child is not None:
+                        out.append(child)
             if not out:
                 return []
             values = out

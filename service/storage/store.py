@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import orjson
-from sqlalchemy import and_, bindparam, insert, or_, select, tuple_, update
+from sqlalchemy import and_, bindparam, insert, or_, select, text, tuple_, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
@@ -41,6 +41,17 @@ CURRENT_COLUMNS = (R.c.res_type, R.c.res_id, R.c.version, R.c.last_updated, R.c.
 _CURRENT_VALUES = ("res_type", "res_id", "version", "last_updated", "deleted", "content", "patient_id", "owners")
 _INSERT_CURRENT = Prepared(lambda _d: insert(R).values({c: bindparam(c) for c in _CURRENT_VALUES}))
 _INSERT_VERSION = Prepared(lambda _d: insert(V).values({c: bindparam(c) for c in (*_CURRENT_VALUES, "method")}))
+
+
+def _insert_both(_dialect: str) -> Any:
+    """PostgreSQL: a new resource's current row and first version in one statement (the content sent once)."""
+    cols = ", ".join(_CURRENT_VALUES)
+    values = ", ".join(f":{c}" for c in _CURRENT_VALUES)
+    return text(f"WITH c AS (INSERT INTO {R.name} ({cols}) VALUES ({values})) "
+                f"INSERT INTO {V.name} ({cols}, method) VALUES ({values}, :method)")
+
+
+_PG_INSERT_BOTH = Prepared(_insert_both)
 
 
 class WriteListener(Protocol):
@@ -143,17 +154,20 @@ class Store:
         values = {"version": version, "last_updated": lu, "deleted": deleted,
                   "content": current_text.decode() if current_text is not None else None,
                   "patient_id": primary, "owners": own_text}
-        if first:
+        if first and self.postgres:
+            _PG_INSERT_BOTH.rows(conn, {"res_type": rtype, "res_id": rid, "method": method, **values})
+        elif first:
             _INSERT_CURRENT.rows(conn, {"res_type": rtype, "res_id": rid, **values})
         else:
             res = conn.execute(update(R).where(R.c.res_type == rtype, R.c.res_id == rid,
                                                R.c.version == version - 1).values(**values))
             if res.rowcount != 1:  # someone else moved the version on: never fork the chain
                 raise precondition_failed(f"{rtype}/{rid} was changed by another request; read it again")
-        _INSERT_VERSION.rows(conn, {"res_type": rtype, "res_id": rid, "version": version, "last_updated": lu,
-                                    "method": method, "deleted": deleted,
-                                    "content": content.decode() if content is not None else None,
-                                    "patient_id": primary, "owners": own_text})
+        if not (first and self.postgres):
+            _INSERT_VERSION.rows(conn, {"res_type": rtype, "res_id": rid, "version": version, "last_updated": lu,
+                                        "method": method, "deleted": deleted,
+                                        "content": content.decode() if content is not None else None,
+                                        "patient_id": primary, "owners": own_text})
         stored = Stored(rtype, rid, version, lu, deleted, content, method, owners=owners)
         for listener in self.listeners:
             listener(conn, stored, resource)

@@ -56,7 +56,9 @@ def test_plain_paths_give_what_the_fhirpath_engine_gives() -> None:
     ("Observation.status", True),
     ("(Observation.value as Quantity)", True),
     ("Observation.component.code", True),
-    ("(Observation.value as CodeableConcept).text", False),
+    ("(Observation.value as CodeableConcept).text", True),  # a cast, then plain members of that type
+    ("(Observation.value as CodeableConcept).coding.code", True),
+    ("(Observation.value as Quantity).value.extension", True),
     ("Observation.code | Observation.component.code", False),
     ("CarePlan.activity.detail.where(status = 'x')", False),
     ("Bundle.entry[0].resource", False),
@@ -74,6 +76,9 @@ def test_casts_keep_only_that_choice() -> None:
     assert compile_plain("Observation.status")(obs) == []  # type: ignore[misc]  (an extension is not a value)
     assert compile_plain("(Observation.component.value as Quantity)")(obs) == [{"value": 2}, {"value": 3}]  # type: ignore[misc]
     assert compile_plain("Observation.code")({"resourceType": "Patient", "code": {}}) == []  # type: ignore[misc]
+    concept = {"resourceType": "Observation", "valueCodeableConcept": {"text": "Mild", "coding": [{"code": "a"}]}}
+    assert compile_plain("(Observation.value as CodeableConcept).text")(concept) == ["Mild"]  # type: ignore[misc]
+    assert compile_plain("(Observation.value as CodeableConcept).text")(obs) == []  # type: ignore[misc]
 
 
 def test_each_component_of_a_blood_pressure_is_found(client: Any, lenient_references: Any) -> None:
