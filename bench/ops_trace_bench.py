@@ -1,5 +1,5 @@
 """What tracing costs per request: `python -m bench.ops_trace_bench [--backend sqlite|postgresql] [--requests N]
-[--before DIR]`.
+[--before DIR] [--sampler NAME[:ARG]]`.
 
 Sequential requests (a consented point read, a care-plan search, a create) as nurse.nina against `sharedcare
 serve` processes on one database, alternated between them so all see the same machine load:
@@ -51,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--backend", choices=["sqlite", "postgresql"], default="postgresql")
     p.add_argument("--requests", type=int, default=1000, help="timed requests per operation and server")
     p.add_argument("--before", type=Path, default=None, help="the source tree before tracing, served as `before`")
+    p.add_argument("--sampler", default=None, help="OTEL_TRACES_SAMPLER[:ARG] for `on` (default: every trace)")
     args = p.parse_args(argv)
     from tests.ops.otlp_receiver import Receiver
 
@@ -74,8 +75,11 @@ def main(argv: list[str] | None = None) -> int:
         cli([exe, "db", "upgrade"], env)
         cli([exe, "demo", "load"], env)
         token = cli([exe, "token", "--user", "nurse.nina"], env).strip()
-        servers = {"off": ({}, None), "on": ({"SHAREDCARE_TRACING": "otlp", "OTEL_EXPORTER_OTLP_ENDPOINT": sink.endpoint},
-                                             None)}
+        traced = {"SHAREDCARE_TRACING": "otlp", "OTEL_EXPORTER_OTLP_ENDPOINT": sink.endpoint}
+        if args.sampler:
+            name, _, arg = args.sampler.partition(":")
+            traced.update(OTEL_TRACES_SAMPLER=name, **({"OTEL_TRACES_SAMPLER_ARG": arg} if arg else {}))
+        servers: dict[str, tuple[dict[str, str], Path | None]] = {"off": ({}, None), "on": (traced, None)}
         if args.before is not None:
             servers["before"] = ({}, args.before.resolve())
         ports = {label: free_port() for label in servers}
@@ -99,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
                         if i >= 100 * len(servers):  # (warm-up)
                             times[(op, label)].append(dt)
             time.sleep(1)
-        print(f"{args.backend}, sequential, {args.requests} of each per server, alternated; load average "
+        print(f"{args.backend}, sequential, {args.requests} of each per server, alternated; `on` sampler "
+              f"{args.sampler or 'parentbased_always_on'}; load average "
               f"{os.getloadavg()[0]:.1f} at the end; OTLP posts received from `on`: {sink.posts}")
         print(f"{'operation':10}" + "".join(f"{label + ' median ms':>18}" for label in servers)
               + f"{'on - off us':>14}" + (f"{'off - before us':>18}" if "before" in servers else ""))

@@ -30,8 +30,8 @@ OBSERVATION = {"resourceType": "Observation", "status": "final",
 
 
 def _env(settings: Any, receiver: Receiver, **extra: str) -> dict[str, str]:
-    return server_env(settings, SHAREDCARE_TRACING="otlp", OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint,
-                      OTEL_SERVICE_NAME="sharedcare-test", OTEL_BSP_SCHEDULE_DELAY="100", **extra)
+    return server_env(settings, **{"SHAREDCARE_TRACING": "otlp", "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
+                                   "OTEL_SERVICE_NAME": "sharedcare-test", "OTEL_BSP_SCHEDULE_DELAY": "100", **extra})
 
 
 def _server(spans: list[Span], request_id: str) -> Span:
@@ -182,3 +182,17 @@ def test_the_switch_is_a_setting() -> None:
     with pytest.raises(SystemExit) as bad:
         load_settings(tracing="jaeger")
     assert "SHAREDCARE_TRACING" in str(bad.value) and "jaeger" in str(bad.value)
+
+
+def test_what_is_buffered_is_exported_when_the_server_stops(demo, settings, auth_headers, tmp_path):  # type: ignore[no-untyped-def]
+    nina = auth_headers("nurse.nina")
+    with Receiver() as receiver:
+        # a batch delay longer than the test: the spans can only leave as each worker shuts down
+        env = _env(settings, receiver, OTEL_BSP_SCHEDULE_DELAY="600000")
+        with running_server(tmp_path / "srv", env, workers=2) as base, httpx.Client(base_url=base, timeout=60) as h:
+            ids = [h.get("/fhir/Patient/pat-pat", headers=nina).headers["x-request-id"] for _ in range(6)]
+            time.sleep(1)
+            assert receiver.spans == []
+        got = receiver.wait_for(lambda spans: {s.attributes.get("sharedcare.request_id") for s in spans} >= set(ids),
+                                seconds=10)
+    assert {s.name for s in got if s.kind == SERVER} == {"read Patient"}
