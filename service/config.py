@@ -49,6 +49,8 @@ class Settings(BaseSettings):
     # -- where things are -------------------------------------------------------------------------------------
     var_dir: Path = PROJECT_ROOT / "var"  # the SQLite file, generated keys, the audit spool and anchor
     database_url: str = ""  # default: sqlite:///<var_dir>/sharedcare.db
+    database_replica_url: str | None = None  # a streaming replica for searches and export (service/replica.py)
+    replica_max_lag_seconds: float = _seconds(2.0, 0.1, 3600.0)  # the replica is used only while at most this stale
     keys_dir: Path = Path()  # default: <var_dir>/keys
     demo: bool = False
     allow_insecure_http: bool = False  # plain http public URL / subscription endpoints beyond loopback
@@ -149,6 +151,19 @@ class Settings(BaseSettings):
             raise ValueError(f"must be sqlite or postgresql, got a {url.split(':', 1)[0]!r} URL")
         return url
 
+    @field_validator("database_replica_url")
+    @classmethod
+    def _replica_url(cls, url: str | None) -> str | None:
+        if url is None:
+            return url
+        try:
+            pg = cls._database_url(url)
+        except ValueError:
+            pg = ""
+        if not pg.startswith("postgresql"):
+            raise ValueError("must be a postgresql:// URL (a streaming replica of SHAREDCARE_DATABASE_URL)")
+        return pg
+
     @field_validator("base_url")
     @classmethod
     def _base_url(cls, url: str) -> str:
@@ -224,6 +239,9 @@ class Settings(BaseSettings):
     def _together(self) -> Settings:
         if bool(self.external_issuer) != bool(self.external_jwks_url):
             raise ValueError("SHAREDCARE_EXTERNAL_ISSUER and SHAREDCARE_EXTERNAL_JWKS_URL must be set together")
+        if self.database_replica_url and not self.database_url.startswith("postgresql"):
+            raise ValueError("SHAREDCARE_DATABASE_REPLICA_URL needs SHAREDCARE_DATABASE_URL on PostgreSQL (the replica "
+                             "streams from it)")
         # Tokens and passwords cross the wire: outside demo mode the public URL must be https (TLS may end at a
         # proxy in front of the service) unless it is a loopback address.
         parts = urlsplit(self.base_url)

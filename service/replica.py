@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import threading
 import time
 from collections import deque
@@ -47,36 +46,10 @@ REPLAYED_LSN = "SELECT pg_is_in_recovery(), (pg_last_wal_replay_lsn() - '0/0'::p
 
 
 def configured(settings: Any) -> tuple[str | None, float]:
-    """(the replica's SQLAlchemy URL or None, the staleness bound in seconds), from the settings or else the
-    environment (SHAREDCARE_DATABASE_REPLICA_URL, SHAREDCARE_REPLICA_MAX_LAG_SECONDS). Exits naming the variable
-    when either is wrong."""
-    url = getattr(settings, "database_replica_url", None)
-    if url is None:
-        url = os.environ.get("SHAREDCARE_DATABASE_REPLICA_URL", "").strip() or None
-    lag = getattr(settings, "replica_max_lag_seconds", None)
-    if lag is None:
-        raw = os.environ.get("SHAREDCARE_REPLICA_MAX_LAG_SECONDS", "").strip()
-        try:
-            lag = float(raw) if raw else DEFAULT_MAX_LAG
-        except ValueError:
-            raise SystemExit("configuration error: SHAREDCARE_REPLICA_MAX_LAG_SECONDS must be a number of seconds, "
-                             f"got {raw!r}") from None
-    if not 0.1 <= float(lag) <= 3600:
-        raise SystemExit(f"configuration error: SHAREDCARE_REPLICA_MAX_LAG_SECONDS must be between 0.1 and 3600 "
-                         f"seconds, got {lag!r}")
-    if url is None:
-        return None, float(lag)
-    for old, new in (("postgres://", "postgresql://"), ("postgresql://", "postgresql+psycopg://")):
-        if url.startswith(old):
-            url = new + url[len(old):]
-    if not url.startswith("postgresql+psycopg://"):
-        raise SystemExit("configuration error: SHAREDCARE_DATABASE_REPLICA_URL must be a postgresql:// URL (a "
-                         "streaming replica of SHAREDCARE_DATABASE_URL)")
-    db_url = str(getattr(settings, "database_url", "") or "")
-    if settings is not None and not db_url.startswith("postgresql"):
-        raise SystemExit("configuration error: SHAREDCARE_DATABASE_REPLICA_URL needs SHAREDCARE_DATABASE_URL on "
-                         "PostgreSQL (the replica streams from it)")
-    return url, float(lag)
+    """(the replica's SQLAlchemy URL or None, the staleness bound in seconds): SHAREDCARE_DATABASE_REPLICA_URL and
+    SHAREDCARE_REPLICA_MAX_LAG_SECONDS, validated by service/config.py."""
+    return (getattr(settings, "database_replica_url", None),
+            float(getattr(settings, "replica_max_lag_seconds", DEFAULT_MAX_LAG)))
 
 
 def client_key(ctx: Any) -> str | None:
