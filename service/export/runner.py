@@ -9,12 +9,13 @@ lines go to the database in chunks as they fill, so the worker holds one page an
 
 from __future__ import annotations
 
+import gc
 import logging
 import re
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -239,12 +240,27 @@ class Run:
                     self.files.end_page(touched, patients)
 
 
+@contextmanager
+def frozen_heap() -> Iterator[None]:
+    """While a job runs, the objects the process held before it (definitions, modules, caches: about 100,000) sit
+    out the garbage collector's full passes (`gc.freeze`), and are handed back after it (`gc.unfreeze`: nothing is
+    kept from collection for longer than the job). Each page parses a searchset Bundle of tens of thousands of
+    objects, which set off a full collection over the whole heap about once a page: two thirds of the time spent
+    parsing it, a quarter of the worker's own time."""
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
 def run_job(services: Any, job: jobs.Job, stop: threading.Event | None = None) -> str:
     """Run a claimed job to its end: done, failed (a refusal: the caller may no longer do this), given back to the
     queue (the worker stopping; the database failing), or dropped (it was cancelled). Returns what happened."""
     ttl = services.settings.export_ttl_seconds
     try:
-        exported = Run(services, job, stop).run()
+        with frozen_heap():
+            exported = Run(services, job, stop).run()
         jobs.finish(services.db, job, ttl, exported)
         log.info("export %s done: %d resources", job.id, exported)
         return "done"
