@@ -10,8 +10,10 @@ How it is measured (per process, off the request path): a `ProcessThread` sample
 `pg_current_wal_lsn()` every PROBE_SECONDS, noting the (monotonic) time just before, then asks the replica for
 `pg_last_wal_replay_lsn()`. The newest sample the replica has replayed past is a moment up to which the replica
 holds everything the primary had committed (`synced`). A unit of work may use the replica while
-`now - synced <= max_lag`: an upper bound on its staleness, exact to a probe interval, that keeps growing while
-the replica is paused, lagging or unreachable, so the primary takes over by itself. An idle primary is no
+`now - synced <= max_lag`: an upper bound on its staleness (too high by up to a probe interval, never too low; a
+commit acknowledged to a client has been written, so its position is at most the one sampled after it; with
+`synchronous_commit = off` on the primary add up to its `wal_writer_delay`), that keeps growing while the replica
+is paused, lagging or unreachable, so the primary takes over by itself. An idle primary is no
 special case (its position does not move, so the replica has replayed past it). A replica that is not in
 recovery (promoted, or a primary named by mistake) or that cannot be reached is set aside until a probe finds
 it well again; a unit of work that fails on it is retried on the primary (never an error to the user).
