@@ -22,6 +22,7 @@ from tests.running import running_server
 GIVEN, FAMILY = "Ottoline", "Fairweather-Quince"
 NHS_SYSTEM = "https://fhir.nhs.uk/Id/nhs-number"
 SERVER, CLIENT = 2, 3
+HOOK_SECRET = "gp-inbox-secret-4471"
 FHIR = {"Content-Type": "application/fhir+json"}
 OBSERVATION = {"resourceType": "Observation", "status": "final",
                "code": {"coding": [{"system": "http://loinc.org", "code": "29463-7", "display": "Body weight"}]},
@@ -62,9 +63,16 @@ def test_fhir_requests_are_traced_without_personal_data(demo, settings, auth_hea
     trace_id, parent_id = secrets.token_hex(16), secrets.token_hex(8)
     receiver = Receiver()
     env = _env(settings, receiver, SHAREDCARE_EXPORT_POLL_SECONDS="0.2", SHAREDCARE_AUDIT_SEAL_SECONDS="1",
-               SHAREDCARE_AUDIT_ANCHOR=str(tmp_path / "anchor.jsonl"))
+               SHAREDCARE_AUDIT_ANCHOR=str(tmp_path / "anchor.jsonl"), SHAREDCARE_SUBSCRIPTION_POLL_SECONDS="0.1")
     with receiver, running_server(tmp_path / "srv", env, workers=2) as base, \
             httpx.Client(base_url=base, timeout=60) as h:
+        # the GP system's subscription (its endpoint refuses: the delivery is retried later)
+        hook = {"type": "rest-hook", "endpoint": f"{receiver.endpoint}/hook", "payload": "application/fhir+json",
+                "header": [f"Authorization: Bearer {HOOK_SECRET}"]}
+        sub = h.post("/fhir/Subscription", headers={**gp, **FHIR}, json={
+            "resourceType": "Subscription", "status": "requested", "reason": "Keep the GP system in step",
+            "criteria": "Observation?subject=Patient/pat-pat", "channel": hook})
+        assert sub.status_code == 201, sub.text
         read = h.get("/fhir/Patient/pat-pat", headers={**nina, "traceparent": f"00-{trace_id}-{parent_id}-01"})
         assert read.status_code == 200 and "Example" in read.text
         search = h.get("/fhir/CarePlan", params={"subject": "Patient/pat-pat"}, headers=nina)
@@ -91,6 +99,7 @@ def test_fhir_requests_are_traced_without_personal_data(demo, settings, auth_hea
         spans = receiver.wait_for(lambda got: {s.attributes.get("sharedcare.request_id") for s in got
                                                if s.kind == SERVER} >= set(ids)
                                   and any(s.name == "export job" for s in got)
+                                  and any(s.name == "subscription delivery" for s in got)
                                   and any(s.name == "audit seal" and s.attributes["sharedcare.audit.sealed_rows"]
                                           for s in got))
     spans = list(receiver.spans)  # (and whatever the workers flushed as they stopped)
@@ -146,6 +155,13 @@ def test_fhir_requests_are_traced_without_personal_data(demo, settings, auth_hea
     assert {"policy search", "SELECT resource", "INSERT export_chunk"} <= {s.name for s in in_job}, \
         sorted({s.name for s in in_job})
 
+    # ... and each subscription delivery attempt, as the subscription's owner
+    delivery = next(s for s in spans if s.name == "subscription delivery")
+    assert delivery.parent_id == "" and delivery.attributes["fhir.resource_type"] == "Observation"
+    assert delivery.attributes["sharedcare.delivery.state"] == "pending"  # (the endpoint refused: tried again later)
+    assert delivery.attributes["http.response.status_code"] >= 400
+    assert "SELECT resource_version" in {s.name for s in _below(spans, delivery)}
+
     # ... and each seal run (by the supervising process, with two workers)
     seal = next(s for s in spans if s.name == "audit seal" and s.attributes["sharedcare.audit.sealed_rows"])
     assert seal.parent_id == "" and seal.attributes["sharedcare.audit.seals"] >= 1
@@ -154,7 +170,7 @@ def test_fhir_requests_are_traced_without_personal_data(demo, settings, auth_hea
     # nothing personal anywhere: names, NHS numbers, ids, tokens, search values, bodies
     created_ids = [created.json()["id"], registered.json()["id"]]
     private = [GIVEN, FAMILY, FAMILY.lower(), nhs, "9434765919", "pat-pat", "pat-paula", "Example", "1958-07-30",
-               "72.5", *created_ids, nina["Authorization"][7:], admin["Authorization"][7:],
+               "72.5", HOOK_SECRET, "/hook", sub.json()["id"], *created_ids, nina["Authorization"][7:], admin["Authorization"][7:],
                nina["Authorization"][-24:], "Bearer"]
     for s in spans:
         text = s.text()
