@@ -51,6 +51,7 @@ class Settings(BaseSettings):
     database_url: str = ""  # default: sqlite:///<var_dir>/sharedcare.db
     database_replica_url: str | None = None  # a streaming replica for searches and export (service/replica.py)
     replica_max_lag_seconds: float = _seconds(2.0, 0.1, 3600.0)  # the replica is used only while at most this stale
+    database_pooler: Literal["none", "transaction"] = "none"  # transaction: the URL is pgbouncer (service/pooler.py)
     keys_dir: Path = Path()  # default: <var_dir>/keys
     demo: bool = False
     allow_insecure_http: bool = False  # plain http public URL / subscription endpoints beyond loopback
@@ -172,7 +173,7 @@ class Settings(BaseSettings):
             raise ValueError(f"must be an http(s) URL, got {url!r}")
         return url
 
-    @field_validator("log_level", "tracing", mode="before")
+    @field_validator("log_level", "tracing", "database_pooler", mode="before")
     @classmethod
     def _log_level(cls, v: Any) -> Any:
         return v.lower() if isinstance(v, str) else v

@@ -17,24 +17,14 @@ the audit sealer's `pg_try_advisory_xact_lock`, the rate limiter's upsert). See 
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any
 
 log = logging.getLogger("sharedcare.db")
 
-VARIABLE = "SHAREDCARE_DATABASE_POOLER"
-MODES = ("none", "transaction")
-
-
 def pooler_mode(settings: Any = None) -> str:
-    """`none` (a direct connection, or a session-mode pooler) or `transaction`; from the settings when they carry
-    it, else from the environment. Anything else stops the process naming the variable."""
-    value = getattr(settings, "database_pooler", None)
-    raw = value if value is not None else os.environ.get(VARIABLE, "")
-    mode = (raw or "none").strip().lower()
-    if mode not in MODES:
-        raise SystemExit(f"configuration error: {VARIABLE} must be one of {', '.join(MODES)}, got {raw!r}")
-    return mode
+    """`none` (a direct connection, or a session-mode pooler) or `transaction`: `Settings.database_pooler`
+    (`SHAREDCARE_DATABASE_POOLER`); `none` without settings."""
+    return str(settings.database_pooler) if settings is not None else "none"
 
 
 def connect_args(pooled: bool) -> dict[str, Any]:
