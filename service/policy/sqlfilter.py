@@ -27,6 +27,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from consent import Feature, Obligation
 from consent import codes as ccodes
+from service.kept_clause import keep
 from service.policy.authorship import SEARCH_PARAM as AUTHOR_PARAM
 from service.search.tables import sp_compartment as C
 from service.search.tables import sp_reference as REF
@@ -208,7 +209,7 @@ class PolicyCondition:
         if found is None:
             if len(_SQL_MEMO) >= _SQL_MEMO_SIZE:
                 _SQL_MEMO.clear()  # (rarely: a process serving more distinct conditions than that)
-            found = _SQL_MEMO[memo_key] = self._sql(rtype)
+            found = _SQL_MEMO[memo_key] = keep(self._sql(rtype))  # (its cache key worked out once)
         return found
 
     def _sql(self, rtype: str | None) -> ColumnElement[bool]:
