@@ -4,7 +4,7 @@ opens many more client connections, so every server connection is shared between
 told so (`SHAREDCARE_DATABASE_POOLER=transaction`), migrations straight to PostgreSQL. Under concurrent creates,
 updates with If-Match, reads, paged searches, conditional creates and an export: no errors, every version right,
 every request audited once, `sharedcare audit seal` and `audit verify` through the pooler, and the statement
-timeout still stops a write and a search. PostgreSQL only."""
+timeout still stops a write and a search, and every change reaches a rest-hook subscriber. PostgreSQL only."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ from bench.load.pgbouncer import PgBouncer, binary
 from tests.conftest import PG_ADMIN_URL, SKIP_PG
 from tests.ops.support import log_lines
 from tests.running import SHAREDCARE, running_server
+from tests.subscriptions.receiver import Receiver
 
 pytestmark = pytest.mark.skipif(SKIP_PG, reason="PostgreSQL only (SHAREDCARE_TEST_SKIP_POSTGRES=1)")
 
@@ -85,14 +86,23 @@ def _cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[st
     return done
 
 
-def test_the_service_behind_pgbouncer_in_transaction_mode(database, pgbouncer, tmp_path):  # type: ignore[no-untyped-def]
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """The GP system's notification endpoint."""
+    rx = Receiver()
+    yield rx
+    rx.close()
+
+
+def test_the_service_behind_pgbouncer_in_transaction_mode(database, pgbouncer, receiver, tmp_path):  # type: ignore[no-untyped-def]
     name, direct = database
     var = tmp_path / "var"
     env = {"SHAREDCARE_DATABASE_URL": pgbouncer.url(name), "SHAREDCARE_DATABASE_POOLER": "transaction",
            "SHAREDCARE_BASE_URL": BASE, "SHAREDCARE_DEMO": "1", "SHAREDCARE_VAR_DIR": str(var),
            "SHAREDCARE_KEYS_DIR": str(var / "keys"), "SHAREDCARE_AUDIT_ANCHOR": str(tmp_path / "anchor.jsonl"),
            "SHAREDCARE_AUDIT_SEAL_SECONDS": "1", "SHAREDCARE_STATEMENT_TIMEOUT_SECONDS": str(TIMEOUT_S),
-           "SHAREDCARE_EXPORT_POLL_SECONDS": "0.2", "SHAREDCARE_API_RATE_PER_MINUTE": "100000"}
+           "SHAREDCARE_EXPORT_POLL_SECONDS": "0.2", "SHAREDCARE_API_RATE_PER_MINUTE": "100000",
+           "SHAREDCARE_SUBSCRIPTION_POLL_SECONDS": "0.1", "SHAREDCARE_SUBSCRIPTION_RETRY_SECONDS": "0.3"}
     # migrations straight to PostgreSQL (as the README says operators run them); everything else through pgbouncer
     for args, where in ((["db", "upgrade"], {"SHAREDCARE_DATABASE_URL": direct,
                                               "SHAREDCARE_DATABASE_POOLER": "none"}), (["demo", "load"], {})):
@@ -147,6 +157,12 @@ def test_the_service_behind_pgbouncer_in_transaction_mode(database, pgbouncer, t
                 out.append((r.status_code, r.json()["id"]))
             return out
 
+        # the GP system subscribes to Pat's observations (every change notified, by the servers' delivery workers)
+        sub = send("POST", "/fhir/Subscription", gp, {
+            "resourceType": "Subscription", "status": "requested", "reason": "Keep the GP system in step",
+            "criteria": "Observation?subject=Patient/pat-pat",
+            "channel": {"type": "rest-hook", "endpoint": receiver.url, "payload": "application/fhir+json"}})
+        assert sub.status_code == 201 and sub.json()["status"] == "active", sub.text
         # an export running while the rest goes on
         kick = send("GET", "/fhir/$export?_type=Patient,Observation", {**gp, **ASYNC})
         assert kick.status_code == 202, kick.text
@@ -204,6 +220,13 @@ def test_the_service_behind_pgbouncer_in_transaction_mode(database, pgbouncer, t
         assert r.status_code == 400 and f"{TIMEOUT_S}-second limit" in r.text, r.text
         assert http.get(f"/fhir/Observation/{oid}", headers=nina).json()["meta"]["versionId"] == "3"
 
+        # every change notified: each version of each Observation written (at least once)
+        changes = {(oid, v) for oid, seen in chains_done for v in seen} | {(oid, "1") for _, oid in conds_done[:4]}
+        deadline = time.monotonic() + 60
+        while not changes <= (notified := {(json.loads(x.body)["id"], json.loads(x.body)["meta"]["versionId"])
+                                           for x in receiver.wait(len(changes), 1)}):
+            assert time.monotonic() < deadline, sorted(changes - notified)[:5]
+
         # not one request failed for the pooler
         unexpected = [(r.request.method, r.request.url.path, r.status_code) for r in answers
                       if r.status_code >= 500 or r.status_code in (400, 409)]
@@ -212,6 +235,8 @@ def test_the_service_behind_pgbouncer_in_transaction_mode(database, pgbouncer, t
 
     logged = log_lines(home)
     assert not [x for x in logged if x.get("level") in ("error", "critical")], logged[-20:]
+    warned = [x["msg"] for x in logged if x.get("level") == "warning"]
+    assert all(m.startswith("statement timeout on ") for m in warned), warned  # (only the two provoked below)
     assert not [x for x in logged if "statement timeout of reads" in x.get("msg", "")]  # the role default matches
 
     # a service asking for another limit than the role's: it says so, and bounds its writes itself (SET LOCAL)
