@@ -58,7 +58,9 @@ def insert_rows(conn: Connection, rows: list[AuditRow]) -> None:
     """Insert rows in the caller's transaction (and their `audit_also` pointers)."""
     _stamp(rows)
     plain = [r for r in rows if len(r.patients) <= 1]
-    if plain:
+    if len(plain) == 1:  # (a write's own row: one plain execute, not a pipelined executemany)
+        _INSERT.rows(conn, plain[0].values())
+    elif plain:
         _INSERT.many(conn, [r.values() for r in plain])
     for r in rows:
         if len(r.patients) > 1:
