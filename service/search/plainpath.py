@@ -66,23 +66,27 @@ def compile_plain(expression: str) -> Getter | None:
     def get(resource: dict[str, Any]) -> list[Any]:
         if resource.get("resourceType") != rtype:
             return []
-        values: list[Any] = [resource]
-        for step in keys:
-            out: list[Any] = []
-            for v in values:
-                if isinstance(v, dict):
-                    for key in step:
-                        child = v.get(key)
-                        if isinstance(child, list):
-                            out.extend(c for c in child if c is not None)
-                        elif child is not None:
-                            out.append(child)
-            if not out:
-                return []
-            values = out
-        return values
+        return _walk([resource], keys)
 
     return get
+
+
+def _walk(values: list[Any], steps: tuple[tuple[str, ...], ...]) -> list[Any]:
+    """The values under `values` along `steps` (at each step, the members named by any of its keys)."""
+    for step in steps:
+        out: list[Any] = []
+        for v in values:
+            if isinstance(v, dict):
+                for key in step:
+                    child = v.get(key)
+                    if isinstance(child, list):
+                        out.extend(c for c in child if c is not None)
+                    elif child is not None:
+                        out.append(child)
+        if not out:
+            return []
+        values = out
+    return values
 
 
 def _then(first: Getter | None, typ: str, members: str) -> Getter | None:
@@ -96,20 +100,10 @@ def _then(first: Getter | None, typ: str, members: str) -> Getter | None:
         if choices is not None:
             return None
 
+    steps = tuple((name,) for name in names)
+
     def get(resource: dict[str, Any]) -> list[Any]:
         values = first(resource)
-        for name in names:
-            out: list[Any] = []
-            for v in values:
-                if isinstance(v, dict):
-                    child = v.get(name)
-                    if isinstance(child, list):
-                        out.extend(c for c in child if c is not None)
-                    elif child is not None:
-                        out.append(child)
-            if not out:
-                return []
-            values = out
-        return values
+        return _walk(values, steps) if values else []
 
     return get

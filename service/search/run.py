@@ -280,20 +280,13 @@ def page_statement(plan: Plan, conds: list[ColumnElement[bool]], direction: str 
     labelled = [expr.label(f"k{i}") for i, (expr, _) in enumerate(keys)]
     descs = [d for _, d in keys]
     backwards = direction == "prev"
+    rows = select(R.c.res_type, R.c.res_id, R.c.version, R.c.last_updated, R.c.deleted, R.c.content, R.c.owners,
+                  *labelled).select_from(_source(plan)).where(*conds)
     if all(expr is R.c.res_id or expr is R.c.res_type for expr, _ in keys):  # the default order: no subquery
-        flat = select(R.c.res_type, R.c.res_id, R.c.version, R.c.last_updated, R.c.deleted, R.c.content,
-                      R.c.owners, *labelled).select_from(_source(plan)).where(*conds)
-        plain = [expr for expr, _ in keys]
-        if cursor_keys is not None:
-            if len(cursor_keys) != len(plain):
-                raise bad_request("The paging link does not fit this search; start the search again")
-            flat = flat.where(_after(plain, descs, cursor_keys, backwards))
-        order = [(c.desc() if (d != backwards) else c.asc()) for c, d in zip(plain, descs)]
-        return flat.order_by(*order).limit(plan.count + 1), len(keys)
-    inner = select(R.c.res_type, R.c.res_id, R.c.version, R.c.last_updated, R.c.deleted, R.c.content, R.c.owners,
-                   *labelled).select_from(_source(plan)).where(*conds).subquery()
-    cols = [inner.c[f"k{i}"] for i in range(len(keys))]
-    stmt = select(inner)
+        stmt, cols = rows, [expr for expr, _ in keys]
+    else:  # (sort keys computed once per row, in the subquery)
+        inner = rows.subquery()
+        stmt, cols = select(inner), [inner.c[f"k{i}"] for i in range(len(keys))]
     if cursor_keys is not None:
         if len(cursor_keys) != len(cols):
             raise bad_request("The paging link does not fit this search; start the search again")
