@@ -8,9 +8,9 @@ PATH is a file or a folder (every `*.json` and `*.ndjson` under it, in name orde
 Every write goes through the same validation, write rules, search indexing and ownership as the API; the
 internal repository writes as the service itself (no access policy applies, as for demo load).
 
-A progress bar (rich) on stderr; then a summary, and each rejected entry with its file, line or entry and the
-reason; `--report FILE` writes them as JSON too. Exit 0 when everything loaded, 1 when anything was rejected, 2
-when PATH holds nothing to load.
+A progress bar (rich) on stderr when it is a terminal (service/commands/progress.py); then a summary, and each
+rejected entry with its file, line or entry and the reason; `--report FILE` writes them as JSON too. Exit 0 when
+everything loaded, 1 when anything was rejected, 2 when PATH holds nothing to load.
 """
 
 from __future__ import annotations
@@ -53,9 +53,9 @@ def files_under(path: Path) -> list[Path]:
 
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from service.bootstrap import build_services
+    from service.commands.progress import Bar
     from service.config import get_settings
 
     path: Path = args.path
@@ -71,16 +71,14 @@ def run(args: argparse.Namespace) -> int:
     out = Outcome()
     console = Console(stderr=True)
     try:
-        with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      console=console, transient=False) as progress:
-            task = progress.add_task("importing", total=sum(units.values()))
+        with Bar("importing", total=sum(units.values())) as bar:  # (on a terminal only)
             for f in files:
-                progress.update(task, description=f"importing {f.name}")
+                bar.describe(f"importing {f.name}")
                 if f.suffix == ".ndjson":
-                    _ndjson(services, f, out, lambda: progress.advance(task))
+                    _ndjson(services, f, out, bar.advance)
                 else:
                     _json_file(services, f, out)
-                    progress.advance(task)
+                    bar.advance()
     finally:
         services.db.dispose()
     _summary(console, files, out)

@@ -96,3 +96,14 @@ def test_export_work_once_shows_the_jobs_on_a_terminal(settings, demo, client, a
     assert code == 0 and said.strip() == "1 export job(s) run (done 1)", said
     status = client.get(r.headers["content-location"].replace(settings.base_url, ""), headers=gp)
     assert status.status_code == 200 and status.json()["output"], status.text  # (the job was really run)
+
+
+def test_import_shows_its_bar_only_on_a_terminal(settings, clean_services, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    f = tmp_path / "orgs.ndjson"
+    f.write_text("".join(f'{{"resourceType": "Organization", "id": "progress-{i}", "name": "Org {i}"}}\n'
+                         for i in range(3)))
+    env = _env(settings)
+    code, said = _terminal(["import", str(f)], env)
+    assert code == 0 and BAR in said and "3/3" in said and "import summary" in said, said
+    code, said = _plain(["import", str(f)], env)
+    assert code == 0 and BAR not in said and "import summary" in said, said
