@@ -23,6 +23,7 @@ def cli(client, settings, monkeypatch, tmp_path) -> Iterator[Any]:  # type: igno
     monkeypatch.setenv("SHAREDCARE_VAR_DIR", str(settings.var_dir))
     monkeypatch.setenv("SHAREDCARE_KEYS_DIR", str(settings.keys_dir))
     monkeypatch.setenv("SHAREDCARE_AUDIT_ANCHOR", str(tmp_path / "anchor.jsonl"))
+    monkeypatch.setenv("SHAREDCARE_DEMO", "1")  # (as the test server is: its seal key is made on first use)
     get_settings.cache_clear()
 
     def run(capsys: Any, *args: str) -> tuple[int, str]:
