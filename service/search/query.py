@@ -442,7 +442,7 @@ def criterion(rtype: str | None, key: str, value: str, cx: Context) -> ColumnEle
 # (res_type, res_id) index. Without this, SQLite materialises every IN list (all Observations dated after
 # 2018, to intersect with one patient's six); PostgreSQL plans both forms as semi-joins.
 
-@dataclass
+@dataclass(frozen=True)
 class Criterion:
     key: str
     ids: Select[Any] | None  # the matching ids (None when `direct`)
@@ -494,8 +494,35 @@ def make_criterion(rtype: str | None, key: str, value: str, cx: Context) -> Crit
             raise bad_request(f"Search parameter '_lastUpdated' takes no modifier (got :{mod})")
         conds = [_date_value(R.c.last_updated, R.c.last_updated, code, v, cx.now_us) for v in split_value(value)]
         return Criterion(key, None, direct=or_(*conds), rank=5)
+    memo = _memo_key(rtype, key, code, mod, value, cx)
+    if memo is not None and (found := _CRITERIA.get(memo)) is not None:
+        return found
     ids, negate = positive_ids(rtype, key, value, cx)
-    return Criterion(key, ids, negate, rank=_rank(rtype, key, value))
+    made = Criterion(key, ids, negate, rank=_rank(rtype, key, value))
+    if memo is not None:
+        if len(_CRITERIA) >= _CRITERIA_SIZE:
+            _CRITERIA.clear()
+        _CRITERIA[memo] = made
+    return made
+
+
+# Criteria that are a pure function of (type, parameter, value, base) are kept per process: building their
+# SQL was a tenth of a search's CPU, and callers only derive new statements from them (SQLAlchemy's generative
+# API never changes the kept one). Not kept: chains and _has (they carry the access filter), dates (relative to
+# now), :in/:not-in (terminology), composites and the special parameters.
+_PURE_TYPES = frozenset({"token", "string", "reference", "uri", "number", "quantity"})
+_CRITERIA: dict[tuple[str, str, str, str, int], Criterion] = {}
+_CRITERIA_SIZE = 4096
+
+
+def _memo_key(rtype: str | None, key: str, code: str, mod: str, value: str, cx: Context
+              ) -> tuple[str, str, str, str, int] | None:
+    if rtype is None or "." in key or code.startswith("_") or mod in valueset_modifiers.MODIFIERS:
+        return None
+    param = lookup(rtype, code)
+    if param is None or param.type not in _PURE_TYPES:
+        return None
+    return (rtype, key, value, cx.base, id(param))  # (a parameter registered again is another one)
 
 
 def _exists(rtype: str | None, ids: Select[Any]) -> ColumnElement[bool]:
