@@ -16,6 +16,7 @@ from fhirpathpy.models import models
 
 _PLAIN = re.compile(r"^([A-Z][A-Za-z]+)((?:\.[a-z][A-Za-z0-9]*)+)(?:\s+as\s+([A-Za-z]+))?$")
 _MODEL = models["r4"]
+_EXTENSION_VALUE = re.compile(r"^([A-Z][A-Za-z]+)\.extension\('([^'\\]+)'\)\.value$")
 _CAST_THEN = re.compile(r"^\(\s*([A-Z][A-Za-z]+(?:\.[a-z][A-Za-z0-9]*)+)\s+as\s+([A-Z][A-Za-z]+)\s*\)"
                         r"((?:\.[a-z][A-Za-z0-9]*)+)$")
 
@@ -41,6 +42,9 @@ def _element(path: str, member: str) -> tuple[str, tuple[str, ...] | None]:
 def compile_plain(expression: str) -> Getter | None:
     """A function giving the expression's values on a resource, or None when the expression is not a plain path."""
     text = expression.strip()
+    ext = _EXTENSION_VALUE.match(text)
+    if ext is not None:  # `Type.extension('url').value`: our own extensions' search parameters
+        return _extension_value(ext.group(1), ext.group(2))
     tail = _CAST_THEN.match(text)
     if tail is not None:  # `(Type.a as T).b.c`: the cast's values, then plain members of T
         return _then(compile_plain(f"({tail.group(1)} as {tail.group(2)})"), tail.group(2), tail.group(3))
@@ -105,5 +109,19 @@ def _then(first: Getter | None, typ: str, members: str) -> Getter | None:
     def get(resource: dict[str, Any]) -> list[Any]:
         values = first(resource)
         return _walk(values, steps) if values else []
+
+    return get
+
+
+def _extension_value(rtype: str, url: str) -> Getter:
+    """The values (`value[x]`, whichever type) of the resource's own extensions with this url."""
+    def get(resource: dict[str, Any]) -> list[Any]:
+        if resource.get("resourceType") != rtype:
+            return []
+        out: list[Any] = []
+        for ext in resource.get("extension") or ():
+            if isinstance(ext, dict) and ext.get("url") == url:
+                out += [v for k, v in ext.items() if k.startswith("value") and k[5:6].isupper() and v is not None]
+        return out
 
     return get

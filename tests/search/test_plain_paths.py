@@ -59,6 +59,7 @@ def test_plain_paths_give_what_the_fhirpath_engine_gives() -> None:
     ("(Observation.value as CodeableConcept).text", True),  # a cast, then plain members of that type
     ("(Observation.value as CodeableConcept).coding.code", True),
     ("(Observation.value as Quantity).value.extension", True),
+    ("Observation.extension('https://example.org/x').value", True),  # our own extensions' parameters
     ("Observation.code | Observation.component.code", False),
     ("CarePlan.activity.detail.where(status = 'x')", False),
     ("Bundle.entry[0].resource", False),
@@ -79,6 +80,12 @@ def test_casts_keep_only_that_choice() -> None:
     concept = {"resourceType": "Observation", "valueCodeableConcept": {"text": "Mild", "coding": [{"code": "a"}]}}
     assert compile_plain("(Observation.value as CodeableConcept).text")(concept) == ["Mild"]  # type: ignore[misc]
     assert compile_plain("(Observation.value as CodeableConcept).text")(obs) == []  # type: ignore[misc]
+    marked = {"resourceType": "Observation", "extension": [
+        {"url": "https://example.org/x", "valueReference": {"reference": "Organization/o"}},
+        {"url": "https://example.org/y", "valueString": "other"}]}
+    ext = compile_plain("Observation.extension('https://example.org/x').value")
+    assert ext(marked) == [{"reference": "Organization/o"}]  # type: ignore[misc]
+    assert ext({"resourceType": "Observation"}) == [] and ext({**marked, "resourceType": "Patient"}) == []  # type: ignore[misc]
 
 
 def test_each_component_of_a_blood_pressure_is_found(client: Any, lenient_references: Any) -> None:
