@@ -35,9 +35,8 @@ def test_a_system_export_runs_from_kick_off_to_download(who, demo):
 
 def test_large_sets_are_split_into_several_files(who, demo, monkeypatch):
     seed(who["ada"], demo, n=2)
-    from dataclasses import replace
-
-    monkeypatch.setattr(demo, "settings", replace(demo.settings, export_file_resources=3, export_page_size=2))
+    monkeypatch.setattr(demo, "settings", demo.settings.model_copy(update={"export_file_resources": 3,
+                                                                           "export_page_size": 2}))
     url = kick_off(who["gp"], "/fhir/Patient/$export?_type=Observation")
     assert run_worker(demo) == ["done"]
     man = manifest(who["gp"], url)
