@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     allow_insecure_http: bool = False  # plain http public URL / subscription endpoints beyond loopback
     base_url: str = "http://127.0.0.1:8000"
     max_body_bytes: Positive = 16 * 1024 * 1024
+    # worker threads per process running FHIR requests (service/api/fhir_http.py): enough to overlap the database
+    # waits of one interpreter; more only contend for its lock
+    request_threads: Annotated[int, Field(ge=1, le=64)] = 4
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     tracing: Literal["off", "otlp", "console"] = "off"  # OpenTelemetry (service/tracing; README "Tracing")
     # -- secrets (service/secrets.py, service/audit/seal.py): never in a repr or an error ------------------------

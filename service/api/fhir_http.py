@@ -117,16 +117,18 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-THREADS = 8  # worker threads per process for FHIR requests: more only contend for the interpreter lock (measured:
-#             at 40, search and create ran slower and the p99 doubled); the rest wait their turn on the event loop
+# Worker threads per process for FHIR requests (SHAREDCARE_REQUEST_THREADS, default 4): one interpreter runs one
+# at a time, so threads only overlap database waits; more contend for its lock. Measured on 2 cores (wrk -c32,
+# two workers): 8 threads gave 374 creates/s, 4 gave 449, 2 gave 511; searches were the same at 2 to 8 (at 40 both
+# were slower and the p99 doubled). The rest wait their turn on the event loop.
 _limiters: weakref.WeakKeyDictionary[Any, anyio.CapacityLimiter] = weakref.WeakKeyDictionary()
 
 
-async def _in_thread(fn: Any, *args: Any) -> Any:
+async def _in_thread(threads: int, fn: Any, *args: Any) -> Any:
     loop = asyncio.get_running_loop()
     limiter = _limiters.get(loop)
     if limiter is None:
-        limiter = _limiters[loop] = anyio.CapacityLimiter(THREADS)
+        limiter = _limiters[loop] = anyio.CapacityLimiter(threads)
     return await anyio.to_thread.run_sync(fn, *args, limiter=limiter)
 
 
@@ -214,11 +216,12 @@ async def answer(request: Request, record: RequestRecord) -> Response:
             if on_loop.inline:  # a read by id: this loop runs it (one primary-key query), no thread hand-off
                 resp = handle(freq, services, None, record, on_loop)
             else:
-                resp = await _in_thread(handle, freq, services, None, record, on_loop)
+                resp = await _in_thread(services.settings.request_threads, handle, freq, services, None, record,
+                                        on_loop)
             if on_loop.rows:
                 resp = await _audited(services, on_loop.rows, resp)
         else:
-            resp = await _in_thread(handle, freq, services, None, record)
+            resp = await _in_thread(services.settings.request_threads, handle, freq, services, None, record)
     except OperationOutcomeError as err:
         resp = error_response(err)
     rid = resp.headers.get("X-Request-Id")
