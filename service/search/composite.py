@@ -69,24 +69,37 @@ def _walk(values: list[Any], path: list[str]) -> list[Any]:
     return values
 
 
-def _component_values(element: Any, resource: dict[str, Any], expression: str) -> list[Any]:
+@cache
+def _steps(expression: str) -> tuple[tuple[str, Any, str], ...]:
+    """A component's expression, parsed once: ('resource', path) | ('cast', key, type) | ('element', path)."""
     from service.search.build_definitions import split_top
 
-    out: list[Any] = []
+    out: list[tuple[str, Any, str]] = []
     for part in split_top(expression):
         part = part.strip()
         if part.startswith("%resource."):
-            out += _walk([resource], part[len("%resource."):].split("."))
+            out.append(("resource", part[len("%resource."):].split("."), ""))
         elif ".as(" in part and part.endswith(")"):
             name, _, typ = part[:-1].partition(".as(")
-            key = name + typ[:1].upper() + typ[1:]
-            value = element.get(key) if isinstance(element, dict) else None
+            out.append(("cast", name + typ[:1].upper() + typ[1:], typ))
+        else:
+            out.append(("element", part.split("."), ""))
+    return tuple(out)
+
+
+def _component_values(element: Any, resource: dict[str, Any], expression: str) -> list[Any]:
+    out: list[Any] = []
+    for kind, what, typ in _steps(expression):
+        if kind == "resource":
+            out += _walk([resource], what)
+        elif kind == "cast":
+            value = element.get(what) if isinstance(element, dict) else None
             if isinstance(value, dict) and typ == "Range":  # a range: its bounds, as quantities
                 out += [v for v in (value.get("low"), value.get("high")) if isinstance(v, dict)]
             elif value is not None:
                 out += value if isinstance(value, list) else [value]
         else:
-            out += _walk([element], part.split("."))
+            out += _walk([element], what)
     return out
 
 
