@@ -250,37 +250,76 @@ class Prepared:
 
     def _run(self, conn: Connection, many: bool, params: Any) -> list[tuple[Any, ...]]:
         sql, order, fixed = self.compiled(conn.dialect)
-        dbapi = conn.dialect.dbapi
-        cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         args = [self.args(order, fixed, p) for p in params] if many else self.args(order, fixed, params)
-        if conn.dispatch.before_cursor_execute:  # listeners still see the statement (tests, tracing)
-            conn.dispatch.before_cursor_execute(conn, cur, sql, args, None, many)
-        try:
-            if many:
-                cur.executemany(sql, args)
-                rows: list[tuple[Any, ...]] = []
-            else:
-                cur.execute(sql, args)
-                rows = list(cur.fetchall()) if cur.description is not None else []  # (an INSERT gives no rows)
-            if conn.dispatch.after_cursor_execute:  # (a statement's span ends: service/tracing/statements.py)
-                conn.dispatch.after_cursor_execute(conn, cur, sql, args, None, many)
-            return rows
-        except dbapi.Error as exc:  # type: ignore[union-attr]
-            from sqlalchemy.exc import DBAPIError
-
-            # A connection the server dropped is invalidated (the pool discards it, the pipeline retries a read),
-            # as SQLAlchemy does for the statements it runs itself.
-            dropped = conn.dialect.is_disconnect(exc, conn.connection.dbapi_connection, cur)
-            if dropped:  # (the others pooled with it are likely gone too: recycled on their next checkout)
-                conn.engine.pool._invalidate(conn.connection, exc)  # noqa: SLF001  (what SQLAlchemy itself does)
-                conn.invalidate(exc)
-            raise DBAPIError.instance(sql, None, exc, dbapi.Error, dialect=conn.dialect,  # type: ignore[union-attr]
-                                      connection_invalidated=dropped) from exc
-        finally:
-            cur.close()
+        return run_on_cursor(conn, sql, args, many)
 
     def rows(self, conn: Connection, params: dict[str, Any]) -> list[tuple[Any, ...]]:
         return self._run(conn, False, params)
 
     def many(self, conn: Connection, params: list[dict[str, Any]]) -> None:
         self._run(conn, True, params)
+
+
+def run_on_cursor(conn: Connection, sql: str, args: Any, many: bool = False) -> list[tuple[Any, ...]]:
+    """Driver SQL on the connection's DBAPI cursor: the rows (none for an executemany or an INSERT). Listeners
+    still see the statement; driver errors surface as SQLAlchemy's DBAPIError, like every other statement's."""
+    dbapi = conn.dialect.dbapi
+    cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    if conn.dispatch.before_cursor_execute:  # listeners still see the statement (tests, tracing)
+        conn.dispatch.before_cursor_execute(conn, cur, sql, args, None, many)
+    try:
+        if many:
+            cur.executemany(sql, args)
+            rows: list[tuple[Any, ...]] = []
+        else:
+            cur.execute(sql, args)
+            rows = list(cur.fetchall()) if cur.description is not None else []  # (an INSERT gives no rows)
+        if conn.dispatch.after_cursor_execute:  # (a statement's span ends: service/tracing/statements.py)
+            conn.dispatch.after_cursor_execute(conn, cur, sql, args, None, many)
+        return rows
+    except dbapi.Error as exc:  # type: ignore[union-attr]
+        from sqlalchemy.exc import DBAPIError
+
+        # A connection the server dropped is invalidated (the pool discards it, the pipeline retries a read),
+        # as SQLAlchemy does for the statements it runs itself.
+        dropped = conn.dialect.is_disconnect(exc, conn.connection.dbapi_connection, cur)
+        if dropped:  # (the others pooled with it are likely gone too: recycled on their next checkout)
+            conn.engine.pool._invalidate(conn.connection, exc)  # noqa: SLF001  (what SQLAlchemy itself does)
+            conn.invalidate(exc)
+        raise DBAPIError.instance(sql, None, exc, dbapi.Error, dialect=conn.dialect,  # type: ignore[union-attr]
+                                  connection_invalidated=dropped) from exc
+    finally:
+        cur.close()
+
+
+def select_rows(conn: Connection, stmt: Any) -> list[tuple[Any, ...]] | None:
+    """PostgreSQL: a SELECT compiled through SQLAlchemy's statement cache (the engine's, as `conn.execute` uses)
+    but run on the driver's cursor, without an execution context or a result object (most of what a search's
+    page query cost in Python). None when the statement needs what only SQLAlchemy's execution does (IN lists
+    expanded per execution, result type processing, another dialect): the caller runs it as usual."""
+    dialect = conn.dialect
+    if dialect.name != "postgresql":
+        return None
+    compiled, extracted, _, _ = stmt._compile_w_cache(  # noqa: SLF001  (what Connection.execute calls)
+        dialect, compiled_cache=conn.engine._compiled_cache, column_keys=[])  # noqa: SLF001
+    plain = getattr(compiled, "_sharedcare_plain", None)
+    if plain is None:  # (worked out once per compiled statement: they are cached)
+        plain = compiled._sharedcare_plain = not (  # type: ignore[attr-defined]  # noqa: SLF001
+            compiled.post_compile_params or compiled.literal_execute_params
+            or any(_processes_results(rc.type, dialect) for rc in compiled._result_columns))  # noqa: SLF001
+    if not plain:
+        return None
+    params = compiled.construct_params(extracted_parameters=extracted)
+    for key, process in compiled._bind_processors.items():  # noqa: SLF001  (as SQLAlchemy's execution does)
+        if key in params:
+            params[key] = process(params[key])
+    return run_on_cursor(conn, compiled.string, params)
+
+
+def _processes_results(type_: Any, dialect: Any) -> bool:
+    """Whether SQLAlchemy converts this type's values as they are read (or would decide by the driver's column
+    type, as for numbers: then yes)."""
+    try:
+        return type_._cached_result_processor(dialect, None) is not None  # noqa: SLF001
+    except Exception:  # noqa: BLE001
+        return True

@@ -12,11 +12,13 @@ import orjson
 from sqlalchemy import and_, cast, func, or_, select
 from sqlalchemy.sql.elements import ColumnElement
 
+from service.db import select_rows
 from service.fhir.decimals import redumps
 from service.fhir.outcome import Issue, OperationOutcomeError, bad_request, not_found
 from service.fhir.request import FhirRequest, FhirResponse
 from service.fhir.stored import Stored
 from service.fhir.types import RESOURCE_TYPES
+from service.ownership import parse_owners
 from service.ownership import patient_data_types as compartment_types
 from service.search import paging
 from service.search.includes import IncludeSpec, fetch_includes, parse_include
@@ -33,7 +35,6 @@ from service.search.query import (
 from service.search.render import apply_summary, check_elements, check_summary
 from service.search.tables import INDEX_TABLES, CString, sp_compartment
 from service.search.values import date_range
-from service.storage.store import row_to_stored
 from service.storage.tables import resource as R
 
 log = logging.getLogger("sharedcare.search")
@@ -295,17 +296,28 @@ def page_statement(plan: Plan, conds: list[ColumnElement[bool]], direction: str 
     return stmt.order_by(*order).limit(plan.count + 1), len(keys)
 
 
+_KEYS_AT = 7  # a page row: res_type, res_id, version, last_updated, deleted, content, owners, then the sort keys
+
+
+def _page_row(r: Any) -> Stored:
+    content = r[5]
+    return Stored(r[0], r[1], r[2], r[3], bool(r[4]), content.encode() if isinstance(content, str) else content,
+                  "", 0, parse_owners(r[6]))
+
+
 def fetch_page(conn: Any, plan: Plan, conds: list[ColumnElement[bool]], direction: str | None,
                cursor_keys: list[Any] | None) -> Page:
     stmt, nkeys = page_statement(plan, conds, direction, cursor_keys)
     backwards = direction == "prev"
-    rows = list(conn.execute(stmt))
+    rows: list[Any] | None = select_rows(conn, stmt)  # (PostgreSQL: no execution context or result object)
+    if rows is None:
+        rows = list(conn.execute(stmt))
     more = len(rows) > plan.count
     rows = rows[:plan.count]
     if backwards:
         rows.reverse()
-    stored = [row_to_stored(r) for r in rows]
-    kv = [[r._mapping[f"k{i}"] for i in range(nkeys)] for r in rows]
+    stored = [_page_row(r) for r in rows]
+    kv = [list(r[_KEYS_AT:_KEYS_AT + nkeys]) for r in rows]  # (the sort keys follow the row's own columns)
     if backwards:
         has_prev, has_next = more, True
     else:
