@@ -120,7 +120,7 @@ async def _read_body(request: Request, limit: int) -> bytes:
 # Worker threads per process for FHIR requests (SHAREDCARE_REQUEST_THREADS, default 4): one interpreter runs one
 # at a time, so threads only overlap database waits; more contend for its lock. Measured on 2 cores (wrk -c32,
 # two workers): 8 threads gave 374 creates/s, 4 gave 449, 2 gave 511; searches were the same at 2 to 8 (at 40 both
-# were slower and the p99 doubled). The rest wait their turn on the event loop.
+# were slower and the p99 doubled). The rest wait their turn in the pool's queue.
 # A thread pool of the standard library, not anyio's to_thread: its hand-off costs less under the interpreter
 # lock (2 cores, wrk -c32, alternated runs: searches 583/534 -> 763/676 req/s, reads and creates alike).
 _pool: ThreadPoolExecutor | None = None
