@@ -323,3 +323,12 @@ def _processes_results(type_: Any, dialect: Any) -> bool:
         return type_._cached_result_processor(dialect, None) is not None  # noqa: SLF001
     except Exception:  # noqa: BLE001
         return True
+
+
+def insert_from_json(table: str, columns: Any, rows: str) -> str:
+    """PostgreSQL: the SQL inserting many rows of `table` from a JSON array (`rows`: the SQL of the parameter),
+    in the array's order: one statement and one parameter however many rows (a pipelined executemany converted
+    and sent every row on its own)."""
+    cols = ", ".join(f'"{c}"' for c in columns)
+    return (f'INSERT INTO "{table}" ({cols}) SELECT {cols} FROM json_populate_recordset(NULL::"{table}", {rows}) '
+            "WITH ORDINALITY AS r ORDER BY r.ordinality")

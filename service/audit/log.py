@@ -30,7 +30,7 @@ from service.audit.group_commit import AsyncGroupCommitter, GroupCommitter
 from service.audit.rows import COLUMNS, AuditRow
 from service.audit.tables import audit_also, audit_log
 from service.clock import now_us
-from service.db import Prepared
+from service.db import Prepared, insert_from_json
 
 log = logging.getLogger("sharedcare.audit")
 
@@ -51,9 +51,7 @@ def _batch_statement(_dialect: str) -> Any:
     executemany converted and sent every row on its own: most of a group commit's CPU)."""
     from sqlalchemy import text
 
-    cols = ", ".join(VALUES)
-    return text(f"INSERT INTO {audit_log.name} ({cols}) SELECT {cols} FROM json_populate_recordset("
-                f"NULL::{audit_log.name}, CAST(:rows AS json)) WITH ORDINALITY AS r ORDER BY r.ordinality")
+    return text(insert_from_json(audit_log.name, VALUES, "CAST(:rows AS json)"))
 
 
 _BATCH = Prepared(_batch_statement)

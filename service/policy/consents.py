@@ -94,21 +94,20 @@ def _search_facts_statement(_dialect: str) -> Any:
     """PostgreSQL, one round trip for a practitioner's or system's search: the patients the caller holds an open
     break-glass grant for ('g', patient) and the (patient, consent id, version) of every consent of the people
     in the caller's care relationships or grants ('c')."""
-    from sqlalchemy import String, bindparam, func, literal, null, union, union_all
+    from sqlalchemy import String, bindparam, literal, null, union, union_all
     from sqlalchemy.dialects.postgresql import ARRAY
 
     from service.policy.relationships import related_to_any
     from service.policy.tables import break_glass as BG
 
     now = bindparam("now", type_=BG.c.expires_us.type)
-    grants = select(BG.c.patient_id).where(BG.c.subject == bindparam("subject"), BG.c.expires_us > now)
-    scope = union(related_to_any(bindparam("parties", type_=ARRAY(String)), now, func), grants)
+    open_grant = and_(BG.c.subject == bindparam("subject"), BG.c.expires_us > now)
+    scope = union(related_to_any(bindparam("parties", type_=ARRAY(String)), now),
+                  select(BG.c.patient_id).where(open_grant))
     consents = select(literal("c").label("k"), C.c.patient_id, R.c.res_id, R.c.version).select_from(
         C.join(R, and_(R.c.res_type == C.c.res_type, R.c.res_id == C.c.res_id))).where(
         C.c.res_type == "Consent", R.c.deleted.is_(False), C.c.patient_id.in_(scope))
-    granted = select(literal("g").label("k"), BG.c.patient_id, null(), null()).where(
-        BG.c.subject == bindparam("subject"), BG.c.expires_us > now)
-    return union_all(consents, granted)
+    return union_all(consents, select(literal("g").label("k"), BG.c.patient_id, null(), null()).where(open_grant))
 
 
 _SEARCH_FACTS = Prepared(_search_facts_statement)

@@ -179,16 +179,17 @@ def _related(parties: frozenset[str], at_us: int | None, dialect: str | None) ->
 
         at = bindparam("relationship_now", callable_=now_us, type_=CR.c.start_us.type)
     if dialect == "postgresql":
-        from sqlalchemy import String, func
+        from sqlalchemy import String
         from sqlalchemy.dialects.postgresql import ARRAY
 
-        keys = bindparam("relationship_parties", sorted(parties), type_=ARRAY(String))
-        return related_to_any(keys, at, func)
+        return related_to_any(bindparam("relationship_parties", sorted(parties), type_=ARRAY(String)), at)
     return select(CR.c.patient_id).where(CR.c.party.in_(sorted(parties)), _current(at))
 
 
-def related_to_any(parties: Any, at: Any, func: Any) -> Any:
+def related_to_any(parties: Any, at: Any) -> Any:
     """PostgreSQL: the patients with a relationship current at `at` to any party in the array `parties`."""
+    from sqlalchemy import func
+
     return select(CR.c.patient_id).where(CR.c.party == func.any(parties), _current(at))
 
 

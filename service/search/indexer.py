@@ -10,7 +10,7 @@ import orjson
 from sqlalchemy import Table, bindparam, delete, insert, text
 from sqlalchemy.engine import Connection
 
-from service.db import Prepared
+from service.db import Prepared, insert_from_json
 from service.search.extract import extract
 from service.search.fulltext import text_row
 from service.search.tables import INDEX_TABLES, sp_compartment, sp_text
@@ -64,11 +64,8 @@ def _pg_insert_all() -> Prepared:
     """PostgreSQL: every index table's rows in one statement, from one JSON parameter (a data-modifying CTE per
     table inserting `json_populate_recordset` of its part): a write's index rows cost one round trip and one
     parameter, however many rows and tables."""
-    ctes = []
-    for name, t in TABLES.items():
-        cols = ", ".join(f'"{c.name}"' for c in t.columns)
-        ctes.append(f'i_{name} AS (INSERT INTO "{t.name}" ({cols}) SELECT {cols} FROM '
-                    f"json_populate_recordset(NULL::\"{t.name}\", CAST(:rows AS json) -> '{name}'))")
+    ctes = [f"i_{name} AS ({insert_from_json(t.name, [c.name for c in t.columns], f'CAST(:rows AS json) -> {name!r}')})"
+            for name, t in TABLES.items()]
     return Prepared(lambda _dialect: text("WITH " + ", ".join(ctes) + " SELECT 1"))
 
 
