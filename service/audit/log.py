@@ -96,24 +96,28 @@ _INSERT_ALSO = Prepared(_also_statement)
 
 
 async def ainsert_rows(conn: Any, dialect: Any, rows: list[AuditRow]) -> None:
-    """`insert_rows` on a psycopg AsyncConnection (the caller's transaction)."""
+    """`insert_rows` on a psycopg AsyncConnection (the caller's transaction): the statements in PostgreSQL's
+    own form (`Prepared.compiled`), on a raw cursor."""
+    from psycopg import AsyncRawCursor
+
+    def statement(prepared: Prepared, values: dict[str, Any]) -> tuple[str, Any]:
+        sql, order, fixed = prepared.compiled(dialect)
+        return sql, Prepared.args(order, fixed, values, pg=True)
+
     _stamp(rows)
-    async with conn.cursor() as cur:
+    async with AsyncRawCursor(conn) as cur:
         plain = [r.values() for r in rows if len(r.patients) <= 1]
         if len(plain) == 1:
-            sql, _, fixed = _INSERT.compiled(dialect)
-            await cur.execute(sql, {**fixed, **plain[0]})
+            await cur.execute(*statement(_INSERT, plain[0]))
         elif plain:
-            sql, _, fixed = _BATCH.compiled(dialect)
-            await cur.execute(sql, {**fixed, "rows": orjson.dumps(plain).decode()})
+            await cur.execute(*statement(_BATCH, {"rows": orjson.dumps(plain).decode()}))
         for r in rows:
             if len(r.patients) > 1:
-                ret, _, fixed = _INSERT_RETURNING.compiled(dialect)
-                await cur.execute(ret, {**fixed, **r.values()})
+                await cur.execute(*statement(_INSERT_RETURNING, r.values()))
                 r.seq = (await cur.fetchone())[0]
-                also, _, fixed = _INSERT_ALSO.compiled(dialect)
-                await cur.executemany(also, [{**fixed, "patient_id": p, "seq": r.seq}
-                                             for p in dict.fromkeys(r.patients[1:])])
+                also = [statement(_INSERT_ALSO, {"patient_id": p, "seq": r.seq})
+                        for p in dict.fromkeys(r.patients[1:])]
+                await cur.executemany(also[0][0], [args for _, args in also])
 
 
 class Spool:

@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from sqlalchemy import bindparam, select, tuple_
+from sqlalchemy import bindparam, select, text, tuple_
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -48,10 +48,13 @@ AUDIT = "AuditEvent"  # kept in the audit log, not with the record (service/audi
 
 
 def _existing(conn: Connection, keys: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
-    """Which of these (type, id) exist and are not deleted: a primary-key probe each for a few (one statement,
-    compiled once), one IN query for many."""
+    """Which of these (type, id) exist and are not deleted. PostgreSQL: one statement for any number (the keys
+    as two arrays, joined on the primary key). SQLite: a primary-key probe each for a few, one IN query for many."""
     from service.storage.tables import resource as R
 
+    if conn.dialect.name == "postgresql":
+        return {(t, i) for t, i in _EXISTING_PG.rows(conn, {"types": [t for t, _ in keys],
+                                                             "ids": [i for _, i in keys]})}
     if len(keys) <= 4:
         stmt = _EXISTS.get("one")
         if stmt is None:
@@ -62,6 +65,9 @@ def _existing(conn: Connection, keys: Sequence[tuple[str, str]]) -> set[tuple[st
         tuple_(R.c.res_type, R.c.res_id).in_(list(keys)), R.c.deleted.is_(False)))}
 
 
+_EXISTING_PG = Prepared(lambda _d: text(
+    "SELECT r.res_type, r.res_id FROM resource AS r JOIN unnest(CAST(:types AS VARCHAR[]), CAST(:ids AS VARCHAR[]))"
+    " AS k(t, i) ON r.res_type = k.t AND r.res_id = k.i WHERE NOT r.deleted"))
 _EXISTS: dict[str, Any] = {}
 
 
