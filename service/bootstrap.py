@@ -36,7 +36,7 @@ def build_services(settings: Settings, db: Database | None = None) -> Services:
     audit = AuditLog(db, settings.var_dir / "audit-spool")
     store = Store(postgres=db.is_postgres,
                   listeners=[search.index_listener, relationships.Listener(policy_settings)],
-                  stampers=[authorship.stamp], identified=search.patients_identified)
+                  stampers=[authorship.stamp], identified=search.patients_identified, first_rows=search.first_rows)
     rules = WriteRules()
     rules.add("Consent", consent_rules.ConsentRules())
     workflows.add_rules(rules)

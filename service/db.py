@@ -341,16 +341,22 @@ def run_on_cursor(conn: Connection, sql: str, args: Any, many: bool = False, raw
         raise DBAPIError.instance(sql, None, exc, dbapi.Error, dialect=conn.dialect,  # type: ignore[union-attr]
                                   connection_invalidated=dropped) from exc
     finally:
-        cur.close()
+        if not raw:
+            cur.close()
 
 
 def _raw_cursor(dbapi_conn: Any) -> Any:
-    global _RawCursor
-    if _RawCursor is None:
-        from psycopg import RawCursor
+    """The connection's own RawCursor, made once and kept open with it (a cursor's making was a tenth of what
+    a short statement cost)."""
+    cur = getattr(dbapi_conn, "_sharedcare_raw_cursor", None)
+    if cur is None or cur.closed:
+        global _RawCursor
+        if _RawCursor is None:
+            from psycopg import RawCursor
 
-        _RawCursor = RawCursor
-    return _RawCursor(dbapi_conn)
+            _RawCursor = RawCursor
+        cur = dbapi_conn._sharedcare_raw_cursor = _RawCursor(dbapi_conn)
+    return cur
 
 
 _RawCursor: Any = None

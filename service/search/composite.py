@@ -4,7 +4,8 @@ definitions (`build_definitions.build_composites`).
 A composite matches when one element (the Observation itself, one of its components, one useContext, ...)
 matches every component's value. Indexing writes each component's values into its own type's table under
 the parameter name `<code>~<component>~<element>` (`code-value-quantity~1~0` is the quantity of element 0),
-so the ordinary value conditions apply, and a query joins the components of the same element:
+so the ordinary value conditions apply, and a query joins the components of the same element (an element lacking
+a value for any component could never match, and gets no rows):
 
     res_id IN (SELECT c0.res_id FROM sp_token c0 WHERE c0.param IN ('x~0~0', 'x~0~1', ...) AND <token value>
                AND EXISTS (SELECT 1 FROM sp_quantity c1 WHERE c1.res_id = c0.res_id
@@ -116,9 +117,12 @@ def composite_rows(resource: dict[str, Any], base: str, rows: dict[str, list[dic
         for i, element in enumerate(elements[:MAX_ELEMENTS]):
             if not isinstance(element, dict):
                 continue
-            for k, (ctype, expression) in enumerate(comp.components):
+            found = [_component_values(element, resource, expression) for _, expression in comp.components]
+            if not all(found):  # an element without a value for some component never matches: no rows for it
+                continue
+            for k, ((ctype, _), values) in enumerate(zip(comp.components, found, strict=True)):
                 name = comp.param(k, i)
-                for value in _component_values(element, resource, expression):
+                for value in values:
                     if ctype == "token":
                         _token_rows(name, value, rows)
                     elif ctype == "quantity":

@@ -1,7 +1,8 @@
 """The search engine: indexing on write, criteria for conditional interactions, and FHIR search.
 
 - `index_listener` runs inside every write transaction (create, update, patch, delete, bundle entries)
-  and replaces the resource's index rows, so indexes never drift from the record.
+  and replaces the resource's index rows, so indexes never drift from the record. On PostgreSQL a new
+  resource's rows go into its own insert statement instead (`first_rows`, service.storage.store).
 - `find_ids` answers conditional create/update/delete and conditional references (strict: an unknown
   parameter is an error, never ignored), with the caller's access condition: only what they may see matches.
 - `search`, `compartment` and `everything` build one SQL query (criteria AND access filter), count it,
@@ -49,6 +50,7 @@ class SearchEngine:
         self.settings = settings
         self.base = settings.fhir_base
         self._revincludes: dict[str, list[str]] | None = None
+        self.first_rows = indexer.FirstIndexRows(self.index_listener, self.base)
 
     @property
     def secret(self) -> bytes:

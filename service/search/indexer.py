@@ -64,9 +64,28 @@ def _pg_insert_all() -> Prepared:
     """PostgreSQL: every index table's rows in one statement, from one JSON parameter (a data-modifying CTE per
     table inserting `json_populate_recordset` of its part): a write's index rows cost one round trip and one
     parameter, however many rows and tables."""
-    ctes = [f"i_{name} AS ({insert_from_json(t.name, [c.name for c in t.columns], f'CAST(:rows AS json) -> {name!r}')})"
+    return Prepared(lambda _dialect: text("WITH " + ", ".join(_pg_ctes()) + " SELECT 1"))
+
+
+def _pg_ctes() -> list[str]:
+    return [f"i_{name} AS ({insert_from_json(t.name, [c.name for c in t.columns], f'CAST(:rows AS json) -> {name!r}')})"
             for name, t in TABLES.items()]
-    return Prepared(lambda _dialect: text("WITH " + ", ".join(ctes) + " SELECT 1"))
+
+
+class FirstIndexRows:
+    """PostgreSQL: a new resource's index rows written in its own insert statement (service.storage.store's
+    FirstVersionRows): the CTEs of `_pg_insert_all` over the same JSON parameter."""
+
+    def __init__(self, listener: Any, base: str) -> None:
+        self.listener = listener
+        self.base = base
+
+    def ctes(self) -> list[str]:
+        return _pg_ctes()
+
+    def rows(self, stored: Any, resource: dict[str, Any]) -> str:
+        batch = index_rows(stored.res_type, stored.res_id, resource, self.base, stored.owners)
+        return orjson.dumps(batch, default=_json_default).decode()
 
 
 def _pg_clear_all() -> Prepared:

@@ -58,6 +58,26 @@ class WriteListener(Protocol):
     def __call__(self, conn: Connection, stored: Stored, resource: dict[str, Any] | None) -> None: ...
 
 
+class FirstVersionRows(Protocol):
+    """Rows a listener writes for every new resource, which on PostgreSQL go into the resource's own insert
+    statement (data-modifying CTEs over one JSON parameter, `:rows`): a create is one round trip for the record
+    and its index. `listener` is not called for a version written so."""
+
+    listener: WriteListener
+
+    def ctes(self) -> list[str]: ...
+
+    def rows(self, stored: Stored, resource: dict[str, Any]) -> str: ...
+
+
+def _insert_with(companion: FirstVersionRows) -> Prepared:
+    cols = ", ".join(_CURRENT_VALUES)
+    values = ", ".join(f":{c}" for c in _CURRENT_VALUES)
+    ctes = [f"c AS (INSERT INTO {R.name} ({cols}) VALUES ({values}))",
+            f"v AS (INSERT INTO {V.name} ({cols}, method) VALUES ({values}, :method))", *companion.ctes()]
+    return Prepared(lambda _d: text("WITH " + ", ".join(ctes) + " SELECT 1"))
+
+
 Stamper = Callable[[Connection, dict[str, Any], Stored | None], None]
 Identified = Callable[[Connection, str, str], list[str]]
 
@@ -88,8 +108,12 @@ def row_to_stored(row: Any) -> Stored:
 
 class Store:
     def __init__(self, *, postgres: bool, listeners: Sequence[WriteListener] = (),
-                 stampers: Sequence[Stamper] = (), identified: Identified | None = None) -> None:
+                 stampers: Sequence[Stamper] = (), identified: Identified | None = None,
+                 first_rows: FirstVersionRows | None = None) -> None:
         self.postgres = postgres
+        # (PostgreSQL) a listener's rows written in a new resource's own insert (the search index's)
+        self.first_rows = first_rows
+        self._insert_with: Prepared | None = None
         # (conn, system, value) -> ids of the Patients with that identifier (the search index answers it)
         self.identified = identified
         self.listeners: list[WriteListener] = list(listeners)
@@ -154,7 +178,14 @@ class Store:
         values = {"version": version, "last_updated": lu, "deleted": deleted,
                   "content": current_text.decode() if current_text is not None else None,
                   "patient_id": primary, "owners": own_text}
-        if first and self.postgres:
+        stored = Stored(rtype, rid, version, lu, deleted, content, method, owners=owners)
+        companion = self.first_rows if first and self.postgres and resource is not None and not deleted else None
+        if companion is not None:
+            if self._insert_with is None:
+                self._insert_with = _insert_with(companion)
+            self._insert_with.rows(conn, {"res_type": rtype, "res_id": rid, "method": method, **values,
+                                          "rows": companion.rows(stored, resource)})  # type: ignore[arg-type]
+        elif first and self.postgres:
             _PG_INSERT_BOTH.rows(conn, {"res_type": rtype, "res_id": rid, "method": method, **values})
         elif first:
             _INSERT_CURRENT.rows(conn, {"res_type": rtype, "res_id": rid, **values})
@@ -168,9 +199,9 @@ class Store:
                                         "method": method, "deleted": deleted,
                                         "content": content.decode() if content is not None else None,
                                         "patient_id": primary, "owners": own_text})
-        stored = Stored(rtype, rid, version, lu, deleted, content, method, owners=owners)
         for listener in self.listeners:
-            listener(conn, stored, resource)
+            if companion is None or listener != companion.listener:
+                listener(conn, stored, resource)
         return stored
 
     def _stamp(self, conn: Connection, resource: dict[str, Any], previous: Stored | None) -> None:
