@@ -395,10 +395,13 @@ def _processes_results(type_: Any, dialect: Any) -> bool:
         return True
 
 
-def insert_from_json(table: str, columns: Any, rows: str) -> str:
+def insert_from_json(table: str, columns: Any, rows: str, *, within: str = "") -> str:
     """PostgreSQL: the SQL inserting many rows of `table` from a JSON array (`rows`: the SQL of the parameter),
     in the array's order: one statement and one parameter however many rows (a pipelined executemany converted
-    and sent every row on its own)."""
+    and sent every row on its own). `within`: a CTE holding the document as jsonb (`within(d)`), when several
+    inserts read parts of one: it is parsed once, and `rows` is a path into it (`within.d -> 'token'`)."""
     cols = ", ".join(f'"{c}"' for c in columns)
-    return (f'INSERT INTO "{table}" ({cols}) SELECT {cols} FROM json_populate_recordset(NULL::"{table}", {rows}) '
+    source = (f'{within}, jsonb_populate_recordset(NULL::"{table}", {rows})' if within
+              else f'json_populate_recordset(NULL::"{table}", {rows})')
+    return (f'INSERT INTO "{table}" ({cols}) SELECT {cols} FROM {source} '
             "WITH ORDINALITY AS r ORDER BY r.ordinality")

@@ -68,8 +68,10 @@ def _pg_insert_all() -> Prepared:
 
 
 def _pg_ctes() -> list[str]:
-    return [f"i_{name} AS ({insert_from_json(t.name, [c.name for c in t.columns], f'CAST(:rows AS json) -> {name!r}')})"
-            for name, t in TABLES.items()]
+    """The rows document parsed once (jsonb: each table's part is a lookup), then an insert per table."""
+    return ["rows_doc AS (SELECT CAST(:rows AS jsonb) AS d)"] + [
+        f"i_{name} AS ({insert_from_json(t.name, [c.name for c in t.columns], f'rows_doc.d -> {name!r}', within='rows_doc')})"
+        for name, t in TABLES.items()]
 
 
 class FirstIndexRows:
