@@ -117,8 +117,15 @@ def composite_rows(resource: dict[str, Any], base: str, rows: dict[str, list[dic
         for i, element in enumerate(elements[:MAX_ELEMENTS]):
             if not isinstance(element, dict):
                 continue
-            found = [_component_values(element, resource, expression) for _, expression in comp.components]
-            if not all(found):  # an element without a value for some component never matches: no rows for it
+            found: list[list[Any]] = []
+            for _, expression in reversed(comp.components):  # (the value last named is the one most often absent)
+                values = _component_values(element, resource, expression)
+                if not values:  # an element without a value for some component never matches: no rows for it
+                    break
+                found.append(values)
+            else:
+                found.reverse()
+            if len(found) < len(comp.components):
                 continue
             for k, ((ctype, _), values) in enumerate(zip(comp.components, found, strict=True)):
                 name = comp.param(k, i)

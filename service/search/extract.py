@@ -205,46 +205,71 @@ def can_match(expression: str, resource: dict[str, Any]) -> bool:
 
 def values_of(param: SearchParam, resource: dict[str, Any]) -> list[tuple[Any, str | None]]:
     out: list[tuple[Any, str | None]] = []
-    rtype = resource["resourceType"]
-    for (fn, type_filter), (expression, _) in zip(param.compiled(), param.expressions, strict=True):
-        plain = compile_plain(expression)
-        if plain is not None:
-            out.extend((v, type_filter) for v in plain(resource))
-            continue
-        if not can_match(expression, resource) and _empty_when_absent(expression, fn, rtype):
-            continue
-        try:
-            out.extend((v, type_filter) for v in fn(resource))
-        except Exception as exc:  # noqa: BLE001  (a definition fhirpathpy cannot evaluate: index nothing for it
-            log.debug("search parameter %s not evaluable: %s", param.code, exc)
+    for getter, type_filter in _getters(param, resource["resourceType"]):
+        out.extend((v, type_filter) for v in getter(resource))
     return out
 
 
+def _getters(param: SearchParam, rtype: str) -> list[tuple[Any, str | None]]:
+    """(a function giving the values on a resource, reference type filter) per expression of the parameter:
+    a plain path's own getter, else the FHIRPath one (skipped on a resource without the expression's leading
+    elements when it then gives nothing)."""
+    out: list[tuple[Any, str | None]] = []
+    for (fn, type_filter), (expression, _) in zip(param.compiled(), param.expressions, strict=True):
+        plain = compile_plain(expression)
+        out.append((plain if plain is not None else _fhirpath_getter(param.code, expression, fn, rtype), type_filter))
+    return out
+
+
+def _fhirpath_getter(code: str, expression: str, fn: Any, rtype: str) -> Any:
+    def get(resource: dict[str, Any]) -> list[Any]:
+        if not can_match(expression, resource) and _empty_when_absent(expression, fn, rtype):
+            return []
+        try:
+            return list(fn(resource))
+        except Exception as exc:  # noqa: BLE001  (a definition fhirpathpy cannot evaluate: index nothing for it
+            log.debug("search parameter %s not evaluable: %s", code, exc)
+            return []
+    return get
+
+
+# rtype -> (the parameters it was made from, [(code, type, getters)]): remade when the parameters change
+_PLANS: dict[str, tuple[dict[str, SearchParam], list[tuple[str, str, list[tuple[Any, str | None]]]]]] = {}
+
+
+def _plan(rtype: str) -> list[tuple[str, str, list[tuple[Any, str | None]]]]:
+    """Every parameter of the type with its getters, worked out once (per set of parameters)."""
+    params = params_for(rtype)
+    found = _PLANS.get(rtype)
+    if found is None or found[0] is not params:
+        found = _PLANS[rtype] = (params, [(code, p.type, _getters(p, rtype)) for code, p in params.items()])
+    return found[1]
+
+
 def extract(resource: dict[str, Any], base: str = "") -> Rows:
-    rtype = resource["resourceType"]
     rows: Rows = {}
-    for code, param in params_for(rtype).items():
-        ptype = param.type
-        for value, type_filter in values_of(param, resource):
-            if ptype == "token":
-                _token_rows(code, value, rows)
-            elif ptype == "string":
-                for s in _strings(value):
-                    if s.strip():
-                        rows.setdefault("string", []).append({"param": code, "value": normalize(s),
-                                                              "exact": cut(s)})
-            elif ptype == "reference":
-                _reference_rows(code, value, base, type_filter, rows)
-            elif ptype == "date":
-                _date_rows(code, value, rows)
-            elif ptype == "number":
-                num = _number(value)
-                if num is not None:
-                    rows.setdefault("number", []).append({"param": code, "value": num})
-            elif ptype == "quantity":
-                _quantity_rows(code, value, rows)
-            elif ptype == "uri" and isinstance(value, str) and value:
-                rows.setdefault("uri", []).append({"param": code, "value": cut(value)})
+    for code, ptype, getters in _plan(resource["resourceType"]):
+        for getter, type_filter in getters:
+            for value in getter(resource):
+                if ptype == "token":
+                    _token_rows(code, value, rows)
+                elif ptype == "string":
+                    for s in _strings(value):
+                        if s.strip():
+                            rows.setdefault("string", []).append({"param": code, "value": normalize(s),
+                                                                  "exact": cut(s)})
+                elif ptype == "reference":
+                    _reference_rows(code, value, base, type_filter, rows)
+                elif ptype == "date":
+                    _date_rows(code, value, rows)
+                elif ptype == "number":
+                    num = _number(value)
+                    if num is not None:
+                        rows.setdefault("number", []).append({"param": code, "value": num})
+                elif ptype == "quantity":
+                    _quantity_rows(code, value, rows)
+                elif ptype == "uri" and isinstance(value, str) and value:
+                    rows.setdefault("uri", []).append({"param": code, "value": cut(value)})
     from service.search.composite import composite_rows
 
     composite_rows(resource, base, rows)
