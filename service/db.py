@@ -348,15 +348,19 @@ def run_on_cursor(conn: Connection, sql: str, args: Any, many: bool = False, raw
 def _raw_cursor(dbapi_conn: Any) -> Any:
     """The connection's own RawCursor, made once and kept open with it (a cursor's making was a tenth of what
     a short statement cost)."""
-    cur = getattr(dbapi_conn, "_sharedcare_raw_cursor", None)
+    cur = getattr(dbapi_conn, _CURSOR_ATTR, None)
     if cur is None or cur.closed:
         global _RawCursor
         if _RawCursor is None:
             from psycopg import RawCursor
 
             _RawCursor = RawCursor
-        cur = dbapi_conn._sharedcare_raw_cursor = _RawCursor(dbapi_conn)
+        cur = _RawCursor(dbapi_conn)
+        setattr(dbapi_conn, _CURSOR_ATTR, cur)
     return cur
+
+
+_CURSOR_ATTR = "_sharedcare_raw_cursor"  # (an attribute of the psycopg connection: it lives and dies with it)
 
 
 _RawCursor: Any = None

@@ -101,20 +101,43 @@ def to_http(resp: FhirResponse, *, pretty: bool, media: str, head: bool = False,
                     media_type=f"{media}; charset=utf-8")
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    too_big = OperationOutcomeError(413, "too-costly", f"The request body is larger than the limit of {limit} "
-                                    "bytes (SHAREDCARE_MAX_BODY_BYTES)")
-    declared = request.headers.get("content-length", "")
+async def _read_body(request: Request, limit: int, declared: str) -> bytes:
+    """The body, refused (413) past `limit` bytes: at once when its Content-Length (`declared`) says so."""
+    def too_big() -> OperationOutcomeError:
+        return OperationOutcomeError(413, "too-costly", f"The request body is larger than the limit of {limit} "
+                                     "bytes (SHAREDCARE_MAX_BODY_BYTES)")
+
     if declared.isdigit() and int(declared) > limit:
-        raise too_big
+        raise too_big()
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise too_big
+            raise too_big()
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def _headers(scope: Any) -> tuple[dict[str, str], dict[str, str]]:
+    """The request's headers by (lower-case) name, read once from the ASGI scope: (the last of each name, as the
+    handlers get them; the first of each, as Starlette's `headers.get` answers)."""
+    last: dict[str, str] = {}
+    first: dict[str, str] = {}
+    for k, v in scope["headers"]:
+        name, value = k.decode("latin-1").lower(), v.decode("latin-1")
+        last[name] = value
+        first.setdefault(name, value)
+    return last, first
+
+
+def _path(request: Request) -> str:
+    """The path after /fhir/ (as Starlette's URL has it: `?`, `#` and `\\` escaped), without building a URL."""
+    found = request.path_params.get("path")
+    if found:
+        return str(found)
+    raw = request.scope["path"].replace("?", "%3F").replace("#", "%23").replace("\\", "%5C")
+    return str(raw.removeprefix("/fhir").lstrip("/"))
 
 
 # Worker threads per process for FHIR requests (SHAREDCARE_REQUEST_THREADS, default 4): one interpreter runs one
@@ -178,11 +201,12 @@ async def answer(request: Request, record: RequestRecord) -> Response:
     started = time.perf_counter()
     services = request.app.state.services
     freq: FhirRequest | None = None
-    path = request.path_params.get("path") or request.url.path.removeprefix("/fhir").lstrip("/")
-    params = [(k, v) for k, v in parse_qsl(request.url.query, keep_blank_values=True)]
+    path = _path(request)
+    params = parse_qsl(request.scope.get("query_string", b"").decode(), keep_blank_values=True)  # (as Starlette reads it)
     fmt = next((v for k, v in params if k == "_format"), None)
     pretty = next((v for k, v in params if k == "_pretty"), "false") == "true"
-    accept = request.headers.get("accept")
+    headers, first = _headers(request.scope)
+    accept = first.get("accept")
     media = _response_media(accept)
     params = [(k, v) for k, v in params if k not in ("_format", "_pretty")]
     try:
@@ -195,8 +219,8 @@ async def answer(request: Request, record: RequestRecord) -> Response:
             media = XML_MEDIA
         if media == XML_MEDIA:
             xml_type_check(path.split("/", 1)[0])  # (a type XML cannot carry: 415 before anything is read)
-        content_type = _media(request.headers.get("content-type"))
-        body = await _read_body(request, services.settings.max_body_bytes)
+        content_type = _media(first.get("content-type"))
+        body = await _read_body(request, services.settings.max_body_bytes, first.get("content-length", ""))
         if body and content_type is not None and content_type not in BODY_TYPES:
             raise OperationOutcomeError(415, "not-supported", f"Content-Type {content_type!r} is not supported; "
                                         "send application/fhir+json or application/fhir+xml")
@@ -213,7 +237,6 @@ async def answer(request: Request, record: RequestRecord) -> Response:
                        if k not in ("_format", "_pretty")]
             body = b""
         method = "GET" if request.method == "HEAD" else request.method
-        headers = {k.lower(): v for k, v in request.headers.items()}
         headers.pop("x-sharedcare-remote", None)  # never taken from a client (it goes into the audit trail)
         if request.client:
             headers["x-sharedcare-remote"] = request.client.host
@@ -237,7 +260,7 @@ async def answer(request: Request, record: RequestRecord) -> Response:
         resp = error_response(err)
     rid = resp.headers.get("X-Request-Id")
     if rid is None:  # (refused at the edge, before the pipeline)
-        rid = resp.headers["X-Request-Id"] = client_request_id(request.headers.get("x-request-id")) or (
+        rid = resp.headers["X-Request-Id"] = client_request_id(first.get("x-request-id")) or (
             freq.request_id if freq else uuid.uuid4().hex)
     rtype = path.split("/", 1)[0]
     rtype = rtype if rtype in RESOURCE_TYPES else "-"

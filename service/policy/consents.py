@@ -155,10 +155,14 @@ def _facts_parts(pid: Any, width: int, dialect: str | None = None) -> list[Any]:
 def _facts_statement(dialect: str | None = None) -> Any:
     """One round trip for everything a decision about one patient needs: their active consents ('c'),
     whether the caller has a current care relationship with them ('r') and the caller's open break-glass
-    grant for them ('g'). Built once; the parameters are bound per call."""
-    from sqlalchemy import bindparam, union_all
+    grant for them ('g'), and whether the Patient is stored, undeleted ('p': a write's reference to it needs no
+    lookup of its own). Built once; the parameters are bound per call."""
+    from sqlalchemy import bindparam, exists, literal, null, union_all
 
-    return union_all(*_facts_parts(bindparam("pid"), 2, dialect))
+    pid = bindparam("pid")
+    present = select(literal("p").label("k"), null().label("v")).where(exists().where(
+        R.c.res_type == "Patient", R.c.res_id == pid, R.c.deleted.is_(False)))  # (for a write's reference check)
+    return union_all(*_facts_parts(pid, 2, dialect), present)
 
 
 def row_and_facts_statement(dialect: str | None = None) -> Any:
@@ -203,13 +207,14 @@ def read_row_and_facts(conn: Connection, rtype: str, rid: str, base: str, params
 
 
 def patient_facts(conn: Connection, patient_id: str, base: str, *, parties: Iterable[str], subject: str | None,
-                  now_us: int) -> tuple[list[ParsedConsent], bool, str | None]:
-    """(active consents, care relationship?, open grant id) for one patient, in one query."""
+                  now_us: int) -> tuple[list[ParsedConsent], bool, str | None, bool]:
+    """(active consents, care relationship?, open grant id, does the Patient exist, undeleted?) for one patient,
+    in one query."""
     global _FACTS
     if _FACTS is None:
         _FACTS = _facts_statement()
     found: list[ParsedConsent] = []
-    related, grant = False, None
+    related, grant, present = False, None, False
     args = {"pid": patient_id, "now": now_us, "parties": sorted(parties) or [""], "subject": subject or ""}
     rows = _PG_FACTS.rows(conn, args) if conn.dialect.name == "postgresql" else conn.execute(_FACTS, args)
     for kind, value in rows:
@@ -217,6 +222,8 @@ def patient_facts(conn: Connection, patient_id: str, base: str, *, parties: Iter
             found.append(_parse(value, base))
         elif kind == "r":
             related = True
+        elif kind == "p":
+            present = True
         elif grant is None:
             grant = value
-    return found, related, grant
+    return found, related, grant, present

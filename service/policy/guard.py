@@ -83,6 +83,7 @@ class PatientFacts:
     related: bool
     grant: str | None  # the caller's open break-glass grant for this patient
     ndoo: bool | None = None  # loaded when a secondary purpose needs it
+    present: bool | None = None  # the Patient resource exists, undeleted (None: not asked)
 
 
 class PolicyGuard:
@@ -238,12 +239,18 @@ class Access:
         if found is None:
             p = self.principal
             direct = p.kind in ("practitioner", "system")
-            cs, related, grant = consents.patient_facts(
+            cs, related, grant, present = consents.patient_facts(
                 self.conn, pid, self.g.base, parties=actor_keys(p) if direct else (),
                 subject=p.subject if p.kind == "practitioner" else None, now_us=self.now)
-            found = PatientFacts(consents=cs, related=related, grant=grant)
+            found = PatientFacts(consents=cs, related=related, grant=grant, present=present)
             self._facts[pid] = found
         return found
+
+    def patient_present(self, pid: str) -> bool:
+        """Whether facts loaded in this unit of work found Patient `pid` stored and undeleted (no query: False
+        when nothing was loaded). A write's reference to its own patient needs no lookup of its own then."""
+        f = self._facts.get(pid)
+        return f is not None and f.present is True
 
     def _ndoo(self, pid: str, f: PatientFacts) -> bool:
         if f.ndoo is None:

@@ -390,6 +390,7 @@ class Repository:
             raise precondition_failed(f"{rtype}/{rid} is at version {current.version}, not {if_match} (If-Match)")
         self._access.may_write("delete", rtype, current.json(), current.owners, before=current.json())
         self.memo.pop("references.known", None)  # (a reference to what is deleted no longer resolves)
+        self.memo["references.deleted"] = True  # (nor does the policy's word that a patient exists count now)
         stored = self._store.delete(self._conn, current)
         self._saw(stored)
         return stored
@@ -424,6 +425,7 @@ class Repository:
     def savepoint(self) -> Any:
         """A SAVEPOINT on this unit of work (a batch entry that fails leaves nothing behind)."""
         self.memo.pop("references.known", None)  # (what a rolled-back entry wrote must not resolve later)
+        self.memo["references.deleted"] = True
         return self._conn.begin_nested()
 
     def store_server_owned(self, resource: dict[str, Any]) -> Stored:
@@ -518,6 +520,8 @@ class Repository:
         targets.pop((rtype, rid or ""), None)  # a resource may refer to itself
         known: set[tuple[str, str]] = self.memo.setdefault("references.known", set())  # (this unit of work's)
         keys = sorted(k for k in targets if k not in known)
+        if not self.memo.get("references.deleted"):  # the patient whose facts the policy just loaded exists
+            keys = [k for k in keys if not (k[0] == "Patient" and self._access.patient_present(k[1]))]
         if not keys:
             return
         found = _existing(self._conn, keys)

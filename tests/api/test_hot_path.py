@@ -45,6 +45,33 @@ def test_a_consented_read_is_one_select(demo, client, auth_headers):  # type: ig
     assert not [s for s in seen if "auth_revoked" in s]  # revocation: the process-wide cache
 
 
+OBSERVATION = {"resourceType": "Observation", "status": "final", "code": {"text": "Body weight"},
+               "subject": {"reference": "Patient/pat-pat"}, "valueQuantity": {"value": 72.5, "unit": "kg"}}
+
+
+def test_a_create_asks_about_its_patient_once(demo, client, auth_headers):  # type: ignore[no-untyped-def]
+    """The policy's facts about the patient also say the Patient exists: its reference needs no lookup of its
+    own; a reference to anything else still does, and one to nothing is still refused."""
+    nina = auth_headers("nurse.nina")
+    seen, stop = _statements(demo)
+    try:
+        r = client.post("/fhir/Observation", headers=nina, json=OBSERVATION)
+    finally:
+        stop()
+    assert r.status_code == 201, r.text
+    lookups = [s for s in seen if s.lstrip().upper().startswith("SELECT") and "FROM resource" in s
+               and "care_relationship" not in s]
+    assert lookups == [], lookups  # (the facts statement carries the existence of Patient/pat-pat)
+    seen, stop = _statements(demo)
+    try:
+        r = client.post("/fhir/Observation", headers=nina, json={
+            **OBSERVATION, "performer": [{"reference": "Practitioner/no-such-practitioner"}]})
+    finally:
+        stop()
+    assert r.status_code == 422 and "no-such-practitioner" in r.text, r.text
+    assert [s for s in seen if "care_relationship" not in s and "FROM resource" in s]  # looked up on its own
+
+
 def test_a_dropped_connection_is_retried_not_pinged(demo, client, auth_headers):  # type: ignore[no-untyped-def]
     if not demo.db.is_postgres:
         pytest.skip("a database server that can drop connections")
