@@ -387,7 +387,11 @@ def select_rows(conn: Connection, stmt: Any) -> list[tuple[Any, ...]] | None:
     for key, process in compiled._bind_processors.items():  # noqa: SLF001  (as SQLAlchemy's execution does)
         if key in params:
             params[key] = process(params[key])
-    return run_on_cursor(conn, compiled.string, params)
+    native = getattr(compiled, "_sharedcare_native", None)
+    if native is None:  # (PostgreSQL's own placeholders, worked out once per compiled statement, as Prepared does)
+        native = compiled._sharedcare_native = server_placeholders(compiled.string)  # type: ignore[attr-defined]
+    sql, order = native
+    return run_on_cursor(conn, sql, Prepared.args(order, {}, params, pg=True), raw=True)
 
 
 def _processes_results(type_: Any, dialect: Any) -> bool:

@@ -51,6 +51,18 @@ def test_paging_under_concurrent_inserts_returns_each_match_once(client, clean_s
         assert start <= set(seen), f"missing {len(start - set(seen))} with sort {sort!r}"
 
 
+def _explain(conn, statement, parameters):  # type: ignore[no-untyped-def]
+    """EXPLAIN a statement as it was sent: the hot path's are in PostgreSQL's own form (`$1`, positional
+    values), run on psycopg's RawCursor (service.db.run_on_cursor)."""
+    if isinstance(parameters, tuple):
+        from psycopg import RawCursor
+
+        cur = RawCursor(conn.connection.dbapi_connection)
+        cur.execute("EXPLAIN " + statement, parameters)
+        return cur.fetchall()
+    return list(conn.exec_driver_sql("EXPLAIN " + statement, parameters))
+
+
 @pytest.fixture
 def pg_session(services, backend):  # type: ignore[no-untyped-def]
     if backend != "postgresql":
@@ -177,7 +189,7 @@ def test_compartment_pages_are_driven_by_the_patient_index(clean_services, backe
                 # (reads run in autocommit, where SET LOCAL does nothing: set it for the session, then reset)
                 conn.exec_driver_sql("SET enable_seqscan = off")
                 try:
-                    plan = "\n".join(r[0] for r in conn.exec_driver_sql("EXPLAIN " + statement, parameters))
+                    plan = "\n".join(r[0] for r in _explain(conn, statement, parameters))
                 finally:
                     conn.exec_driver_sql("RESET enable_seqscan")
                 assert "ix_sp_compartment_patient" in plan and "Seq Scan" not in plan, plan
