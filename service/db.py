@@ -389,7 +389,7 @@ def select_rows(conn: Connection, stmt: Any) -> list[tuple[Any, ...]] | None:
             params[key] = process(params[key])
     native = getattr(compiled, "_sharedcare_native", None)
     if native is None:  # (PostgreSQL's own placeholders, worked out once per compiled statement, as Prepared does)
-        native = compiled._sharedcare_native = server_placeholders(compiled.string)  # type: ignore[attr-defined]
+        native = compiled._sharedcare_native = server_placeholders(compiled.string)  # type: ignore[attr-defined]  # noqa: SLF001
     sql, order = native
     return run_on_cursor(conn, sql, Prepared.args(order, {}, params, pg=True), raw=True)
 
