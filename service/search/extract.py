@@ -203,13 +203,6 @@ def can_match(expression: str, resource: dict[str, Any]) -> bool:
     return True
 
 
-def values_of(param: SearchParam, resource: dict[str, Any]) -> list[tuple[Any, str | None]]:
-    out: list[tuple[Any, str | None]] = []
-    for getter, type_filter in _getters(param, resource["resourceType"]):
-        out.extend((v, type_filter) for v in getter(resource))
-    return out
-
-
 def _getters(param: SearchParam, rtype: str) -> list[tuple[Any, str | None]]:
     """(a function giving the values on a resource, reference type filter) per expression of the parameter:
     a plain path's own getter, else the FHIRPath one (skipped on a resource without the expression's leading

@@ -86,8 +86,7 @@ class FirstIndexRows:
         return _pg_ctes()
 
     def rows(self, stored: Any, resource: dict[str, Any]) -> str:
-        batch = index_rows(stored.res_type, stored.res_id, resource, self.base, stored.owners)
-        return orjson.dumps(batch, default=_json_default).decode()
+        return rows_document(index_rows(stored.res_type, stored.res_id, resource, self.base, stored.owners))
 
 
 def _pg_clear_all() -> Prepared:
@@ -100,6 +99,11 @@ _PG_INSERT = _pg_insert_all()
 _PG_CLEAR = _pg_clear_all()
 
 
+def rows_document(batch: dict[str, list[dict[str, Any]]]) -> str:
+    """The JSON parameter of the index inserts (`_pg_ctes`): each table's rows under its name."""
+    return orjson.dumps(batch, default=_json_default).decode()
+
+
 def _json_default(value: Any) -> str:
     if isinstance(value, Decimal):
         return str(value)  # (PostgreSQL reads the number from its text, exactly as written)
@@ -109,7 +113,7 @@ def _json_default(value: Any) -> str:
 def insert_rows(conn: Connection, batch: dict[str, list[dict[str, Any]]]) -> None:
     if conn.dialect.name == "postgresql":
         if any(batch.values()):
-            _PG_INSERT.rows(conn, {"rows": orjson.dumps(batch, default=_json_default).decode()})
+            _PG_INSERT.rows(conn, {"rows": rows_document(batch)})
         return
     for name, rs in batch.items():
         if rs:

@@ -43,12 +43,17 @@ _INSERT_CURRENT = Prepared(lambda _d: insert(R).values({c: bindparam(c) for c in
 _INSERT_VERSION = Prepared(lambda _d: insert(V).values({c: bindparam(c) for c in (*_CURRENT_VALUES, "method")}))
 
 
-def _insert_both(_dialect: str) -> Any:
-    """PostgreSQL: a new resource's current row and first version in one statement (the content sent once)."""
+def _record_ctes() -> list[str]:
+    """PostgreSQL: a new resource's current row and first version, as data-modifying CTEs (the content sent once)."""
     cols = ", ".join(_CURRENT_VALUES)
     values = ", ".join(f":{c}" for c in _CURRENT_VALUES)
-    return text(f"WITH c AS (INSERT INTO {R.name} ({cols}) VALUES ({values})) "
-                f"INSERT INTO {V.name} ({cols}, method) VALUES ({values}, :method)")
+    return [f"c AS (INSERT INTO {R.name} ({cols}) VALUES ({values}))",
+            f"v AS (INSERT INTO {V.name} ({cols}, method) VALUES ({values}, :method))"]
+
+
+def _insert_both(_dialect: str) -> Any:
+    """PostgreSQL: a new resource's current row and first version in one statement."""
+    return text("WITH " + ", ".join(_record_ctes()) + " SELECT 1")
 
 
 _PG_INSERT_BOTH = Prepared(_insert_both)
@@ -71,10 +76,8 @@ class FirstVersionRows(Protocol):
 
 
 def _insert_with(companion: FirstVersionRows) -> Prepared:
-    cols = ", ".join(_CURRENT_VALUES)
-    values = ", ".join(f":{c}" for c in _CURRENT_VALUES)
-    ctes = [f"c AS (INSERT INTO {R.name} ({cols}) VALUES ({values}))",
-            f"v AS (INSERT INTO {V.name} ({cols}, method) VALUES ({values}, :method))", *companion.ctes()]
+    """`_insert_both` with a listener's rows in the same statement."""
+    ctes = [*_record_ctes(), *companion.ctes()]
     return Prepared(lambda _d: text("WITH " + ", ".join(ctes) + " SELECT 1"))
 
 
