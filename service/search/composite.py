@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from sqlalchemy import String, and_, func, literal, or_, select
+from sqlalchemy import String, and_, func, literal, or_, select, union
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.selectable import Select
 
@@ -106,11 +106,12 @@ def _component_values(element: Any, resource: dict[str, Any], expression: str) -
 
 def composite_rows(resource: dict[str, Any], base: str, rows: dict[str, list[dict[str, Any]]]) -> None:
     """Add the composite parameters' rows of `resource` to `rows` (extract's {table: [row]})."""
+    from service.search.derived import stored_composites
     from service.search.extract import _date_rows, _quantity_rows, _reference_rows, _token_rows
     from service.search.values import cut, normalize
 
     rtype = resource["resourceType"]
-    for comp in composites_for(rtype).values():
+    for comp in stored_composites(rtype):  # (not those searched over other rows: service.search.derived)
         elements: list[Any] = []
         for path in comp.bases:
             elements += [resource] if path == rtype else _walk([resource], path.split(".")[1:])
@@ -172,10 +173,17 @@ def _value_cond(ctype: str, t: Any, name: str, raw: str, cx: Any) -> ColumnEleme
 
 def composite_ids(rtype: str, comp: Composite, mod: str | None, value: str, cx: Any) -> Select[Any]:
     """SELECT res_id of `rtype` resources with one element matching every component of one of the values."""
+    from service.search.derived import derived_composite
     from service.search.query import TABLE_FOR, UnknownParameter, split_value
 
     if mod is not None:
         raise UnknownParameter(f"{comp.code}:{mod}", f"the composite parameter {comp.code!r} takes no modifiers")
+    how = derived_composite(rtype, comp.code)  # (searched over other rows: service.search.derived)
+    if how is not None and how.either:
+        either = union(*[composite_ids(rtype, composites_for(rtype)[c], None, value, cx) for c in how.either])
+        found = either.subquery()
+        return select(found.c.res_id)
+    own = how.params if how is not None else ()  # (the resource's own parameters' rows, one per component)
     first = TABLE_FOR[comp.components[0][0]].alias("c0")
     groups = 1 if comp.single else MAX_ELEMENTS
     element = func.substr(first.c.param, len(comp.param(0, 0)), type_=String)  # the element number
@@ -189,11 +197,11 @@ def composite_ids(rtype: str, comp: Composite, mod: str | None, value: str, cx: 
         for k in range(1, len(comp.components)):
             ctype = comp.components[k][0]
             t = TABLE_FOR[ctype].alias(f"c{k}_{j}")
-            same = t.c.param == (comp.param(k, 0) if comp.single
+            same = t.c.param == (own[k] if own else comp.param(k, 0) if comp.single
                                  else literal(comp.param(k, 0)[:-1], String) + element)
             conds.append(select(t.c.res_id).where(t.c.res_type == first.c.res_type, t.c.res_id == first.c.res_id,
                                                   same, _value_cond(ctype, t, comp.code, parts[k], cx)).exists())
         alternatives.append(and_(*conds))
     return select(first.c.res_id).where(first.c.res_type == rtype,
-                                        first.c.param.in_([comp.param(0, i) for i in range(groups)]),
+                                        first.c.param.in_([own[0]] if own else [comp.param(0, i) for i in range(groups)]),
                                         or_(*alternatives))

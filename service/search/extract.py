@@ -14,6 +14,7 @@ from functools import lru_cache
 from typing import Any
 
 from service.fhir.types import RESOURCE_TYPES
+from service.search.derived import sources
 from service.search.params import SearchParam, params_for
 from service.search.plainpath import compile_plain
 from service.search.values import MAX_US, MIN_US, cut, date_range, normalize, period_range
@@ -231,11 +232,14 @@ _PLANS: dict[str, tuple[dict[str, SearchParam], list[tuple[str, str, list[tuple[
 
 
 def _plan(rtype: str) -> list[tuple[str, str, list[tuple[Any, str | None]]]]:
-    """Every parameter of the type with its getters, worked out once (per set of parameters)."""
+    """Every parameter of the type that has index rows (service.search.derived), with its getters, worked out
+    once (per set of parameters)."""
     params = params_for(rtype)
     found = _PLANS.get(rtype)
     if found is None or found[0] is not params:
-        found = _PLANS[rtype] = (params, [(code, p.type, _getters(p, rtype)) for code, p in params.items()])
+        derived = sources(rtype)  # (searched over other parameters' rows: none of their own)
+        found = _PLANS[rtype] = (params, [(code, p.type, _getters(p, rtype)) for code, p in params.items()
+                                          if code not in derived])
     return found[1]
 
 
