@@ -75,10 +75,23 @@ class FirstVersionRows(Protocol):
     def rows(self, stored: Stored, resource: dict[str, Any]) -> str: ...
 
 
-def _insert_with(companion: FirstVersionRows) -> Prepared:
-    """`_insert_both` with a listener's rows in the same statement."""
+class FirstVersionQuery(Protocol):
+    """A listener that reads something for every new resource (the subscriptions to match it against): on
+    PostgreSQL its query is the last part of the resource's own insert statement (with the first version's rows),
+    and `given` is called with its rows instead of the listener."""
+
+    listener: WriteListener
+
+    def query(self) -> str: ...  # a SELECT over the insert's parameters (:res_type, :last_updated, ...)
+
+    def given(self, conn: Connection, stored: Stored, resource: dict[str, Any], rows: list[Any]) -> None: ...
+
+
+def _insert_with(companion: FirstVersionRows, query: FirstVersionQuery | None) -> Prepared:
+    """`_insert_both` with a listener's rows in the same statement, and another's query as its result."""
     ctes = [*_record_ctes(), *companion.ctes()]
-    return Prepared(lambda _d: text("WITH " + ", ".join(ctes) + " SELECT 1"))
+    tail = query.query() if query is not None else "SELECT 1"
+    return Prepared(lambda _d: text("WITH " + ", ".join(ctes) + " " + tail))
 
 
 Stamper = Callable[[Connection, dict[str, Any], Stored | None], None]
@@ -116,7 +129,9 @@ class Store:
         self.postgres = postgres
         # (PostgreSQL) a listener's rows written in a new resource's own insert (the search index's)
         self.first_rows = first_rows
-        self._insert_with: Prepared | None = None
+        # (PostgreSQL, with first_rows) a listener's query answered by a new resource's own insert
+        self.first_query: FirstVersionQuery | None = None
+        self._insert_with: tuple[FirstVersionQuery | None, Prepared] | None = None
         # (conn, system, value) -> ids of the Patients with that identifier (the search index answers it)
         self.identified = identified
         self.listeners: list[WriteListener] = list(listeners)
@@ -183,11 +198,13 @@ class Store:
                   "patient_id": primary, "owners": own_text}
         stored = Stored(rtype, rid, version, lu, deleted, content, method, owners=owners)
         companion = self.first_rows if first and self.postgres and resource is not None and not deleted else None
+        query, answer = None, None
         if companion is not None:
-            if self._insert_with is None:
-                self._insert_with = _insert_with(companion)
-            self._insert_with.rows(conn, {"res_type": rtype, "res_id": rid, "method": method, **values,
-                                          "rows": companion.rows(stored, resource)})  # type: ignore[arg-type]
+            query = self.first_query
+            if self._insert_with is None or self._insert_with[0] is not query:
+                self._insert_with = (query, _insert_with(companion, query))
+            answer = self._insert_with[1].rows(conn, {"res_type": rtype, "res_id": rid, "method": method, **values,
+                                                      "rows": companion.rows(stored, resource)})  # type: ignore[arg-type]
         elif first and self.postgres:
             _PG_INSERT_BOTH.rows(conn, {"res_type": rtype, "res_id": rid, "method": method, **values})
         elif first:
@@ -203,7 +220,9 @@ class Store:
                                         "content": content.decode() if content is not None else None,
                                         "patient_id": primary, "owners": own_text})
         for listener in self.listeners:
-            if companion is None or listener != companion.listener:
+            if query is not None and listener == query.listener:
+                query.given(conn, stored, resource, answer or [])  # type: ignore[arg-type]
+            elif companion is None or listener != companion.listener:
                 listener(conn, stored, resource)
         return stored
 

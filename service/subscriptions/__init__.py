@@ -39,5 +39,6 @@ class Subscriptions:
     def install(self, services: Any) -> None:
         self.services = services
         services.store.listeners.append(self.matcher)  # (after the search index and care relationships)
+        services.store.first_query = self.matcher  # (a create's own insert reads the subscriptions it may match)
         services.rules.add("Subscription", self.rules)
         services.app_installers.append(lambda app: self.notifier.serve())  # each serve process sends

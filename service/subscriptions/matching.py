@@ -35,21 +35,35 @@ CTX_KEY = "sharedcare.ctx"  # the writer of the unit of work (set by the Reposit
 _ACTIVE = Prepared(lambda _dialect: select(S.c.id, S.c.criteria, S.c.owner).where(
     S.c.criteria_type == bindparam("rtype"), S.c.status == "active",
     or_(S.c.end_at.is_(None), S.c.end_at > bindparam("now"))))
+# The same, as the last part of a new resource's own insert statement (service.storage.store.FirstVersionQuery):
+# a create on PostgreSQL asks for its subscriptions without a round trip of its own.
+ACTIVE_AFTER_INSERT = (f"SELECT id, criteria, owner FROM {S.name} WHERE criteria_type = :res_type AND status = "
+                       "'active' AND (end_at IS NULL OR end_at > :last_updated)")
 
 
 class Matcher:
     def __init__(self, services: Callable[[], Any], enqueued: Callable[[], None]) -> None:
         self._services = services
         self._enqueued = enqueued
+        self.listener = self
 
     def __call__(self, conn: Connection, stored: Stored, resource: dict[str, Any] | None) -> None:
+        self.given(conn, stored, resource, None)
+
+    def query(self) -> str:
+        return ACTIVE_AFTER_INSERT
+
+    def given(self, conn: Connection, stored: Stored, resource: dict[str, Any] | None, subs: list[Any] | None
+              ) -> None:
+        """`subs`: the active subscriptions to the resource's type, when its insert already read them."""
         if stored.res_type == "Subscription":
             self.register(conn, stored, resource)
             return
         if stored.deleted or resource is None or stored.res_type in spec.NOT_WATCHABLE:
             return
-        now = now_us()
-        subs = _ACTIVE.rows(conn, {"rtype": stored.res_type, "now": now})  # (on every write: compiled once)
+        now = stored.last_updated if subs is not None else now_us()
+        if subs is None:
+            subs = _ACTIVE.rows(conn, {"rtype": stored.res_type, "now": now})  # (on every write: compiled once)
         if subs:
             self._match(conn, stored, subs, now)
 
