@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime, timedelta
-from email.utils import format_datetime
 
 
 def now_us() -> int:
@@ -21,8 +20,16 @@ def fhir_instant(us: int) -> str:
     return f"{base}.{micros:06d}+00:00"
 
 
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
 def http_date(us: int) -> str:
-    return format_datetime(to_datetime(us).replace(microsecond=0), usegmt=True)
+    """RFC 9110's IMF-fixdate (`Last-Modified`), in English whatever the locale: what
+    `email.utils.format_datetime(..., usegmt=True)` gives, at half its cost (it is on every read's answer)."""
+    t = time.gmtime(us // 1_000_000)
+    return (f"{_DAYS[t.tm_wday]}, {t.tm_mday:02d} {_MONTHS[t.tm_mon - 1]} {t.tm_year:04d} "
+            f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} GMT")
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

@@ -40,7 +40,23 @@ def actor_keys(p: Principal) -> frozenset[str]:
     return frozenset(keys)
 
 
+# principal object -> its Actor: an authenticated token's principal is the same object on its later requests
+# (service.auth.authenticate's VerifiedTokens), and every decision asks for the caller's Actor
+_ACTORS: dict[int, tuple[Principal, Actor]] = {}
+
+
 def actor(p: Principal) -> Actor:
+    found = _ACTORS.get(id(p))
+    if found is not None and found[0] is p:  # (the principal is held: its id is not reused meanwhile)
+        return found[1]
+    made = _actor(p)
+    if len(_ACTORS) >= 1024:
+        _ACTORS.clear()
+    _ACTORS[id(p)] = (p, made)
+    return made
+
+
+def _actor(p: Principal) -> Actor:
     keys = actor_keys(p)
     refs = frozenset(k for k in keys if "|" not in k)
     idents = frozenset(k for k in keys if "|" in k)
