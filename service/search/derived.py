@@ -34,37 +34,47 @@ class Derived:
     either: tuple[str, ...] = ()
 
 
-# rtype -> (the parameters it was worked out from, {derived parameter: its sources}, {composite: Derived})
-_FOUND: dict[str, tuple[dict[str, SearchParam], dict[str, tuple[str, ...]], dict[str, Derived]]] = {}
+@dataclass(frozen=True)
+class _Found:
+    params: dict[str, SearchParam]  # (what it was worked out from)
+    plain: dict[str, tuple[str, ...]]  # derived parameter -> its sources
+    composites: dict[str, Derived]
+    stored: list[Composite]  # the composites with rows of their own
 
 
-def _found(rtype: str) -> tuple[dict[str, tuple[str, ...]], dict[str, Derived]]:
+_FOUND: dict[str, _Found] = {}
+
+
+def _found(rtype: str) -> _Found:
     params = params_for(rtype)
     found = _FOUND.get(rtype)
-    if found is None or found[0] is not params:
+    if found is None or found.params is not params:
         plain = _plain(params)
-        found = _FOUND[rtype] = (params, plain, _composites(rtype, params, plain))
-    return found[1], found[2]
+        derived = _composites(rtype, params, plain)
+        stored = [c for code, c in composites_for(rtype).items() if code not in derived]
+        found = _FOUND[rtype] = _Found(params, plain, derived, stored)
+    return found
 
 
 def sources(rtype: str | None) -> dict[str, tuple[str, ...]]:
     """{parameter: the parameters whose rows it is searched over} for the type's derived plain parameters."""
-    return _found(rtype)[0] if rtype is not None else {}
+    return _found(rtype).plain if rtype is not None else {}
 
 
-def names(rtype: str | None, code: str) -> tuple[str, ...]:
-    """The parameter names whose rows a search on `code` reads."""
-    return sources(rtype).get(code, (code,))
+def param_is(column: Any, rtype: str | None, code: str, suffix: str = "") -> Any:
+    """The condition on an index table's `param` column for rows of `code` (+ `suffix`, e.g. ":of-type"): its
+    sources' rows when it is derived."""
+    read = sources(rtype).get(code, (code,))
+    return column == read[0] + suffix if len(read) == 1 else column.in_([n + suffix for n in read])
 
 
 def derived_composite(rtype: str, code: str) -> Derived | None:
-    return _found(rtype)[1].get(code)
+    return _found(rtype).composites.get(code)
 
 
 def stored_composites(rtype: str) -> list[Composite]:
     """The type's composites that have index rows of their own."""
-    derived = _found(rtype)[1]
-    return [c for code, c in composites_for(rtype).items() if code not in derived]
+    return _found(rtype).stored
 
 
 def _plain(params: dict[str, SearchParam]) -> dict[str, tuple[str, ...]]:

@@ -22,7 +22,7 @@ from sqlalchemy.sql.selectable import Select
 from service.fhir.outcome import bad_request
 from service.fhir.types import RESOURCE_TYPES
 from service.search import valueset_modifiers
-from service.search.derived import names
+from service.search.derived import param_is
 from service.search.extract import parse_reference
 from service.search.params import COMMON_INDEXED, SearchParam, lookup, modifiers
 from service.search.tables import (
@@ -314,10 +314,7 @@ def _param_ids(rtype: str | None, param: SearchParam, mod: str | None, value: st
     if mod is not None and mod not in allowed and not (param.type == "reference" and mod in RESOURCE_TYPES):
         raise UnknownParameter(f"{code}:{mod}", f"search parameter {code!r} ({param.type}) does not support the "
                                f"modifier :{mod} (supported: {', '.join(':' + m for m in allowed)})")
-    read = names(rtype, code)  # (a derived parameter's rows are its sources': service.search.derived)
-    if mod == "of-type":
-        read = tuple(n + ":of-type" for n in read)
-    where_param = t.c.param == read[0] if len(read) == 1 else t.c.param.in_(read)
+    where_param = param_is(t.c.param, rtype, code, ":of-type" if mod == "of-type" else "")  # (derived: its sources)
     if rtype is None:
         base = select(t.c.res_type, t.c.res_id).where(where_param)
     else:

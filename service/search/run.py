@@ -21,7 +21,7 @@ from service.fhir.types import RESOURCE_TYPES
 from service.ownership import parse_owners
 from service.ownership import patient_data_types as compartment_types
 from service.search import paging
-from service.search.derived import names
+from service.search.derived import param_is
 from service.search.includes import IncludeSpec, fetch_includes, parse_include
 from service.search.params import lookup, params_for
 from service.search.query import (
@@ -229,9 +229,7 @@ def _sort_expr(rtype: str | None, name: str, desc: bool) -> Any:
     assert param is not None
     t = INDEX_TABLES[param.type]
     agg = func.max if desc else func.min
-    read = names(rtype, name)
-    where = [t.c.res_type == rtype, t.c.res_id == R.c.res_id, t.c.param == read[0] if len(read) == 1
-             else t.c.param.in_(read)]
+    where = [t.c.res_type == rtype, t.c.res_id == R.c.res_id, param_is(t.c.param, rtype, name)]
     if param.type == "date":
         col, null = (t.c.high if desc else t.c.low), (MIN_US if desc else MAX_US)
     elif param.type in ("number", "quantity"):

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 import orjson
-from sqlalchemy import bindparam, insert, or_, select, update
+from sqlalchemy import insert, select, text, update
 from sqlalchemy.engine import Connection
 
 from service.access.record import RequestRecord
@@ -32,13 +32,12 @@ log = logging.getLogger("sharedcare.subscriptions")
 CTX_KEY = "sharedcare.ctx"  # the writer of the unit of work (set by the Repository; the authorship stamper's too)
 
 
-_ACTIVE = Prepared(lambda _dialect: select(S.c.id, S.c.criteria, S.c.owner).where(
-    S.c.criteria_type == bindparam("rtype"), S.c.status == "active",
-    or_(S.c.end_at.is_(None), S.c.end_at > bindparam("now"))))
-# The same, as the last part of a new resource's own insert statement (service.storage.store.FirstVersionQuery):
-# a create on PostgreSQL asks for its subscriptions without a round trip of its own.
-ACTIVE_AFTER_INSERT = (f"SELECT id, criteria, owner FROM {S.name} WHERE criteria_type = :res_type AND status = "
-                       "'active' AND (end_at IS NULL OR end_at > :last_updated)")
+# The active subscriptions to a type, over a write's parameters: on its own, or on PostgreSQL as the last part
+# of a new resource's own insert statement (service.storage.store.FirstVersionQuery), so that a create asks for
+# its subscriptions without a round trip of its own.
+ACTIVE = (f"SELECT id, criteria, owner FROM {S.name} WHERE criteria_type = :res_type AND status = 'active' "
+          "AND (end_at IS NULL OR end_at > :last_updated)")
+_ACTIVE = Prepared(lambda _dialect: text(ACTIVE))
 
 
 class Matcher:
@@ -51,7 +50,7 @@ class Matcher:
         self.given(conn, stored, resource, None)
 
     def query(self) -> str:
-        return ACTIVE_AFTER_INSERT
+        return ACTIVE
 
     def given(self, conn: Connection, stored: Stored, resource: dict[str, Any] | None, subs: list[Any] | None
               ) -> None:
@@ -63,7 +62,7 @@ class Matcher:
             return
         now = stored.last_updated if subs is not None else now_us()
         if subs is None:
-            subs = _ACTIVE.rows(conn, {"rtype": stored.res_type, "now": now})  # (on every write: compiled once)
+            subs = _ACTIVE.rows(conn, {"res_type": stored.res_type, "last_updated": now})  # (compiled once)
         if subs:
             self._match(conn, stored, subs, now)
 
