@@ -128,10 +128,13 @@ class AsyncGroupCommitter:
     async def _write(self, rows: list[AuditRow]) -> None:
         try:
             if self._conn is None or self._conn.closed:
-                self._conn = await psycopg.AsyncConnection.connect(self._conninfo, connect_timeout=5,
+                self._conn = await psycopg.AsyncConnection.connect(self._conninfo, connect_timeout=5, autocommit=True,
                                                                  **self._connect_args)
-            async with self._conn.transaction():
+            if all(len(r.patients) <= 1 for r in rows):  # one INSERT: a transaction of its own (one round trip)
                 await self._insert(self._conn, rows)
+            else:
+                async with self._conn.transaction():
+                    await self._insert(self._conn, rows)
         except psycopg.Error as exc:
             if self._conn is not None and (self._conn.closed or self._conn.broken):
                 self._conn = None
