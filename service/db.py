@@ -25,6 +25,9 @@ if TYPE_CHECKING:
     from service.replica import Replica
 
 PG_CONNECT = {"connect_timeout": 5}  # seconds: an unreachable server is an error soon, not a hung request
+# The event loop's own statements (reads it runs itself, holding up every other request of its process meanwhile)
+# are cancelled after this long; the request then runs again on a worker thread, with the full statement timeout.
+LOOP_STATEMENT_SECONDS = 0.25
 
 
 def make_engine(url: str, *, pool_size: int = 5, statement_timeout: float = 0.0, pooled: bool = False) -> Engine:
@@ -122,12 +125,25 @@ class Database:
         # trips, and no isolation level to set and reset on every checkout).
         self._read_engine = _pg_engine(engine.url, self.statement_timeout, self.pooled, pool_size=10,
                                        max_overflow=10, isolation_level="AUTOCOMMIT") if pg else None
-        # and the event loop's own connection, for the reads by id it runs itself (one at a time; never waiting
-        # for the threads' pool)
-        self._loop_engine = _pg_engine(engine.url, self.statement_timeout, self.pooled, pool_size=1, max_overflow=1,
+        # and the event loop's own connection, for the reads it runs itself (one at a time; never waiting for the
+        # threads' pool); on a direct connection its statements have a bound of their own (`loop_bounded`)
+        self._loop_engine = _pg_engine(engine.url, self._loop_timeout(), self.pooled, pool_size=1, max_overflow=1,
                                        isolation_level="AUTOCOMMIT") if pg else None
         # a streaming replica for searches and exports (service/replica.py) when configured, else None
         self.replica: Replica | None = self._replica(settings) if settings is not None else None
+
+    def _loop_timeout(self) -> float:
+        if self.pooled:  # (behind a transaction pooler every statement has the role's default: service/pooler.py)
+            return self.statement_timeout
+        return min(self.statement_timeout, LOOP_STATEMENT_SECONDS) if self.statement_timeout > 0 \
+            else LOOP_STATEMENT_SECONDS
+
+    @property
+    def loop_bounded(self) -> bool:
+        """Whether a read the event loop runs itself is stopped after LOOP_STATEMENT_SECONDS of database work (the
+        loop's own connection, direct to the primary): then searches may run there too (service/api/fhir_http.py),
+        and one that runs longer moves to a worker thread (service.api.pipeline.OffLoop)."""
+        return self._loop_engine is not None and not self.pooled and self.replica is None
 
     def _replica(self, settings: Settings) -> Replica | None:
         from service.replica import Replica, configured

@@ -11,8 +11,9 @@ The request's context is frozen once authenticated; what the request touched and
 A read whose pooled connection turns out to be dead is retried once on a fresh one (no pre-ping per request).
 
 The HTTP endpoint passes `OnLoop` (PostgreSQL): the rows that would go through the group commit are left in it
-for the endpoint to await (`services.audit.acommit`) before the response leaves, and a read by id runs on the
-event loop's own thread and connection (`inline`), with no hand-off to a worker thread.
+for the endpoint to await (`services.audit.acommit`) before the response leaves, and a read by id or a small
+search runs on the event loop's own thread and connection (`inline`), with no hand-off to a worker thread; one
+that outlasts the loop's statement bound is handed back (`OffLoop`) to run again on a thread.
 """
 
 from __future__ import annotations
@@ -42,10 +43,15 @@ log = logging.getLogger("sharedcare.pipeline")
 @dataclass
 class OnLoop:
     """A request whose caller is an event loop: `rows` receives its group-commit rows (the caller awaits them);
-    `inline`: it is a read by id the loop runs itself (service.interactions.router.point_read)."""
+    `inline`: it is a read the loop runs itself (a read by id, or a small search: service/api/fhir_http.py)."""
 
     rows: list[AuditRow] = field(default_factory=list)
     inline: bool = False
+
+
+class OffLoop(Exception):  # (not an error: a request to move)
+    """A read the event loop ran itself outlasted the loop's statement bound (service.db.LOOP_STATEMENT_SECONDS):
+    nothing was answered or audited; the caller runs the request again on a worker thread."""
 
 
 def handle(req: FhirRequest, services: Services, ctx: RequestContext | None = None,
@@ -127,6 +133,8 @@ def _read(services: Services, group: _Group, r: Route, ctx: RequestContext, reco
                 resp = r.call(Repository(services, conn, ctx, record))
             break
         except DBAPIError as exc:
+            if group.inline and timed_out(exc):
+                raise OffLoop from exc
             if on_replica and services.db.replica is not None and not timed_out(exc):
                 services.db.replica.failed(exc)  # (never an error to the user: the primary answers)
                 on_replica = False

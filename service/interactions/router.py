@@ -76,6 +76,25 @@ def point_read(method: str, path: str) -> bool:
     return False
 
 
+SMALL_PAGE = 100  # (the default page is 20: service/search/run.py)
+_EXPANDING = ("_include", "_revinclude", "_has")
+
+
+def small_search(method: str, path: str, params: list[tuple[str, str]]) -> bool:
+    """Whether a request is a type search for one page of at most SMALL_PAGE resources and nothing else (no
+    `_include`, `_revinclude`, `_has` or chained parameter): its work in Python is bounded by the page, its work in
+    the database by the statement bound of whoever runs it."""
+    if method != "GET" or path not in RESOURCE_TYPES:
+        return False
+    for key, value in params:
+        if key.startswith(_EXPANDING) or "." in key:
+            return False
+        if key == "_count" and not (len(value) <= 3 and value.isascii() and value.isdigit()
+                                    and int(value) <= SMALL_PAGE):
+            return False
+    return True
+
+
 def route(req: FhirRequest, ops: Operations) -> Route:
     """The handler for a request (see `allowed` for what is refused whatever the caller)."""
     parts = [p for p in req.path.split("/") if p]
