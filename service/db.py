@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 PG_CONNECT = {"connect_timeout": 5}  # seconds: an unreachable server is an error soon, not a hung request
 # The event loop's own statements (reads it runs itself, holding up every other request of its process meanwhile)
 # are cancelled after this long; the request then runs again on a worker thread, with the full statement timeout.
-LOOP_STATEMENT_SECONDS = 0.25
+LOOP_STATEMENT_SECONDS = 0.1
 
 
 def make_engine(url: str, *, pool_size: int = 5, statement_timeout: float = 0.0, pooled: bool = False) -> Engine:
