@@ -35,6 +35,8 @@ def _dribble(port: int, payload: bytes, out: dict[str, object]) -> None:
                 got += chunk
             except TimeoutError:
                 continue
+            except OSError:  # (the server closed it: reset while this side still had bytes to send)
+                break
         while time.monotonic() - opened < HEADER_SECONDS + 15:
             try:
                 chunk = s.recv(65536)
