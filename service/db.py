@@ -28,6 +28,7 @@ PG_CONNECT = {"connect_timeout": 5}  # seconds: an unreachable server is an erro
 # The event loop's own statements (reads it runs itself, holding up every other request of its process meanwhile)
 # are cancelled after this long; the request then runs again on a worker thread, with the full statement timeout.
 LOOP_STATEMENT_SECONDS = 0.1
+HELD = "sharedcare.held"  # conn.info key of a `Database.single` unit: its held write (service/held.py)
 
 
 def make_engine(url: str, *, pool_size: int = 5, statement_timeout: float = 0.0, pooled: bool = False) -> Engine:
@@ -181,6 +182,26 @@ class Database:
             finally:
                 _release(conn)
 
+    @property
+    def single_writes(self) -> bool:
+        """Whether `single` units are available: PostgreSQL, where every autocommit statement has the configured
+        timeout (not behind a pooler whose role default differs: there writes set their own, in a transaction)."""
+        return self._read_engine is not None and (not self.pooled or pooler.role_timeout_matches())
+
+    @contextmanager
+    def single(self) -> Iterator[Connection]:
+        """(PostgreSQL, `single_writes`) a unit of work in autocommit whose one write the store holds back
+        (service/held.py) for the audit to send with its row, as one statement: no BEGIN or COMMIT round trip."""
+        from service.held import Holding
+
+        assert self._read_engine is not None
+        with self._read_engine.connect() as conn:
+            conn.info[HELD] = Holding()
+            try:
+                yield conn
+            finally:
+                _release(conn)
+
     @contextmanager
     def read(self, on_loop: bool = False, replica: bool = False) -> Iterator[Connection]:
         """A read-only unit. On PostgreSQL in autocommit (each statement sees what is committed, as READ
@@ -229,6 +250,7 @@ def _release(conn: Connection) -> None:
     """What a unit of work left on its pooled connection goes (not on one the server dropped: it is discarded)."""
     if not conn.invalidated:
         conn.info.pop("write", None)
+        conn.info.pop(HELD, None)
         conn.info.pop("sharedcare.ctx", None)
         if conn.dialect.name == "sqlite":
             _deadlines.pop(id(conn.connection.dbapi_connection), None)

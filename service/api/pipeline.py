@@ -2,7 +2,8 @@
 
 The request's context is frozen once authenticated; what the request touched and decided accumulates in its
 `RequestRecord` (filled by the Repository and the policy), from which the audit row is built:
-- a write's row is inserted in the write's own transaction (it commits with the write, or neither does);
+- a write's row is inserted in the write's own transaction (it commits with the write, or neither does); on
+  PostgreSQL a plain create's row is sent with its write as one statement (`_create`, service/held.py);
 - a read runs in a read unit (autocommit on PostgreSQL: no BEGIN/COMMIT round trips) and its row goes through
   the audit's group commit, which the response waits for; a read that opened or used a break-glass grant
   writes the grant and its row in one short write unit instead;
@@ -31,6 +32,7 @@ from service.audit.rows import AuditRow, access_row
 from service.db import timed_out
 from service.fhir.outcome import OperationOutcomeError
 from service.fhir.request import FhirRequest, FhirResponse, error_response
+from service.held import transaction_on
 from service.interactions.router import Route, allowed, route
 from service.metrics import observe_audit_commit, observe_replica_read
 from service.replica import client_key
@@ -107,12 +109,33 @@ def _handle(req: FhirRequest, services: Services, ctx: RequestContext | None, re
 
 def _write(services: Services, r: Route, ctx: RequestContext, record: RequestRecord, req: FhirRequest
            ) -> FhirResponse:
+    if r.creates is not None and services.db.single_writes and Repository.holds_create(services, r.creates):
+        return _create(services, r, ctx, record, req)
     with services.db.write() as conn:
         repo = Repository(services, conn, ctx, record)
         resp = r.call(repo)
         services.after_access(repo, req, resp)
         services.audit.insert(conn, [_row(ctx, record, req, resp)])
     if services.db.replica is not None:  # (this client's searches wait for the replica to have it)
+        services.db.replica.wrote(client_key(ctx))
+    return resp
+
+
+def _create(services: Services, r: Route, ctx: RequestContext, record: RequestRecord, req: FhirRequest
+            ) -> FhirResponse:
+    """A plain create (PostgreSQL): in autocommit, its one write held back (service/held.py) and sent with its
+    audit row as one statement, its own transaction. When more must be written with them (a break-glass grant, a
+    subscription's delivery, a row's pointers to several patients), all of it goes in a transaction on the same
+    connection instead. A refusal, or an error before the write is sent, has written nothing."""
+    with services.db.single() as conn:
+        repo = Repository(services, conn, ctx, record)
+        resp = r.call(repo)
+        alone = not (record.flagged or record.candidates or record.btg_request)
+        if not (alone and services.audit.insert_with_held(conn, _row(ctx, record, req, resp))):
+            with transaction_on(conn):
+                services.after_access(repo, req, resp)
+                services.audit.insert(conn, [_row(ctx, record, req, resp)])
+    if services.db.replica is not None:
         services.db.replica.wrote(client_key(ctx))
     return resp
 

@@ -25,7 +25,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from service import pooler
+from service import held, pooler
 from service.audit.group_commit import AsyncGroupCommitter, GroupCommitter
 from service.audit.rows import COLUMNS, AuditRow
 from service.audit.tables import audit_also, audit_log
@@ -77,6 +77,26 @@ def insert_rows(conn: Connection, rows: list[AuditRow]) -> None:
         if len(r.patients) > 1:
             r.seq = conn.execute(insert(audit_log).returning(audit_log.c.seq), r.values()).scalar_one()
             conn.execute(insert(audit_also), [{"patient_id": p, "seq": r.seq} for p in dict.fromkeys(r.patients[1:])])
+
+
+# A row joining a held write (service/held.py): written with it, over its `go`, in one statement
+_HELD_ROW = (f"a AS (INSERT INTO {audit_log.name} ({', '.join(VALUES)}) "
+             f"SELECT {', '.join(':a_' + name for name in VALUES)} FROM go)")
+
+
+def insert_with_held(conn: Connection, row: AuditRow) -> bool:
+    """(A `Database.single` unit) the access's row, sent with the unit's held write as one statement (or alone when
+    nothing was held); False when nothing was written: the write could not go on its own, or the row names several
+    patients (it needs its `audit_also` pointers). The caller then writes both in a transaction."""
+    if len(row.patients) > 1:
+        return False
+    holding = held.holding(conn)
+    pending = holding.held if holding is not None else None
+    if pending is None:
+        insert_rows(conn, [row])
+        return True
+    _stamp([row])
+    return held.send_with(conn, pending, [_HELD_ROW], {"a_" + k: v for k, v in row.values().items()})
 
 
 def _returning_statement(dialect: str) -> Any:
@@ -204,6 +224,9 @@ class AuditLog:
 
     def insert(self, conn: Connection, rows: list[AuditRow]) -> None:
         insert_rows(conn, rows)
+
+    def insert_with_held(self, conn: Connection, row: AuditRow) -> bool:
+        return insert_with_held(conn, row)
 
     def commit(self, rows: list[AuditRow]) -> None:
         """Durable before this returns: the group commit, or the spool when the database cannot take them."""

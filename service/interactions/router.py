@@ -26,6 +26,7 @@ class Route:
     call: Call
     writes: bool
     interaction: str
+    creates: str | None = None  # a plain create's type (its write may be sent with its audit row: pipeline)
 
 
 def _method_not_allowed(method: str, what: str, allowed: str) -> OperationOutcomeError:
@@ -128,7 +129,7 @@ def route(req: FhirRequest, ops: Operations) -> Route:
         if m == "GET":
             return Route(_search(req, rtype), False, "search-type")
         if m == "POST":
-            return Route(lambda s: crud.create(req, s, rtype), True, "create")
+            return Route(lambda s: crud.create(req, s, rtype), True, "create", rtype)
         if m == "PUT":
             return Route(lambda s: crud.conditional_update(req, s, rtype), True, "update")
         if m == "DELETE":

@@ -120,6 +120,8 @@ def generation(conn: Connection) -> int:
 class Listener:
     """Store write listener: replaces the relationship rows of a written source resource."""
 
+    acts_on = frozenset({*SOURCES, "Consent"})  # (service.storage.store.Store.quiet)
+
     def __init__(self, settings: PolicySettings) -> None:
         self.settings = settings
 

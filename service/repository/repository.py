@@ -302,6 +302,13 @@ class Repository:
         return f"{rtype}/{found[0].res_id}"
 
     # -- writes -------------------------------------------------------------------------------------
+    @staticmethod
+    def holds_create(services: Any, rtype: str) -> bool:
+        """Whether a create of this type writes nothing but the new resource (no write rule, not the audit log's,
+        no listener of its own): then a `Database.single` unit holds it back for the audit to send with its row
+        (service/held.py)."""
+        return rtype != AUDIT and not services.rules.of(rtype) and services.store.quiet(rtype)
+
     def create(self, resource: dict[str, Any], *, assigned_id: str | None = None, change: Change | None = None
                ) -> Stored:
         """A new resource with a server-assigned id (`assigned_id`: planned by a transaction)."""

@@ -67,9 +67,10 @@ def _pg_insert_all() -> Prepared:
     return Prepared(lambda _dialect: text("WITH " + ", ".join(_pg_ctes()) + " SELECT 1"))
 
 
-def _pg_ctes() -> list[str]:
-    """The rows document parsed once (jsonb: each table's part is a lookup), then an insert per table."""
-    return ["rows_doc AS (SELECT CAST(:rows AS jsonb) AS d)"] + [
+def _pg_ctes(guarded: bool = False) -> list[str]:
+    """The rows document parsed once (jsonb: each table's part is a lookup), then an insert per table. `guarded`:
+    none when the CTE `go` has no row (service/held.py)."""
+    return [f"rows_doc AS (SELECT CAST(:rows AS jsonb) AS d{' FROM go' if guarded else ''})"] + [
         f"i_{name} AS ({insert_from_json(t.name, [c.name for c in t.columns], f'rows_doc.d -> {name!r}', within='rows_doc')})"
         for name, t in TABLES.items()]
 
@@ -82,8 +83,8 @@ class FirstIndexRows:
         self.listener = listener
         self.base = base
 
-    def ctes(self) -> list[str]:
-        return _pg_ctes()
+    def ctes(self, guarded: bool = False) -> list[str]:
+        return _pg_ctes(guarded)
 
     def rows(self, stored: Any, resource: dict[str, Any]) -> str:
         return rows_document(index_rows(stored.res_type, stored.res_id, resource, self.base, stored.owners))

@@ -24,7 +24,7 @@ from sqlalchemy import and_, bindparam, insert, or_, select, text, tuple_, updat
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
-from service import ownership
+from service import held, ownership
 from service.clock import fhir_instant, now_us
 from service.db import Prepared
 from service.fhir.decimals import decimals_of, restore
@@ -43,12 +43,14 @@ _INSERT_CURRENT = Prepared(lambda _d: insert(R).values({c: bindparam(c) for c in
 _INSERT_VERSION = Prepared(lambda _d: insert(V).values({c: bindparam(c) for c in (*_CURRENT_VALUES, "method")}))
 
 
-def _record_ctes() -> list[str]:
-    """PostgreSQL: a new resource's current row and first version, as data-modifying CTEs (the content sent once)."""
+def _record_ctes(guarded: bool = False) -> list[str]:
+    """PostgreSQL: a new resource's current row and first version, as data-modifying CTEs (the content sent once).
+    `guarded`: written only when the CTE `go` has its row (service/held.py)."""
     cols = ", ".join(_CURRENT_VALUES)
     values = ", ".join(f":{c}" for c in _CURRENT_VALUES)
-    return [f"c AS (INSERT INTO {R.name} ({cols}) VALUES ({values}))",
-            f"v AS (INSERT INTO {V.name} ({cols}, method) VALUES ({values}, :method))"]
+    source = (lambda v: f"SELECT {v} FROM go") if guarded else (lambda v: f"VALUES ({v})")
+    return [f"c AS (INSERT INTO {R.name} ({cols}) {source(values)})",
+            f"v AS (INSERT INTO {V.name} ({cols}, method) {source(values + ', :method')})"]
 
 
 def _insert_both(_dialect: str) -> Any:
@@ -70,7 +72,7 @@ class FirstVersionRows(Protocol):
 
     listener: WriteListener
 
-    def ctes(self) -> list[str]: ...
+    def ctes(self, guarded: bool = False) -> list[str]: ...  # (`guarded`: only when `go` has its row)
 
     def rows(self, stored: Stored, resource: dict[str, Any]) -> str: ...
 
@@ -80,7 +82,7 @@ class FirstVersionQuery(Protocol):
     PostgreSQL its query is the last part of the resource's own insert statement (with the first version's rows),
     and `given` is called with its rows instead of the listener."""
 
-    listener: WriteListener
+    listener: WriteListener  # (its `acts_on`: the types it writes for itself, beyond the deliveries `given` queues)
 
     def query(self) -> str: ...  # a SELECT over the insert's parameters (:res_type, :last_updated, ...)
 
@@ -92,6 +94,18 @@ def _insert_with(companion: FirstVersionRows, query: FirstVersionQuery | None) -
     ctes = [*_record_ctes(), *companion.ctes()]
     tail = query.query() if query is not None else "SELECT 1"
     return Prepared(lambda _d: text("WITH " + ", ".join(ctes) + " " + tail))
+
+
+def _held_with(companion: FirstVersionRows, query: FirstVersionQuery | None) -> tuple[tuple[str, ...], str]:
+    """`_insert_with` held (service/held.py): written only when the query finds nothing (no subscription whose
+    delivery would have to be queued with it), whose rows are then the statement's result."""
+    if query is None:
+        head = ["go AS (SELECT 1)"]
+        tail = "SELECT 1 WHERE false"
+    else:
+        head = [f"s AS ({query.query()})", "go AS (SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM s))"]
+        tail = "SELECT * FROM s"
+    return (*head, *_record_ctes(guarded=True), *companion.ctes(guarded=True)), tail
 
 
 Stamper = Callable[[Connection, dict[str, Any], Stored | None], None]
@@ -132,6 +146,7 @@ class Store:
         # (PostgreSQL, with first_rows) a listener's query answered by a new resource's own insert
         self.first_query: FirstVersionQuery | None = None
         self._insert_with: tuple[FirstVersionQuery | None, Prepared] | None = None
+        self._held_with: tuple[FirstVersionQuery | None, tuple[tuple[str, ...], str]] | None = None
         # (conn, system, value) -> ids of the Patients with that identifier (the search index answers it)
         self.identified = identified
         self.listeners: list[WriteListener] = list(listeners)
@@ -198,14 +213,18 @@ class Store:
                   "patient_id": primary, "owners": own_text}
         stored = Stored(rtype, rid, version, lu, deleted, content, method, owners=owners)
         companion = self.first_rows if first and self.postgres and resource is not None and not deleted else None
-        query, answer = None, None
         if companion is not None:
-            query = self.first_query
-            if self._insert_with is None or self._insert_with[0] is not query:
-                self._insert_with = (query, _insert_with(companion, query))
-            answer = self._insert_with[1].rows(conn, {"res_type": rtype, "res_id": rid, "method": method, **values,
-                                                      "rows": companion.rows(stored, resource)})  # type: ignore[arg-type]
-        elif first and self.postgres:
+            params = {"res_type": rtype, "res_id": rid, "method": method, **values,
+                      "rows": companion.rows(stored, resource)}  # type: ignore[arg-type]
+            holding = held.holding(conn)
+            if holding is not None:
+                self._hold(holding, companion, stored, resource, params)  # type: ignore[arg-type]
+            else:
+                self._first(conn, companion, stored, resource, params)  # type: ignore[arg-type]
+            return stored
+        if held.holding(conn) is not None:  # (autocommit: it would not be part of anything)
+            raise RuntimeError(f"only a new resource can be held, not {method} {rtype}/{rid}")
+        if first and self.postgres:
             _PG_INSERT_BOTH.rows(conn, {"res_type": rtype, "res_id": rid, "method": method, **values})
         elif first:
             _INSERT_CURRENT.rows(conn, {"res_type": rtype, "res_id": rid, **values})
@@ -220,11 +239,42 @@ class Store:
                                         "content": content.decode() if content is not None else None,
                                         "patient_id": primary, "owners": own_text})
         for listener in self.listeners:
-            if query is not None and listener == query.listener:
-                query.given(conn, stored, resource, answer or [])  # type: ignore[arg-type]
-            elif companion is None or listener != companion.listener:
-                listener(conn, stored, resource)
+            listener(conn, stored, resource)
         return stored
+
+    def _first(self, conn: Connection, companion: FirstVersionRows, stored: Stored, resource: dict[str, Any],
+               params: dict[str, Any]) -> None:
+        """(PostgreSQL) a new resource with its companion's rows, and the query's answer given to its listener."""
+        query = self.first_query
+        if self._insert_with is None or self._insert_with[0] is not query:
+            self._insert_with = (query, _insert_with(companion, query))
+        answer = self._insert_with[1].rows(conn, params)
+        for listener in self.listeners:
+            if query is not None and listener == query.listener:
+                query.given(conn, stored, resource, answer)
+            elif listener != companion.listener:
+                listener(conn, stored, resource)
+
+    def _hold(self, holding: held.Holding, companion: FirstVersionRows, stored: Stored, resource: dict[str, Any],
+              params: dict[str, Any]) -> None:
+        """(A `Database.single` unit) `_first`, held back for the audit row to join it (service/held.py)."""
+        if not self.quiet(stored.res_type):
+            raise RuntimeError(f"a new {stored.res_type} cannot be held: its listeners write too")
+        if self._held_with is None or self._held_with[0] is not self.first_query:
+            self._held_with = (self.first_query, _held_with(companion, self.first_query))
+        ctes, tail = self._held_with[1]
+        holding.hold(held.Held(ctes, tail, params, lambda conn: self._first(conn, companion, stored, resource, params)))
+
+    def quiet(self, rtype: str) -> bool:
+        """(PostgreSQL) whether a new resource of this type writes nothing beyond its record, its index rows and
+        its subscriptions' deliveries (which its held statement checks for): then it can be held (service/held.py)."""
+        if self.first_rows is None:
+            return False
+        for listener in self.listeners:
+            acts_on = getattr(listener, "acts_on", None)  # (the types it writes for on its own; None: every type)
+            if listener != self.first_rows.listener and (acts_on is None or rtype in acts_on):
+                return False
+        return True
 
     def _stamp(self, conn: Connection, resource: dict[str, Any], previous: Stored | None) -> None:
         for stamper in self.stampers:

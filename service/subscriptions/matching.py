@@ -41,6 +41,8 @@ _ACTIVE = Prepared(lambda _dialect: text(ACTIVE))
 
 
 class Matcher:
+    acts_on = frozenset({"Subscription"})  # (its registry row; deliveries the held statement checks for)
+
     def __init__(self, services: Callable[[], Any], enqueued: Callable[[], None]) -> None:
         self._services = services
         self._enqueued = enqueued

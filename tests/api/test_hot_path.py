@@ -1,6 +1,7 @@
-"""The read path costs only what it must: a consented read by id is one SELECT (the resource with the facts the
-policy needs), with the token's verification and revocation state held between requests; a pooled connection
-the database dropped is retried (a read) or answered 503 (a write), not pinged before every request; no pydantic model is built on the way.
+"""The hot path costs only what it must: a consented read by id is one SELECT (the resource with the facts the
+policy needs), a create two statements on PostgreSQL (the facts, then the record with its audit row), with the
+token's verification and revocation state held between requests; a pooled connection the database dropped is
+retried (a read) or answered 503 (a write), not pinged before every request; no pydantic model is built on the way.
 On SQLite and PostgreSQL."""
 
 from __future__ import annotations
@@ -62,6 +63,10 @@ def test_a_create_asks_about_its_patient_once(demo, client, auth_headers):  # ty
     lookups = [s for s in seen if s.lstrip().upper().startswith("SELECT") and "FROM resource" in s
                and "care_relationship" not in s]
     assert lookups == [], lookups  # (the facts statement carries the existence of Patient/pat-pat)
+    if demo.db.is_postgres:  # the record, its index rows and its audit row: one statement, no BEGIN or COMMIT
+        writes = [s for s in seen if "INSERT INTO resource" in s or "INSERT INTO audit_log" in s
+                  or s.strip().upper() in ("BEGIN", "COMMIT")]
+        assert len(writes) == 1 and "INSERT INTO audit_log" in writes[0] and 'INSERT INTO "sp_token"' in writes[0]
     seen, stop = _statements(demo)
     try:
         r = client.post("/fhir/Observation", headers=nina, json={
