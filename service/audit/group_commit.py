@@ -130,7 +130,7 @@ class AsyncGroupCommitter:
             if self._conn is None or self._conn.closed:
                 self._conn = await psycopg.AsyncConnection.connect(self._conninfo, connect_timeout=5, autocommit=True,
                                                                  **self._connect_args)
-            if all(len(r.patients) <= 1 for r in rows):  # one INSERT: a transaction of its own (one round trip)
+            if not any(r.pointed for r in rows):  # one INSERT: a transaction of its own (one round trip)
                 await self._insert(self._conn, rows)
             else:
                 async with self._conn.transaction():

@@ -68,13 +68,13 @@ def _stamp(rows: list[AuditRow]) -> None:
 def insert_rows(conn: Connection, rows: list[AuditRow]) -> None:
     """Insert rows in the caller's transaction (and their `audit_also` pointers)."""
     _stamp(rows)
-    plain = [r for r in rows if len(r.patients) <= 1]
+    plain = [r for r in rows if not r.pointed]
     if len(plain) == 1:  # (a write's own row: one plain execute, not a pipelined executemany)
         _INSERT.rows(conn, plain[0].values())
     elif plain:
         _INSERT.many(conn, [r.values() for r in plain])
     for r in rows:
-        if len(r.patients) > 1:
+        if r.pointed:
             r.seq = conn.execute(insert(audit_log).returning(audit_log.c.seq), r.values()).scalar_one()
             conn.execute(insert(audit_also), [{"patient_id": p, "seq": r.seq} for p in dict.fromkeys(r.patients[1:])])
 
@@ -88,7 +88,7 @@ def insert_with_held(conn: Connection, row: AuditRow) -> bool:
     """(A `Database.single` unit) the access's row, sent with the unit's held write as one statement (or alone when
     nothing was held); False when nothing was written: the write could not go on its own, or the row names several
     patients (it needs its `audit_also` pointers). The caller then writes both in a transaction."""
-    if len(row.patients) > 1:
+    if row.pointed:
         return False
     holding = held.holding(conn)
     pending = holding.held if holding is not None else None
@@ -126,13 +126,13 @@ async def ainsert_rows(conn: Any, dialect: Any, rows: list[AuditRow]) -> None:
 
     _stamp(rows)
     async with AsyncRawCursor(conn) as cur:
-        plain = [r.values() for r in rows if len(r.patients) <= 1]
+        plain = [r.values() for r in rows if not r.pointed]
         if len(plain) == 1:
             await cur.execute(*statement(_INSERT, plain[0]))
         elif plain:
             await cur.execute(*statement(_BATCH, {"rows": orjson.dumps(plain).decode()}))
         for r in rows:
-            if len(r.patients) > 1:
+            if r.pointed:
                 await cur.execute(*statement(_INSERT_RETURNING, r.values()))
                 r.seq = (await cur.fetchone())[0]
                 also = [statement(_INSERT_ALSO, {"patient_id": p, "seq": r.seq})

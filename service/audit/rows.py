@@ -46,6 +46,12 @@ class AuditRow:
     def patient_id(self) -> str | None:
         return self.patients[0] if self.patients else None
 
+    @property
+    def pointed(self) -> bool:
+        """Whether the row names several patients: its `audit_also` pointers need its `seq`, so it is never one
+        INSERT of its own (service/audit/log.py)."""
+        return len(self.patients) > 1
+
     def values(self) -> dict[str, Any]:
         """The audit_log row (without seq), `detail` as compact JSON carrying every person reached."""
         detail = dict(self.detail)
