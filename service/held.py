@@ -27,6 +27,8 @@ from service.db import HELD, Prepared
 
 @dataclass(frozen=True)
 class Held:
+    """A unit's one write, not sent yet."""
+
     ctes: tuple[str, ...]  # `go AS (...)` first, then the write's CTEs, each writing only `FROM go`
     tail: str  # the statement's result: rows when `go` had none (then nothing was written)
     params: dict[str, Any]
