@@ -52,15 +52,18 @@ def holding(conn: Connection) -> Holding | None:
     return found
 
 
-_STATEMENTS: dict[str, Prepared] = {}  # (a handful: one per listener set and audit row shape)
+# (a handful: one per listener set and audit row shape; keyed by the parts, whose string hashes are kept, not by
+# the joined SQL, which would be built and hashed anew for every create)
+_STATEMENTS: dict[tuple[tuple[str, ...], str, tuple[str, ...]], Prepared] = {}
 
 
-def send_with(conn: Connection, held: Held, ctes: list[str], params: dict[str, Any]) -> bool:
+def send_with(conn: Connection, held: Held, ctes: tuple[str, ...], params: dict[str, Any]) -> bool:
     """The held write with more CTEs over `go` (the audit row), as one statement; False when nothing was written."""
-    sql = "WITH " + ", ".join((*held.ctes, *ctes)) + " " + held.tail
-    prepared = _STATEMENTS.get(sql)
+    key = (held.ctes, held.tail, ctes)
+    prepared = _STATEMENTS.get(key)
     if prepared is None:
-        prepared = _STATEMENTS[sql] = Prepared(lambda _dialect: text(sql))
+        sql = "WITH " + ", ".join((*held.ctes, *ctes)) + " " + held.tail
+        prepared = _STATEMENTS[key] = Prepared(lambda _dialect: text(sql))
     return not prepared.rows(conn, {**held.params, **params})
 
 

@@ -80,8 +80,8 @@ def insert_rows(conn: Connection, rows: list[AuditRow]) -> None:
 
 
 # A row joining a held write (service/held.py): written with it, over its `go`, in one statement
-_HELD_ROW = (f"a AS (INSERT INTO {audit_log.name} ({', '.join(VALUES)}) "
-             f"SELECT {', '.join(':a_' + name for name in VALUES)} FROM go)")
+_HELD_ROW = ((f"a AS (INSERT INTO {audit_log.name} ({', '.join(VALUES)}) "
+              f"SELECT {', '.join(':a_' + name for name in VALUES)} FROM go)"),)
 
 
 def insert_with_held(conn: Connection, row: AuditRow) -> bool:
@@ -96,7 +96,7 @@ def insert_with_held(conn: Connection, row: AuditRow) -> bool:
         insert_rows(conn, [row])
         return True
     _stamp([row])
-    return held.send_with(conn, pending, [_HELD_ROW], {"a_" + k: v for k, v in row.values().items()})
+    return held.send_with(conn, pending, _HELD_ROW, {"a_" + k: v for k, v in row.values().items()})
 
 
 def _returning_statement(dialect: str) -> Any:
